@@ -1,0 +1,428 @@
+package fragment
+
+import (
+	"time"
+)
+
+// Defaults of the Cutter.
+const (
+	DefaultTarget      = 2 * time.Second
+	DefaultMaxDuration = 30 * time.Second
+	DefaultMaxBytes    = 64 << 20
+	// MinTarget and MaxTarget bound the configurable target duration.
+	MinTarget = 500 * time.Millisecond
+	MaxTarget = 10 * time.Second
+	// DiscontinuityThreshold is the gap or overlap between two fragments
+	// above which the second one is flagged discontinuous.
+	DiscontinuityThreshold = 50 * time.Millisecond
+)
+
+// Cutter turns the samples of one ingest session into keyframe-aligned
+// fragments. A fragment starts on a keyframe of the leading track (the first
+// video track, else the first track) and is cut at the first leading
+// keyframe at or after Target. A GOP that outgrows MaxDuration or MaxBytes is
+// dropped up to the next keyframe and reported through OnDrop; it is never
+// emitted as a broken fragment.
+//
+// Samples are copied into buffers owned by the Cutter, so callers may reuse
+// their payload buffers. A Cutter is not safe for concurrent use: one
+// goroutine owns it.
+type Cutter struct {
+	// Target duration of a fragment. Default DefaultTarget (2 s).
+	Target time.Duration
+	// MaxDuration is the hard cap on a fragment's duration. Default 30 s.
+	MaxDuration time.Duration
+	// MaxBytes is the hard cap on a fragment's payload size. Default 64 MiB.
+	MaxBytes int64
+	// Emit receives every closed fragment. The fragment, its samples and
+	// their payloads are valid only until Emit returns.
+	Emit func(*Fragment)
+	// OnDrop, when set, is told when samples are dropped: err is
+	// ErrGOPTooLong or ErrGOPTooLarge, samples and bytes what was dropped.
+	OnDrop func(err error, samples int, bytes int64)
+
+	tracks  []Track
+	leader  int
+	pending []Track // codec config to apply at the next leading keyframe
+	hasPend bool
+
+	started bool // a fragment is open
+	origin  []int64
+	haveOrg bool
+
+	cur, next *arena
+	frag      Fragment
+	carry     [][]Sample // scratch for samples carried to the next fragment
+
+	curStartNs  int64 // session time of the open fragment's first keyframe (ns)
+	curStart    int64 // producer time (Unix ns) of the open fragment
+	lastLeader  Sample
+	haveLast    bool
+	prevEnd     int64 // producer end of the previous emitted fragment
+	havePrev    bool
+	forceDisc   bool
+	clockSource string
+	hash        string
+}
+
+type arena struct {
+	buf     []byte
+	samples [][]Sample
+	bytes   int64
+}
+
+func (a *arena) reset(n int) {
+	a.buf = a.buf[:0]
+	a.bytes = 0
+	if cap(a.samples) < n {
+		a.samples = make([][]Sample, n)
+	}
+	a.samples = a.samples[:n]
+	for i := range a.samples {
+		a.samples[i] = a.samples[i][:0]
+	}
+}
+
+func (a *arena) add(track int, s Sample) {
+	start := len(a.buf)
+	a.buf = append(a.buf, s.Payload...)
+	s.Payload = a.buf[start:len(a.buf):len(a.buf)]
+	a.samples[track] = append(a.samples[track], s)
+	a.bytes += int64(len(s.Payload))
+}
+
+// Reset starts a new ingest session with the given tracks. The fragment in
+// progress, if any, is closed first. The first fragment of the new session
+// is flagged discontinuous when discontinuity is true (a reconnect); the
+// very first fragment of a stream is flagged only if a gap from prevEnd
+// (the end of the stream's last fragment, zero if none) exists.
+func (c *Cutter) Reset(tracks []Track, discontinuity bool) {
+	c.Flush()
+	c.setTracks(tracks)
+	c.leader = 0
+	for i, t := range c.tracks {
+		if t.Kind == KindVideo {
+			c.leader = i
+			break
+		}
+	}
+	c.hasPend = false
+	c.haveOrg = false
+	c.haveLast = false
+	if cap(c.origin) < len(tracks) {
+		c.origin = make([]int64, len(tracks))
+	}
+	c.origin = c.origin[:len(tracks)]
+	if c.cur == nil {
+		c.cur, c.next = &arena{}, &arena{}
+	}
+	c.cur.reset(len(tracks))
+	c.next.reset(len(tracks))
+	if discontinuity {
+		c.forceDisc = true
+	}
+}
+
+// SetPrevious tells the Cutter where the stream's previous fragment ended
+// (for example after a restart), so the first fragment is flagged
+// discontinuous when it does not abut.
+func (c *Cutter) SetPrevious(end time.Time) {
+	c.prevEnd = end.UnixNano()
+	c.havePrev = true
+}
+
+// SetClockSource records the clock source of the samples that follow
+// (ClockReceive or ClockRTCP); it is copied into each fragment's metadata.
+func (c *Cutter) SetClockSource(src string) { c.clockSource = src }
+
+// MarkDiscontinuity flags the next fragment as discontinuous (for example
+// after samples were lost upstream or the producer clock stepped).
+func (c *Cutter) MarkDiscontinuity() { c.forceDisc = true }
+
+// Tracks returns the tracks of the current session.
+func (c *Cutter) Tracks() []Track { return c.tracks }
+
+// SetTracks changes the codec configuration mid-session (a new SPS, say).
+// The fragment in progress is closed at the next keyframe of the leading
+// track, whatever its duration, and the fragments that follow carry the new
+// configuration. Timestamps continue.
+func (c *Cutter) SetTracks(tracks []Track) {
+	if len(tracks) != len(c.tracks) {
+		c.Reset(tracks, true)
+		return
+	}
+	if !c.started {
+		c.setTracks(tracks)
+		return
+	}
+	c.pending = append(c.pending[:0], tracks...)
+	c.hasPend = true
+}
+
+func (c *Cutter) setTracks(tracks []Track) {
+	c.tracks = append(c.tracks[:0], tracks...)
+	c.hash = ConfigHash(c.tracks)
+}
+
+func (c *Cutter) defaults() {
+	if c.Target <= 0 {
+		c.Target = DefaultTarget
+	}
+	if c.MaxDuration <= 0 {
+		c.MaxDuration = DefaultMaxDuration
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+}
+
+func ticksToNs(v int64, timescale uint32) int64 {
+	ts := int64(timescale)
+	return (v/ts)*int64(time.Second) + (v%ts)*int64(time.Second)/ts
+}
+
+func nsToTicks(v int64, timescale uint32) int64 {
+	ts := int64(timescale)
+	sec := int64(time.Second)
+	return (v/sec)*ts + (v%sec)*ts/sec
+}
+
+// Write adds a sample of track i (an index into the session's tracks).
+// Samples of one track must come in decode order; tracks may interleave
+// loosely. Duration is filled by the Cutter from the next sample of the
+// same track when it is zero.
+func (c *Cutter) Write(i int, s Sample) {
+	c.defaults()
+	if i < 0 || i >= len(c.tracks) {
+		return
+	}
+	if i == c.leader {
+		c.writeLeader(s)
+		return
+	}
+	if !c.started {
+		return // nothing before the first keyframe of the leading track
+	}
+	s.DTS -= c.origin[i]
+	if s.DTS < 0 {
+		return // older than the fragment's start: belongs to no fragment
+	}
+	c.cur.add(i, s)
+	c.checkCaps(s.Time)
+}
+
+func (c *Cutter) writeLeader(s Sample) {
+	if !c.started && !s.Keyframe {
+		return
+	}
+	if !c.haveOrg {
+		// The session's time origin: the first keyframe of the leading track.
+		startNs := ticksToNs(s.DTS, c.tracks[c.leader].TimeScale)
+		for j := range c.tracks {
+			c.origin[j] = nsToTicks(startNs, c.tracks[j].TimeScale)
+		}
+		c.haveOrg = true
+	}
+	s.DTS -= c.origin[c.leader]
+	if c.haveLast && s.DTS <= c.lastLeader.DTS {
+		return // not in decode order: dropped
+	}
+	if c.haveLast {
+		c.fillLeaderDuration(s.DTS)
+	}
+	if s.Keyframe {
+		nowNs := ticksToNs(s.DTS, c.tracks[c.leader].TimeScale)
+		if !c.started {
+			c.open(s, nowNs)
+		} else if c.hasPend || time.Duration(nowNs-c.curStartNs) >= c.Target {
+			c.close(nowNs, s.Time)
+			if c.hasPend {
+				c.setTracks(c.pending)
+				c.hasPend = false
+			}
+			c.open(s, nowNs)
+		}
+	}
+	if !c.started {
+		return
+	}
+	c.cur.add(c.leader, s)
+	c.lastLeader = s
+	c.haveLast = true
+	c.checkCaps(s.Time)
+}
+
+func (c *Cutter) fillLeaderDuration(dts int64) {
+	ls := c.cur.samples[c.leader]
+	if n := len(ls); n > 0 && ls[n-1].Duration == 0 {
+		ls[n-1].Duration = uint32(dts - ls[n-1].DTS)
+	}
+}
+
+func (c *Cutter) open(k Sample, nowNs int64) {
+	c.started = true
+	c.curStartNs = nowNs
+	c.curStart = k.Time
+}
+
+// checkCaps drops the open fragment when it outgrows the hard caps.
+func (c *Cutter) checkCaps(_ int64) {
+	var err error
+	lastNs := c.curStartNs
+	if c.haveLast {
+		lastNs = ticksToNs(c.lastLeader.DTS, c.tracks[c.leader].TimeScale)
+	}
+	switch {
+	case time.Duration(lastNs-c.curStartNs) > c.MaxDuration:
+		err = ErrGOPTooLong
+	case c.cur.bytes > c.MaxBytes:
+		err = ErrGOPTooLarge
+	default:
+		return
+	}
+	n := 0
+	for _, ss := range c.cur.samples {
+		n += len(ss)
+	}
+	if c.OnDrop != nil {
+		c.OnDrop(err, n, c.cur.bytes)
+	}
+	c.cur.reset(len(c.tracks))
+	c.started = false
+	c.haveLast = false
+	c.forceDisc = true
+}
+
+// close emits the open fragment, which ends at session time endNs (the next
+// keyframe), whose producer time is endTime.
+func (c *Cutter) close(endNs, endTime int64) {
+	cur := c.cur
+	c.next.reset(len(c.tracks))
+	// Samples of the other tracks at or past the cut belong to the next
+	// fragment, and so does the last sample of each (its duration is not
+	// known yet).
+	for j := range c.tracks {
+		if j == c.leader {
+			continue
+		}
+		ss := cur.samples[j]
+		cut := nsToTicks(endNs, c.tracks[j].TimeScale)
+		k := len(ss)
+		for k > 0 && ss[k-1].DTS >= cut {
+			k--
+		}
+		if k == len(ss) && k > 0 && ss[k-1].Duration == 0 {
+			k-- // its duration is not known yet: it goes with the next fragment
+		}
+		for _, s := range ss[k:] {
+			c.next.add(j, s)
+		}
+		cur.samples[j] = ss[:k]
+		for m := 0; m < k; m++ {
+			if ss[m].Duration != 0 {
+				continue
+			}
+			if m+1 < len(ss) {
+				ss[m].Duration = uint32(ss[m+1].DTS - ss[m].DTS)
+			}
+		}
+	}
+	c.emit(cur, endNs, endTime)
+	c.cur, c.next = c.next, cur
+	c.started = false
+}
+
+// Flush closes the fragment in progress, ending it after its last sample.
+// It is called at the end of an ingest session and at shutdown.
+func (c *Cutter) Flush() {
+	if !c.started || c.cur == nil {
+		return
+	}
+	ls := c.cur.samples[c.leader]
+	if len(ls) == 0 {
+		c.started = false
+		return
+	}
+	last := &ls[len(ls)-1]
+	if last.Duration == 0 {
+		last.Duration = uint32(nominalDuration(ls))
+	}
+	ts := c.tracks[c.leader].TimeScale
+	endNs := ticksToNs(last.DTS+int64(last.Duration), ts)
+	for j := range c.tracks {
+		ss := c.cur.samples[j]
+		for m := range ss {
+			if ss[m].Duration != 0 {
+				continue
+			}
+			if m+1 < len(ss) {
+				ss[m].Duration = uint32(ss[m+1].DTS - ss[m].DTS)
+			} else {
+				ss[m].Duration = uint32(nominalDuration(ss))
+			}
+		}
+		// Drop samples of other tracks past the end of the leading track.
+		if j != c.leader {
+			cut := nsToTicks(endNs, c.tracks[j].TimeScale)
+			k := len(ss)
+			for k > 0 && ss[k-1].DTS >= cut {
+				k--
+			}
+			c.cur.samples[j] = ss[:k]
+		}
+	}
+	endTime := c.curStart + (endNs - c.curStartNs)
+	c.emit(c.cur, endNs, endTime)
+	c.cur.reset(len(c.tracks))
+	c.started = false
+	c.haveLast = false
+}
+
+// nominalDuration is the duration of the previous sample, or 1 tick.
+func nominalDuration(ss []Sample) int64 {
+	if n := len(ss); n >= 2 {
+		if d := ss[n-1].DTS - ss[n-2].DTS; d > 0 {
+			return d
+		}
+		if ss[n-2].Duration > 0 {
+			return int64(ss[n-2].Duration)
+		}
+	}
+	return 1
+}
+
+func (c *Cutter) emit(a *arena, endNs, endTime int64) {
+	f := &c.frag
+	f.Metadata = Metadata{
+		ProducerStart: time.Unix(0, c.curStart),
+		ProducerEnd:   time.Unix(0, endTime),
+		Duration:      time.Duration(endNs - c.curStartNs),
+		ClockSource:   c.clockSource,
+	}
+	f.TrackConfigs = c.tracks
+	f.Samples = a.samples
+	f.Tracks = f.Tracks[:0]
+	for j, t := range c.tracks {
+		if len(a.samples[j]) > 0 {
+			f.Tracks = append(f.Tracks, TrackRef{ID: t.ID, Kind: t.Kind, Codec: t.Codec})
+		}
+		f.SampleCount += len(a.samples[j])
+	}
+	for _, s := range a.samples[c.leader] {
+		if s.Keyframe {
+			f.Keyframes++
+		}
+	}
+	gap := c.curStart - c.prevEnd
+	if gap < 0 {
+		gap = -gap
+	}
+	f.Discontinuity = c.forceDisc || (c.havePrev && time.Duration(gap) > DiscontinuityThreshold)
+	f.InitHash = c.hash
+	c.forceDisc = false
+	c.prevEnd = endTime
+	c.havePrev = true
+	if c.Emit != nil {
+		c.Emit(f)
+	}
+}
