@@ -1,0 +1,339 @@
+package fragment
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+// testSPS is a 640x360 High-profile H.264 SPS (from x264).
+var (
+	testSPS = []byte{0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96}
+	testPPS = []byte{0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0}
+	// AAC-LC 48 kHz stereo.
+	testASC = []byte{0x11, 0x90}
+)
+
+func testTracks() []Track {
+	v := Track{ID: 1, Kind: KindVideo, Codec: CodecH264, TimeScale: 90000, SPS: testSPS, PPS: testPPS}
+	if err := v.FillFromParams(); err != nil {
+		panic(err)
+	}
+	a := Track{ID: 2, Kind: KindAudio, Codec: CodecAAC, TimeScale: 48000, Config: testASC}
+	if err := a.FillFromParams(); err != nil {
+		panic(err)
+	}
+	return []Track{v, a}
+}
+
+type feed struct {
+	fps      int
+	gop      int // frames per GOP
+	audio    bool
+	bframes  bool
+	base     time.Time
+	frameNo  int
+	audioNo  int
+	payloads int
+}
+
+// run feeds d of media into c, interleaving audio ahead of video by ~40 ms
+// like a real camera might.
+func (f *feed) run(c *Cutter, d time.Duration) {
+	frames := int(d.Seconds() * float64(f.fps))
+	frameTicks := int64(90000 / f.fps)
+	for i := 0; i < frames; i++ {
+		n := f.frameNo
+		f.frameNo++
+		dts := int64(n) * frameTicks
+		s := Sample{
+			DTS:      dts,
+			Keyframe: n%f.gop == 0,
+			Payload:  bytes.Repeat([]byte{byte(n)}, 100+n%7),
+		}
+		if f.bframes {
+			s.PTSOffset = int32(2 * frameTicks)
+		}
+		s.Time = f.base.Add(time.Duration(dts+int64(s.PTSOffset)) * time.Second / 90000).UnixNano()
+		c.Write(0, s)
+		if f.audio {
+			// audio up to 40 ms ahead of this frame
+			until := (dts + frameTicks) * 48000 / 90000
+			until += 48000 * 40 / 1000
+			for int64(f.audioNo)*1024 < until {
+				ad := int64(f.audioNo) * 1024
+				c.Write(1, Sample{DTS: ad, Duration: 1024, Keyframe: true, Time: f.base.Add(time.Duration(ad) * time.Second / 48000).UnixNano(), Payload: []byte{1, 2, 3}})
+				f.audioNo++
+			}
+		}
+	}
+}
+
+func collect(c *Cutter) *[]Fragment {
+	var out []Fragment
+	c.Emit = func(f *Fragment) {
+		cp := *f
+		cp.TrackConfigs = append([]Track(nil), f.TrackConfigs...)
+		cp.Tracks = append([]TrackRef(nil), f.Tracks...)
+		cp.Samples = make([][]Sample, len(f.Samples))
+		for i, ss := range f.Samples {
+			for _, s := range ss {
+				s.Payload = append([]byte(nil), s.Payload...)
+				cp.Samples[i] = append(cp.Samples[i], s)
+			}
+		}
+		out = append(out, cp)
+	}
+	return &out
+}
+
+func TestCutterTargets(t *testing.T) {
+	base := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name    string
+		target  time.Duration
+		fps     int
+		gop     int
+		audio   bool
+		bframes bool
+		want    time.Duration // duration of every full fragment
+	}{
+		{"2s target, 1s GOP", 2 * time.Second, 30, 30, true, false, 2 * time.Second},
+		{"2s target, 0.8s GOP", 2 * time.Second, 30, 24, true, false, 2400 * time.Millisecond},
+		{"0.5s target, 1s GOP", 500 * time.Millisecond, 30, 30, false, false, time.Second},
+		{"10s target, 1s GOP", 10 * time.Second, 25, 25, true, true, 10 * time.Second},
+		{"2s target, 3s GOP", 2 * time.Second, 30, 90, true, true, 3 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Cutter{Target: tc.target}
+			out := collect(c)
+			c.Reset(testTracks(), false)
+			f := &feed{fps: tc.fps, gop: tc.gop, audio: tc.audio, bframes: tc.bframes, base: base}
+			f.run(c, 31*time.Second)
+			c.Flush()
+			frags := *out
+			if len(frags) < 3 {
+				t.Fatalf("got %d fragments", len(frags))
+			}
+			for i, fr := range frags {
+				v := fr.Samples[0]
+				if !v[0].Keyframe {
+					t.Errorf("fragment %d does not start with a keyframe", i)
+				}
+				if i < len(frags)-1 && fr.Duration != tc.want {
+					t.Errorf("fragment %d: duration %v, want %v", i, fr.Duration, tc.want)
+				}
+				if fr.Discontinuity {
+					t.Errorf("fragment %d flagged discontinuous", i)
+				}
+				if i > 0 {
+					prev := frags[i-1]
+					if d := fr.ProducerStart.Sub(prev.ProducerEnd); d != 0 {
+						t.Errorf("fragment %d does not abut: gap %v", i, d)
+					}
+					// decode timeline continuous per track
+					for ti := range fr.Samples {
+						ps, cs := prev.Samples[ti], fr.Samples[ti]
+						if len(ps) == 0 || len(cs) == 0 {
+							continue
+						}
+						last := ps[len(ps)-1]
+						if last.DTS+int64(last.Duration) != cs[0].DTS {
+							t.Errorf("fragment %d track %d: tfdt %d, previous ended at %d", i, ti, cs[0].DTS, last.DTS+int64(last.Duration))
+						}
+					}
+				}
+				for ti, ss := range fr.Samples {
+					for j, s := range ss {
+						if s.Duration == 0 {
+							t.Errorf("fragment %d track %d sample %d: zero duration", i, ti, j)
+						}
+					}
+				}
+			}
+			if frags[0].Samples[0][0].DTS != 0 {
+				t.Errorf("first tfdt %d, want 0", frags[0].Samples[0][0].DTS)
+			}
+		})
+	}
+}
+
+func TestCutterWaitsForKeyframe(t *testing.T) {
+	c := &Cutter{}
+	out := collect(c)
+	c.Reset(testTracks(), false)
+	// three non-keyframes, then a keyframe
+	for i := 0; i < 3; i++ {
+		c.Write(0, Sample{DTS: int64(i) * 3000, Payload: []byte{1}})
+		c.Write(1, Sample{DTS: int64(i) * 1600, Duration: 1024, Keyframe: true, Payload: []byte{1}})
+	}
+	c.Write(0, Sample{DTS: 9000, Keyframe: true, Time: 1e9, Payload: []byte{2}})
+	c.Write(0, Sample{DTS: 12000, Time: 1e9 + 33e6, Payload: []byte{3}})
+	c.Flush()
+	if len(*out) != 1 {
+		t.Fatalf("got %d fragments", len(*out))
+	}
+	f := (*out)[0]
+	if len(f.Samples[0]) != 2 || f.Samples[0][0].DTS != 0 {
+		t.Fatalf("video samples %+v", f.Samples[0])
+	}
+	if len(f.Samples[1]) != 0 {
+		t.Fatalf("audio from before the keyframe was kept: %+v", f.Samples[1])
+	}
+}
+
+func TestCutterGOPTooLong(t *testing.T) {
+	c := &Cutter{MaxDuration: 5 * time.Second}
+	out := collect(c)
+	var drops []error
+	c.OnDrop = func(err error, n int, b int64) { drops = append(drops, err) }
+	c.Reset(testTracks()[:1], false)
+	// keyframe, 7 s of P frames, keyframe, 3 s, keyframe
+	dts := int64(0)
+	write := func(key bool) {
+		c.Write(0, Sample{DTS: dts, Keyframe: key, Time: dts * 1e9 / 90000, Payload: []byte{1, 2}})
+		dts += 3000
+	}
+	write(true)
+	for dts < 7*90000 {
+		write(false)
+	}
+	write(true)
+	for dts < 10*90000 {
+		write(false)
+	}
+	write(true)
+	c.Flush()
+	if len(drops) != 1 || !errors.Is(drops[0], ErrGOPTooLong) {
+		t.Fatalf("drops %v", drops)
+	}
+	if len(*out) != 2 {
+		t.Fatalf("got %d fragments", len(*out))
+	}
+	f := (*out)[0]
+	if !f.Discontinuity {
+		t.Error("fragment after a dropped GOP is not flagged discontinuous")
+	}
+	if f.Duration > 5*time.Second {
+		t.Errorf("fragment of %v", f.Duration)
+	}
+}
+
+func TestCutterGOPTooLarge(t *testing.T) {
+	c := &Cutter{MaxBytes: 1000}
+	out := collect(c)
+	var drops []error
+	c.OnDrop = func(err error, n int, b int64) { drops = append(drops, err) }
+	c.Reset(testTracks()[:1], false)
+	for i := 0; i < 100; i++ {
+		c.Write(0, Sample{DTS: int64(i) * 3000, Keyframe: i%60 == 0, Payload: make([]byte, 50)})
+	}
+	c.Flush()
+	if len(drops) == 0 || !errors.Is(drops[0], ErrGOPTooLarge) {
+		t.Fatalf("drops %v", drops)
+	}
+	for _, f := range *out {
+		n := 0
+		for _, s := range f.Samples[0] {
+			n += len(s.Payload)
+		}
+		if n > 1000 {
+			t.Errorf("emitted a fragment of %d bytes", n)
+		}
+	}
+}
+
+func TestCutterConfigChange(t *testing.T) {
+	c := &Cutter{Target: 2 * time.Second}
+	out := collect(c)
+	tracks := testTracks()
+	c.Reset(tracks, false)
+	f := &feed{fps: 30, gop: 30, audio: true, base: time.Unix(1e9, 0)}
+	f.run(c, 2500*time.Millisecond)
+	nt := append([]Track(nil), tracks...)
+	nt[0].PPS = []byte{0x68, 0xee, 0x3c, 0x80}
+	c.SetTracks(nt)
+	f.run(c, 5*time.Second)
+	c.Flush()
+	frags := *out
+	if len(frags) < 3 {
+		t.Fatalf("got %d fragments", len(frags))
+	}
+	// the fragment open at the change closes at the next keyframe (3 s)
+	if frags[1].Duration != time.Second {
+		t.Errorf("fragment at config change: %v", frags[1].Duration)
+	}
+	if frags[1].InitHash == frags[2].InitHash {
+		t.Error("init hash did not change with the codec config")
+	}
+	if !bytes.Equal(frags[2].TrackConfigs[0].PPS, nt[0].PPS) {
+		t.Error("new fragment does not carry the new PPS")
+	}
+	if frags[2].Discontinuity {
+		t.Error("config change flagged as discontinuity")
+	}
+}
+
+func TestCutterResetAndPrevious(t *testing.T) {
+	c := &Cutter{}
+	out := collect(c)
+	base := time.Unix(1e9, 0)
+	c.SetPrevious(base.Add(-10 * time.Second))
+	c.Reset(testTracks(), false)
+	f := &feed{fps: 30, gop: 30, audio: true, base: base}
+	f.run(c, 4*time.Second)
+	// reconnect: new session, timestamps restart
+	c.Reset(testTracks(), true)
+	f2 := &feed{fps: 30, gop: 30, audio: true, base: base.Add(7 * time.Second)}
+	f2.run(c, 3*time.Second)
+	c.Flush()
+	frags := *out
+	want := []bool{true, false, true, false}
+	if len(frags) != len(want) {
+		t.Fatalf("got %d fragments, want %d", len(frags), len(want))
+	}
+	for i, w := range want {
+		if frags[i].Discontinuity != w {
+			t.Errorf("fragment %d: discontinuity %v, want %v", i, frags[i].Discontinuity, w)
+		}
+	}
+	if frags[2].Samples[0][0].DTS != 0 {
+		t.Error("new session does not restart tfdt at 0")
+	}
+}
+
+func TestCutterAudioOnly(t *testing.T) {
+	c := &Cutter{}
+	out := collect(c)
+	c.Reset(testTracks()[1:], false)
+	for i := 0; i < 48000*7/1024; i++ {
+		c.Write(0, Sample{DTS: int64(i) * 1024, Duration: 1024, Keyframe: true, Time: int64(i) * 1024 * 1e9 / 48000, Payload: []byte{1}})
+	}
+	c.Flush()
+	if len(*out) != 4 {
+		t.Fatalf("got %d fragments", len(*out))
+	}
+	for _, f := range (*out)[:3] {
+		if f.Duration < 2*time.Second || f.Duration > 2*time.Second+22*time.Millisecond {
+			t.Errorf("audio fragment of %v", f.Duration)
+		}
+	}
+}
+
+func TestCutterSteadyStateAllocs(t *testing.T) {
+	c := &Cutter{Emit: func(*Fragment) {}}
+	c.Reset(testTracks(), false)
+	f := &feed{fps: 30, gop: 30, audio: true, base: time.Unix(1e9, 0)}
+	f.run(c, 10*time.Second) // warm up buffers
+	payload := make([]byte, 1200)
+	n := f.frameNo
+	allocs := testing.AllocsPerRun(1000, func() {
+		c.Write(0, Sample{DTS: int64(n) * 3000, Keyframe: n%30 == 0, Time: int64(n) * 33e6, Payload: payload})
+		n++
+	})
+	if allocs > 0 {
+		t.Errorf("%v allocations per sample in steady state", allocs)
+	}
+}
