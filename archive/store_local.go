@@ -1,0 +1,663 @@
+package archive
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Names the Local backend reserves.
+const (
+	// LocalMetaDir is the directory under Root that holds the sidecar of
+	// every object: Root/.meta/<key>.json.
+	LocalMetaDir = ".meta"
+	// LocalTempPrefix starts the name of every temporary file. Files named
+	// so are never listed; after a crash they are removed by CleanTemp.
+	LocalTempPrefix = ".tmp-"
+)
+
+const (
+	sidecarExt     = ".json"
+	maxNameLen     = 255 // NAME_MAX of common filesystems
+	sidecarVersion = 1
+)
+
+// localLocks serialise the commits of one key (sidecar, rename, conditions)
+// and reads of an object with its sidecar, across every Local of the
+// process. Keys are spread over the stripes by hash.
+var localLocks [256]sync.Mutex
+
+// Local is a Store over a directory. Objects are plain files at Root/key, so
+// a person can browse the archive. Each object has a sidecar,
+// Root/.meta/<key>.json, holding its ETag, content type and user metadata.
+//
+// Writes are atomic and durable: the body goes to a temporary file in the
+// object's directory, which is fsynced; the sidecar is written the same way
+// and renamed into place first, then the object is renamed over the old one
+// and the directory fsynced, so an object never exists without its
+// sidecar. A crash leaves at most temporary files (see CleanTemp) and an
+// orphan sidecar, which is never listed. Should a crash leave an older
+// object beside a newer sidecar, Local notices (the sidecar records the
+// object's size and modification time) and reports the ETag of the bytes
+// present and no user metadata.
+//
+// Local rejects with ErrInvalidKey, besides what ValidateKey rejects: keys
+// whose first segment is ".meta", segments that start with ".tmp-",
+// segments longer than 255 bytes (250 for the last one), and keys that
+// conflict with the directory tree (an object "a" and an object "a/b"
+// cannot both exist, unlike on S3).
+//
+// Conditional writes are race-free between the goroutines of one process,
+// not between processes sharing the directory. Local must not be copied
+// after use; use it through a pointer.
+type Local struct {
+	// Root is the directory that holds the objects. It is created on the
+	// first Put.
+	Root string
+
+	noSync bool // tests and benchmarks only: skip fsync
+}
+
+var _ Store = (*Local)(nil)
+
+type sidecar struct {
+	Version     int               `json:"version"`
+	ETag        string            `json:"etag"`
+	Size        int64             `json:"size"`
+	ModTimeNs   int64             `json:"mtime_ns"`
+	ContentType string            `json:"content_type,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+}
+
+// paths returns the object and sidecar paths of key, or ErrInvalidKey.
+func (l *Local) paths(key string) (obj, meta string, err error) {
+	if l.Root == "" {
+		return "", "", errors.New("archive: Local.Root is empty")
+	}
+	if err := ValidateKey(key); err != nil {
+		return "", "", err
+	}
+	segs := strings.Split(key, "/")
+	if segs[0] == LocalMetaDir {
+		return "", "", fmt.Errorf("%w %q: %q is reserved by the local store", ErrInvalidKey, key, LocalMetaDir)
+	}
+	for i, s := range segs {
+		if strings.HasPrefix(s, LocalTempPrefix) {
+			return "", "", fmt.Errorf("%w %q: segments starting with %q are reserved by the local store", ErrInvalidKey, key, LocalTempPrefix)
+		}
+		max := maxNameLen
+		if i == len(segs)-1 {
+			max -= len(sidecarExt)
+		}
+		if len(s) > max {
+			return "", "", fmt.Errorf("%w %q: segment longer than %d bytes", ErrInvalidKey, key, max)
+		}
+	}
+	rel := filepath.FromSlash(key)
+	return filepath.Join(l.Root, rel), filepath.Join(l.Root, LocalMetaDir, rel+sidecarExt), nil
+}
+
+func (l *Local) lock(key string) func() {
+	root, err := filepath.Abs(l.Root)
+	if err != nil {
+		root = filepath.Clean(l.Root)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(root))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	m := &localLocks[h.Sum32()%uint32(len(localLocks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// Put implements Store.
+func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, opts PutOptions) (ObjectInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return ObjectInfo{}, err
+	}
+	objPath, metaPath, err := l.paths(key)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	if size < 0 {
+		return ObjectInfo{}, fmt.Errorf("%w: negative size %d for %q", ErrSizeMismatch, size, key)
+	}
+	if err := ValidateUserMetadata(opts.Metadata); err != nil {
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+	}
+	dir := filepath.Dir(objPath)
+	tmp, err := l.createTemp(key, dir)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	tmpName := tmp.Name()
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmpName)
+		}
+	}()
+
+	h := md5.New()
+	body := ctxReader{ctx, r}
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(body, size))
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+	}
+	if n < size {
+		return ObjectInfo{}, fmt.Errorf("%w: %q: body has %d bytes, declared %d", ErrSizeMismatch, key, n, size)
+	}
+	var probe [1]byte
+	if k, err := io.ReadFull(body, probe[:]); k > 0 {
+		return ObjectInfo{}, fmt.Errorf("%w: %q: body is longer than the declared %d bytes", ErrSizeMismatch, key, size)
+	} else if err != nil && err != io.EOF {
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+	}
+	if err := l.syncFile(tmp); err != nil {
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+	}
+	fi, err := os.Stat(tmpName)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+	}
+	ct := opts.ContentType
+	if ct == "" {
+		ct = DefaultContentType
+	}
+	sc := sidecar{
+		Version: sidecarVersion, ETag: `"` + hex.EncodeToString(h.Sum(nil)) + `"`, Size: size,
+		ModTimeNs: fi.ModTime().UnixNano(), ContentType: ct, Metadata: lowerKeys(opts.Metadata),
+	}
+
+	unlock := l.lock(key)
+	defer unlock()
+	if err := ctx.Err(); err != nil {
+		return ObjectInfo{}, err
+	}
+	cur, err := os.Lstat(objPath)
+	exists := err == nil
+	switch {
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+	case exists && !cur.Mode().IsRegular():
+		return ObjectInfo{}, fmt.Errorf("%w %q: conflicts with a directory of other objects in the local store", ErrInvalidKey, key)
+	}
+	if opts.IfNoneMatch && exists {
+		return ObjectInfo{}, fmt.Errorf("%w: %q exists (If-None-Match)", ErrPreconditionFailed, key)
+	}
+	if opts.IfMatch != "" {
+		if !exists {
+			return ObjectInfo{}, fmt.Errorf("%w: %q does not exist (If-Match)", ErrPreconditionFailed, key)
+		}
+		if opts.IfMatch != "*" {
+			info, err := l.describe(key, objPath, metaPath, cur)
+			if err != nil {
+				return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+			}
+			if info.ETag != normalizeETag(opts.IfMatch) {
+				return ObjectInfo{}, fmt.Errorf("%w: %q has ETag %s, not %s (If-Match)", ErrPreconditionFailed, key, info.ETag, normalizeETag(opts.IfMatch))
+			}
+		}
+	}
+	if err := l.writeSidecar(key, metaPath, sc); err != nil {
+		return ObjectInfo{}, err
+	}
+	if err := os.Rename(tmpName, objPath); err != nil {
+		if !exists {
+			os.Remove(metaPath)
+		}
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+	}
+	committed = true
+	if err := l.syncDir(dir); err != nil {
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+	}
+	return ObjectInfo{
+		Key: key, Size: size, ETag: sc.ETag, LastModified: fi.ModTime().UTC(), ContentType: ct,
+		Metadata: cloneMap(sc.Metadata),
+	}, nil
+}
+
+// createTemp creates a temporary file in dir, creating dir and its parents
+// as needed. It retries when a concurrent Delete removes an empty parent.
+func (l *Local) createTemp(key, dir string) (*os.File, error) {
+	var err error
+	for range 10 {
+		if err = l.ensureDir(dir); err != nil {
+			break
+		}
+		var f *os.File
+		f, err = os.CreateTemp(dir, LocalTempPrefix+"*")
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
+	if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("%w %q: conflicts with an object in the local store: %v", ErrInvalidKey, key, err)
+	}
+	return nil, fmt.Errorf("put %q: %w", key, err)
+}
+
+// ensureDir creates dir and its missing parents, fsyncing the parent of
+// every directory it creates.
+func (l *Local) ensureDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := l.ensureDir(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
+				return nil
+			}
+		}
+		return err
+	}
+	return l.syncDir(parent)
+}
+
+func (l *Local) writeSidecar(key, metaPath string, sc sidecar) error {
+	b, err := json.Marshal(sc)
+	if err != nil {
+		return fmt.Errorf("put %q: sidecar: %w", key, err)
+	}
+	dir := filepath.Dir(metaPath)
+	f, err := l.createTemp(key, dir)
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = l.syncFile(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(name, metaPath)
+	}
+	if err != nil {
+		os.Remove(name)
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.EISDIR) {
+			return fmt.Errorf("%w %q: its sidecar conflicts with another object's in the local store", ErrInvalidKey, key)
+		}
+		return fmt.Errorf("put %q: sidecar: %w", key, err)
+	}
+	if err := l.syncDir(dir); err != nil {
+		return fmt.Errorf("put %q: sidecar: %w", key, err)
+	}
+	return nil
+}
+
+// describe returns the information of the object at objPath (whose Lstat is
+// fi) from its sidecar. Without a sidecar, or with one that describes other
+// bytes, it computes the ETag from the content. The caller holds the key's
+// lock.
+func (l *Local) describe(key, objPath, metaPath string, fi fs.FileInfo) (ObjectInfo, error) {
+	info := ObjectInfo{Key: key, Size: fi.Size(), LastModified: fi.ModTime().UTC(), ContentType: DefaultContentType}
+	var sc sidecar
+	b, err := os.ReadFile(metaPath)
+	ok := err == nil && json.Unmarshal(b, &sc) == nil && sc.Version == sidecarVersion
+	if ok && sc.Size == fi.Size() && sc.ModTimeNs == fi.ModTime().UnixNano() {
+		info.ETag, info.Metadata = sc.ETag, cloneMap(sc.Metadata)
+		if sc.ContentType != "" {
+			info.ContentType = sc.ContentType
+		}
+		return info, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, syscall.EISDIR) {
+		return ObjectInfo{}, fmt.Errorf("stat %q: sidecar: %w", key, err)
+	}
+	// No sidecar (a file put there by hand) or a stale one (a crash between
+	// the two renames of a Put): trust the bytes.
+	f, err := os.Open(objPath)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("stat %q: %w", key, err)
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ObjectInfo{}, fmt.Errorf("stat %q: %w", key, err)
+	}
+	info.ETag = `"` + hex.EncodeToString(h.Sum(nil)) + `"`
+	if ok && sc.ETag == info.ETag {
+		// Same bytes rewritten (a retried upload): the sidecar holds.
+		info.Metadata = cloneMap(sc.Metadata)
+		if sc.ContentType != "" {
+			info.ContentType = sc.ContentType
+		}
+	}
+	return info, nil
+}
+
+// stat returns the object's information under the key's lock.
+func (l *Local) stat(key string) (ObjectInfo, error) {
+	objPath, metaPath, err := l.paths(key)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	unlock := l.lock(key)
+	defer unlock()
+	fi, err := os.Lstat(objPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return ObjectInfo{}, fmt.Errorf("%w: %q", ErrNotFound, key)
+		}
+		return ObjectInfo{}, fmt.Errorf("stat %q: %w", key, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return ObjectInfo{}, fmt.Errorf("%w: %q", ErrNotFound, key)
+	}
+	return l.describe(key, objPath, metaPath, fi)
+}
+
+// Stat implements Store.
+func (l *Local) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return ObjectInfo{}, err
+	}
+	return l.stat(key)
+}
+
+// Get implements Store.
+func (l *Local) Get(ctx context.Context, key string, rng *Range) (io.ReadCloser, ObjectInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ObjectInfo{}, err
+	}
+	objPath, metaPath, err := l.paths(key)
+	if err != nil {
+		return nil, ObjectInfo{}, err
+	}
+	f, info, err := func() (*os.File, ObjectInfo, error) {
+		unlock := l.lock(key)
+		defer unlock()
+		f, err := os.Open(objPath)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				return nil, ObjectInfo{}, fmt.Errorf("%w: %q", ErrNotFound, key)
+			}
+			return nil, ObjectInfo{}, fmt.Errorf("get %q: %w", key, err)
+		}
+		fi, err := f.Stat()
+		if err == nil && !fi.Mode().IsRegular() {
+			err = fmt.Errorf("%w: %q", ErrNotFound, key)
+		}
+		var info ObjectInfo
+		if err == nil {
+			info, err = l.describe(key, objPath, metaPath, fi)
+		}
+		if err != nil {
+			f.Close()
+			return nil, ObjectInfo{}, err
+		}
+		return f, info, nil
+	}()
+	if err != nil {
+		return nil, ObjectInfo{}, err
+	}
+	if rng == nil {
+		return f, info, nil
+	}
+	off, n, err := rng.Resolve(info.Size)
+	if err != nil {
+		f.Close()
+		return nil, ObjectInfo{}, fmt.Errorf("get %q: %w", key, err)
+	}
+	return sectionReadCloser{io.NewSectionReader(f, off, n), f}, info, nil
+}
+
+// Delete implements Store. It removes the object, then its sidecar, then the
+// directories they leave empty (best effort).
+func (l *Local) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	objPath, metaPath, err := l.paths(key)
+	if err != nil {
+		return err
+	}
+	unlock := l.lock(key)
+	defer unlock()
+	fi, err := os.Lstat(objPath)
+	switch {
+	case err == nil && fi.Mode().IsRegular():
+		if err := os.Remove(objPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete %q: %w", key, err)
+		}
+		if err := l.syncDir(filepath.Dir(objPath)); err != nil {
+			return fmt.Errorf("delete %q: %w", key, err)
+		}
+	case err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	if err := os.Remove(metaPath); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		return fmt.Errorf("delete %q: sidecar: %w", key, err)
+	}
+	l.pruneDirs(filepath.Dir(objPath), filepath.Clean(l.Root))
+	l.pruneDirs(filepath.Dir(metaPath), filepath.Join(l.Root, LocalMetaDir))
+	return nil
+}
+
+// pruneDirs removes dir and its parents up to (not including) stop while
+// they are empty.
+func (l *Local) pruneDirs(dir, stop string) {
+	for dir != stop && strings.HasPrefix(dir, stop+string(filepath.Separator)) {
+		if os.Remove(dir) != nil {
+			return
+		}
+		l.syncDir(filepath.Dir(dir))
+		dir = filepath.Dir(dir)
+	}
+}
+
+// errListFull stops a listing walk once the limit is reached.
+var errListFull = errors.New("list full")
+
+// List implements Store. It walks the directories in key order and skips
+// every directory whose keys all sort at or before after, or outside prefix,
+// without reading it. It fills ContentType and Metadata from the sidecars.
+func (l *Local) List(ctx context.Context, prefix, after string, limit int) ([]ObjectInfo, error) {
+	if l.Root == "" {
+		return nil, errors.New("archive: Local.Root is empty")
+	}
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	var out []ObjectInfo
+	err := l.walk(ctx, "", prefix, after, limit, &out)
+	if err != nil && !errors.Is(err, errListFull) {
+		return nil, err
+	}
+	return out, nil
+}
+
+type dirItem struct {
+	name string
+	key  string // rel + name, with a trailing '/' for a directory
+	dir  bool
+}
+
+func (l *Local) walk(ctx context.Context, rel, prefix, after string, limit int, out *[]ObjectInfo) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dirPath := filepath.Join(l.Root, filepath.FromSlash(rel))
+	entries, err := os.ReadDir(dirPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		return fmt.Errorf("list %q: %w", prefix, err)
+	}
+	items := make([]dirItem, 0, len(entries))
+	for _, e := range entries {
+		name := e.Name()
+		if (rel == "" && name == LocalMetaDir) || strings.HasPrefix(name, LocalTempPrefix) {
+			continue
+		}
+		switch {
+		case e.IsDir():
+			items = append(items, dirItem{name, rel + name + "/", true})
+		case e.Type().IsRegular():
+			items = append(items, dirItem{name, rel + name, false})
+		}
+	}
+	// Keys under directory "a" sort as "a/…", so "a-b" comes before them:
+	// sort by key, not by name.
+	slices.SortFunc(items, func(a, b dirItem) int { return strings.Compare(a.key, b.key) })
+	for _, it := range items {
+		if it.key > prefix && !strings.HasPrefix(it.key, prefix) {
+			break // this and every later key sort past the prefix
+		}
+		if it.dir {
+			if !strings.HasPrefix(it.key, prefix) && !strings.HasPrefix(prefix, it.key) {
+				continue
+			}
+			if it.key < after && !strings.HasPrefix(after, it.key) {
+				continue // every key in this directory sorts before after
+			}
+			if err := l.walk(ctx, it.key, prefix, after, limit, out); err != nil {
+				return err
+			}
+			continue
+		}
+		if !strings.HasPrefix(it.key, prefix) || it.key <= after {
+			continue
+		}
+		info, err := l.stat(it.key)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidKey) {
+				continue // deleted meanwhile, or a file no key can name
+			}
+			return err
+		}
+		*out = append(*out, info)
+		if len(*out) >= limit {
+			return errListFull
+		}
+	}
+	return nil
+}
+
+// CleanTemp removes the temporary files that crashed writes left under Root
+// (names starting with LocalTempPrefix) last modified more than olderThan
+// ago, and returns how many it removed. Run it at start-up; a small
+// olderThan may remove the temporary file of a write in progress.
+func (l *Local) CleanTemp(ctx context.Context, olderThan time.Duration) (int, error) {
+	if l.Root == "" {
+		return 0, errors.New("archive: Local.Root is empty")
+	}
+	cutoff := time.Now().Add(-olderThan)
+	removed := 0
+	err := filepath.WalkDir(l.Root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), LocalTempPrefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || fi.ModTime().After(cutoff) {
+			return nil
+		}
+		if os.Remove(path) == nil {
+			removed++
+		}
+		return nil
+	})
+	return removed, err
+}
+
+func (l *Local) syncFile(f *os.File) error {
+	if l.noSync {
+		return nil
+	}
+	return f.Sync()
+}
+
+func (l *Local) syncDir(dir string) error {
+	if l.noSync {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, errors.ErrUnsupported) {
+		return err
+	}
+	return nil
+}
+
+// ctxReader fails reads once its context is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+type sectionReadCloser struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (s sectionReadCloser) Close() error { return s.f.Close() }
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
