@@ -1,0 +1,467 @@
+// Package rtsp pulls media from RTSP cameras with gortsplib: it connects
+// over TCP or UDP, depacketizes H.264, H.265, AAC, Opus and G.711 into
+// access units with decode timestamps, maps them to producer time (RTCP
+// sender reports when present, else the receive clock) and feeds an
+// ingest.Sink. One Source.Run is one session; an ingest.Supervisor runs
+// sessions one after another with backoff.
+package rtsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/pion/rtp"
+
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/ingest"
+)
+
+// Transports.
+const (
+	TransportAuto = "auto"
+	TransportTCP  = "tcp"
+	TransportUDP  = "udp"
+)
+
+// Errors of a session. Each wraps ingest.ErrPermanent or
+// ingest.ErrUnreachable where that applies, for the Supervisor.
+var (
+	ErrUnsupportedScheme = fmt.Errorf("%w: URL scheme is not rtsp or rtsps", ingest.ErrPermanent)
+	ErrBadURL            = fmt.Errorf("%w: bad URL", ingest.ErrPermanent)
+	ErrBadTransport      = fmt.Errorf("%w: transport must be auto, tcp or udp", ingest.ErrPermanent)
+	ErrUnauthorized      = errors.New("camera refused the credentials (401)")
+	ErrNoSupportedTracks = errors.New("camera offers no supported track (H264, H265, AAC, Opus, G711)")
+	ErrStalled           = errors.New("no media from the camera")
+	ErrQueueOverflow     = errors.New("ingest queue overflow")
+)
+
+// Source pulls one RTSP camera.
+type Source struct {
+	// URL of the camera, rtsp:// or rtsps://. Credentials may be in it; they
+	// are never logged.
+	URL string
+	// Transport is auto (UDP, then TCP when UDP gets nothing), tcp or udp.
+	// Default auto.
+	Transport string
+	// StallTimeout ends a session that receives no media for this long.
+	// Default 5 s.
+	StallTimeout time.Duration
+	// Timeout of connecting and of each RTSP request. Default 10 s.
+	Timeout time.Duration
+	// QueueSize is the number of access units buffered between the network
+	// and the pipeline. Default 1024.
+	QueueSize int
+	// MaxClockSkew is passed to the producer Clock. Default 10 min.
+	MaxClockSkew time.Duration
+	// Counters receive the source's counts. Required.
+	Counters *ingest.Counters
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate checks the URL and transport without connecting. Its errors
+// wrap ingest.ErrPermanent.
+func (s *Source) Validate() error {
+	_, err := s.parse()
+	if err != nil {
+		return err
+	}
+	switch s.Transport {
+	case "", TransportAuto, TransportTCP, TransportUDP:
+		return nil
+	}
+	return fmt.Errorf("%w: %q", ErrBadTransport, s.Transport)
+}
+
+func (s *Source) parse() (*base.URL, error) {
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrBadURL, Redact(s.URL))
+	}
+	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
+		return nil, fmt.Errorf("%w: %q", ErrUnsupportedScheme, u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: no host in %s", ErrBadURL, Redact(s.URL))
+	}
+	bu, err := base.ParseURL(s.URL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrBadURL, Redact(s.URL))
+	}
+	return bu, nil
+}
+
+// Redact returns raw with any credentials replaced, for logs and status.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// do not echo what we cannot parse: it may hold a password
+		if i := strings.LastIndex(raw, "@"); i >= 0 {
+			if j := strings.Index(raw, "://"); j >= 0 && j < i {
+				return raw[:j+3] + "REDACTED@" + raw[i+1:]
+			}
+			return "REDACTED@" + raw[i+1:]
+		}
+		return raw
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	return u.String()
+}
+
+func (s *Source) hostPort() (string, error) {
+	u, err := s.parse()
+	if err != nil {
+		return "", err
+	}
+	host := u.Host
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		if u.Scheme == "rtsps" {
+			host = net.JoinHostPort(host, "322")
+		} else {
+			host = net.JoinHostPort(host, "554")
+		}
+	}
+	return host, nil
+}
+
+// Probe reports whether the camera's port accepts TCP connections. The
+// Supervisor polls it while waiting out a backoff after the camera was
+// unreachable, so a camera that comes back is picked up at once.
+func (s *Source) Probe(ctx context.Context) bool {
+	hp, err := s.hostPort()
+	if err != nil {
+		return false
+	}
+	d := net.Dialer{Timeout: 500 * time.Millisecond}
+	c, err := d.DialContext(ctx, "tcp", hp)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func (s *Source) defaults() {
+	if s.Transport == "" {
+		s.Transport = TransportAuto
+	}
+	if s.StallTimeout <= 0 {
+		s.StallTimeout = 5 * time.Second
+	}
+	if s.Timeout <= 0 {
+		s.Timeout = 10 * time.Second
+	}
+	if s.QueueSize <= 0 {
+		s.QueueSize = 1024
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.Counters == nil {
+		s.Counters = &ingest.Counters{}
+	}
+}
+
+// unit is an access unit handed from a network goroutine to the session
+// loop.
+type unit struct {
+	track   int
+	pts     int64 // in the track's clock rate, on the session's common timeline
+	dts     int64
+	dur     uint32 // known for audio, 0 for video
+	key     bool
+	recv    time.Time
+	ntp     time.Time
+	ntpOK   bool
+	buf     *[]byte
+	params  *fragment.Track // new codec configuration, if this AU changed it
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// Run runs one session: connect, describe, set up, play, and feed sink
+// until the connection fails, media stalls or ctx ends. started is called
+// when the first sample reaches the sink.
+func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) error {
+	s.defaults()
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	u, _ := s.parse()
+	log := s.Logger
+
+	c := &gortsplib.Client{
+		Scheme:       u.Scheme,
+		Host:         u.Host,
+		ReadTimeout:  s.Timeout,
+		WriteTimeout: s.Timeout,
+		OnPacketsLost: func(lost uint64) {
+			s.Counters.PacketsLost.Add(lost)
+		},
+		OnDecodeError: func(err error) {
+			s.Counters.DecodeErrors.Add(1)
+		},
+	}
+	switch s.Transport {
+	case TransportTCP:
+		p := gortsplib.ProtocolTCP
+		c.Protocol = &p
+	case TransportUDP:
+		p := gortsplib.ProtocolUDP
+		c.Protocol = &p
+	}
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("rtsp client: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	closed := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		c.Close()
+		close(closed)
+	}()
+	defer func() { cancel(); <-closed }()
+
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		return classify(ctx, err)
+	}
+	tracks, deps, ignored := buildTracks(desc)
+	if len(deps) == 0 {
+		return fmt.Errorf("%w; offered: %s", ErrNoSupportedTracks, strings.Join(ignored, ", "))
+	}
+	for _, d := range deps {
+		if _, err := c.Setup(desc.BaseURL, d.media, 0, 0); err != nil {
+			return classify(ctx, err)
+		}
+	}
+
+	units := make(chan unit, s.QueueSize)
+	var sess session
+	sess.init(s, c, tracks, deps, units)
+	c.OnPacketRTPAny(sess.onPacket)
+
+	if _, err := c.Play(nil); err != nil {
+		return classify(ctx, err)
+	}
+	transport := "unknown"
+	if tr := c.Transport(); tr != nil && tr.Session != nil {
+		transport = strings.ToLower(tr.Session.Protocol.String())
+	}
+	log.Info("camera connected", "url", Redact(s.URL), "transport", transport, "tracks", trackNames(tracks), "ignored", ignored)
+
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- c.Wait() }()
+
+	err = sess.loop(ctx, sink, started, waitErr, ingest.Session{
+		Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now(),
+	})
+	if sess.started {
+		sink.EndSession(err)
+	}
+	return err
+}
+
+func trackNames(ts []fragment.Track) []string {
+	out := make([]string, len(ts))
+	for i := range ts {
+		out[i] = ts[i].String()
+	}
+	return out
+}
+
+// classify maps client errors to the sentinels the Supervisor understands.
+func classify(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var bad liberrors.ErrClientBadStatusCode
+	if errors.As(err, &bad) {
+		if bad.Code == base.StatusUnauthorized {
+			return ErrUnauthorized
+		}
+		return fmt.Errorf("camera answered %d %s", bad.Code, bad.Message)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w: %v", ingest.ErrUnreachable, err)
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return fmt.Errorf("%w: %v", ingest.ErrUnreachable, err)
+	}
+	return err
+}
+
+// session is the state of one connection.
+type session struct {
+	src     *Source
+	client  *gortsplib.Client
+	tracks  []fragment.Track
+	deps    []*depacketizer
+	byMedia map[*description.Media]*depacketizer
+	units   chan unit
+	clock   ingest.Clock
+	started bool
+}
+
+func (ss *session) init(s *Source, c *gortsplib.Client, tracks []fragment.Track, deps []*depacketizer, units chan unit) {
+	ss.src, ss.client, ss.tracks, ss.deps, ss.units = s, c, tracks, deps, units
+	ss.byMedia = make(map[*description.Media]*depacketizer, len(deps))
+	for _, d := range deps {
+		ss.byMedia[d.media] = d
+		d.counters = s.Counters
+	}
+	ss.clock.MaxClockSkew = s.MaxClockSkew
+}
+
+// onPacket runs on gortsplib's reader goroutines (one per media with UDP).
+// It depacketizes and hands access units to the loop without blocking.
+func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *rtp.Packet) {
+	ctr := ss.src.Counters
+	ctr.Packets.Add(1)
+	ctr.Bytes.Add(uint64(len(pkt.Payload)))
+	d := ss.byMedia[medi]
+	if d == nil || d.format != forma {
+		return
+	}
+	pts, ok := ss.client.PacketPTS(medi, pkt)
+	if !ok {
+		return // waiting for the first random access point
+	}
+	ntp, ntpOK := ss.client.PacketNTP(medi, pkt)
+	recv := time.Now()
+	d.decode(pkt, pts, func(u unit) {
+		u.recv, u.ntp, u.ntpOK = recv, ntp, ntpOK
+		select {
+		case ss.units <- u:
+		default:
+			ctr.DroppedQueueFull.Add(1)
+			bufPool.Put(u.buf)
+			d.lostSync()
+		}
+	})
+}
+
+func (ss *session) complete() bool {
+	for i := range ss.tracks {
+		t := &ss.tracks[i]
+		switch t.Codec {
+		case fragment.CodecH264:
+			if t.SPS == nil || t.PPS == nil {
+				return false
+			}
+		case fragment.CodecH265:
+			if t.VPS == nil || t.SPS == nil || t.PPS == nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (ss *session) loop(ctx context.Context, sink ingest.Sink, started func(), waitErr chan error, info ingest.Session) error {
+	stall := ss.src.StallTimeout
+	tick := time.NewTicker(min(stall/4, 250*time.Millisecond))
+	defer tick.Stop()
+	last := time.Now()
+	log := ss.src.Logger
+	for {
+		select {
+		case <-ctx.Done():
+			ss.drain()
+			return nil
+		case err := <-waitErr:
+			ss.drain()
+			return classify(ctx, err)
+		case now := <-tick.C:
+			if now.Sub(last) > stall {
+				ss.drain()
+				return fmt.Errorf("%w for %v", ErrStalled, stall)
+			}
+		case u := <-ss.units:
+			last = u.recv
+			if u.params != nil {
+				changed := !ss.tracks[u.track].Equal(u.params)
+				ss.tracks[u.track] = *u.params
+				if changed && ss.started {
+					log.Info("codec configuration changed", "track", u.params.String())
+					sink.UpdateTracks(append([]fragment.Track(nil), ss.tracks...))
+				}
+			}
+			if !ss.started {
+				if !ss.complete() {
+					ss.src.Counters.DroppedNoParams.Add(1)
+					bufPool.Put(u.buf)
+					continue
+				}
+				info.Tracks = append([]fragment.Track(nil), ss.tracks...)
+				sink.StartSession(info)
+				ss.started = true
+				started()
+			}
+			if len(*u.buf) == 0 {
+				bufPool.Put(u.buf) // parameter sets only
+				continue
+			}
+			t := &ss.tracks[u.track]
+			mediaNs := ticksToNs(u.pts, t.TimeScale)
+			src := ss.clock.Source
+			wall, ev := ss.clock.Map(mediaNs, u.recv, u.ntp, u.ntpOK)
+			if ev.Switched || ev.Stepped {
+				from, to := ev.From, ev.To
+				if !ev.Switched {
+					from, to = src, src
+				}
+				log.Info("producer clock changed", "from", from, "to", to, "diff", ev.Diff, "stepped", ev.Stepped)
+				sink.ClockChanged(from, to, ev.Diff, ev.Stepped)
+			}
+			if ss.clock.Untrusted != 0 {
+				log.Warn("camera clock is too far from the agent's; using the receive clock", "skew", ss.clock.Untrusted)
+				ss.clock.Untrusted = 0
+			}
+			sink.WriteSample(u.track, fragment.Sample{
+				DTS:       u.dts,
+				PTSOffset: int32(u.pts - u.dts),
+				Duration:  u.dur,
+				Keyframe:  u.key,
+				Time:      wall,
+				Payload:   *u.buf,
+			})
+			ss.src.Counters.Samples.Add(1)
+			bufPool.Put(u.buf)
+		}
+	}
+}
+
+// drain returns queued buffers to the pool.
+func (ss *session) drain() {
+	for {
+		select {
+		case u := <-ss.units:
+			bufPool.Put(u.buf)
+		default:
+			return
+		}
+	}
+}
+
+func ticksToNs(v int64, ts uint32) int64 {
+	t := int64(ts)
+	return (v/t)*int64(time.Second) + (v%t)*int64(time.Second)/t
+}
