@@ -64,8 +64,10 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 	// List returns the objects whose keys start with prefix and sort
 	// strictly after `after` (S3 ListObjectsV2 StartAfter), in ascending byte
-	// order, at most limit of them (limit <= 0 means DefaultListLimit). The
-	// listing is recursive: keys are flat, there is no delimiter. Metadata
+	// order, at most limit of them (limit <= 0 means DefaultListLimit). It
+	// returns fewer than limit only when no more keys match, so callers page
+	// with after = the last key returned. The listing is recursive: keys are
+	// flat, there is no delimiter. Metadata
 	// and ContentType of the returned objects may be left empty by backends
 	// where they cost one request per object (S3): use Stat to get them.
 	List(ctx context.Context, prefix, after string, limit int) ([]ObjectInfo, error)

@@ -660,4 +660,3 @@ func cloneMap(m map[string]string) map[string]string {
 	}
 	return out
 }
-
