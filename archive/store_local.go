@@ -240,12 +240,11 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, op
 // as needed. It retries when a concurrent Delete removes an empty parent.
 func (l *Local) createTemp(key, dir string) (*os.File, error) {
 	var err error
-	for range 10 {
-		if err = l.ensureDir(dir); err != nil {
-			break
-		}
+	for range 100 {
 		var f *os.File
-		f, err = os.CreateTemp(dir, LocalTempPrefix+"*")
+		if err = l.ensureDir(dir); err == nil {
+			f, err = os.CreateTemp(dir, LocalTempPrefix+"*")
+		}
 		if err == nil {
 			return f, nil
 		}
