@@ -1,0 +1,483 @@
+package edgeagent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tributary-io/tributary/fragment"
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("config")
+
+// Config is the agent's configuration, read from YAML. Unknown keys are
+// rejected; every scalar can be overridden from the environment as
+// TRIBUTARY_<PATH>, the path being the YAML keys upper-cased and joined by
+// "_" (TRIBUTARY_HTTP_LISTEN, TRIBUTARY_STREAMS_0_URL).
+type Config struct {
+	// DataDir holds the agent's state (fragment numbering). Default
+	// "./tributary-data".
+	DataDir string `yaml:"data_dir"`
+	// HTTP is the status, health and metrics server.
+	HTTP HTTPConfig `yaml:"http"`
+	// Archive is where fragments are stored.
+	Archive ArchiveConfig `yaml:"archive"`
+	// Defaults apply to every stream that does not set its own.
+	Defaults StreamDefaults `yaml:"defaults"`
+	// Streams to pull.
+	Streams []StreamConfig `yaml:"streams"`
+	// Log configures logging.
+	Log LogConfig `yaml:"log"`
+}
+
+// HTTPConfig configures the agent's HTTP server.
+type HTTPConfig struct {
+	// Listen address. Default "127.0.0.1:8080"; "off" disables the server.
+	Listen string `yaml:"listen"`
+}
+
+// ArchiveConfig selects the archive.
+type ArchiveConfig struct {
+	// Type of store: "local" (a directory). Default "local".
+	Type string `yaml:"type"`
+	// Path of the local archive directory. Default "<data_dir>/archive".
+	Path string `yaml:"path"`
+	// Prefix of every key in the archive. Default none.
+	Prefix string `yaml:"prefix"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Level: debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format: text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// FragmentConfig configures fragment cutting.
+type FragmentConfig struct {
+	// Target duration, 0.5 s to 10 s: fragments are cut at the first
+	// keyframe at or after it. Default 2 s.
+	Target Duration `yaml:"target"`
+	// MaxDuration is the hard cap on a GOP. Default 30 s.
+	MaxDuration Duration `yaml:"max_duration"`
+	// MaxBytes is the hard cap on a GOP's size. Default 64 MiB.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+}
+
+// StreamDefaults are the defaults of every stream.
+type StreamDefaults struct {
+	// Transport: auto, tcp or udp. Default auto.
+	Transport string `yaml:"transport"`
+	// StallTimeout: no media for this long means reconnect. Default 5 s.
+	StallTimeout Duration `yaml:"stall_timeout"`
+	// Fragment cutting.
+	Fragment FragmentConfig `yaml:"fragment"`
+}
+
+// StreamConfig is one stream to pull.
+type StreamConfig struct {
+	// Name of the stream, ^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$.
+	Name string `yaml:"name"`
+	// URL of the camera (rtsp:// or rtsps://, credentials allowed).
+	URL string `yaml:"url"`
+	// Transport overrides defaults.transport.
+	Transport string `yaml:"transport"`
+	// StallTimeout overrides defaults.stall_timeout.
+	StallTimeout Duration `yaml:"stall_timeout"`
+	// Fragment overrides defaults.fragment, field by field.
+	Fragment FragmentConfig `yaml:"fragment"`
+	// Tags are user tags copied into every fragment's metadata.
+	Tags map[string]string `yaml:"tags"`
+	// Disabled streams are not pulled.
+	Disabled bool `yaml:"disabled"`
+}
+
+// Duration is a time.Duration written as a string ("2s", "500ms").
+type Duration time.Duration
+
+// UnmarshalYAML parses a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: must be a duration such as \"2s\"", n.Line)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration such as \"2s\"", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ByteSize is a size in bytes, written as a number or with a unit ("64MiB",
+// "500MB", "1GiB").
+type ByteSize int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+}
+
+// ParseByteSize parses "64MiB", "1GB", "1024".
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 || v*float64(mult) > 1<<62 {
+		return 0, fmt.Errorf("not a size such as \"64MiB\"")
+	}
+	return ByteSize(v * float64(mult)), nil
+}
+
+// UnmarshalYAML parses a size.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: must be a size such as \"64MiB\"", n.Line)
+	}
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is %v", n.Line, n.Value, err)
+	}
+	*b = v
+	return nil
+}
+
+// LoadConfig reads a YAML config file, applies environment overrides and
+// defaults, and validates it.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return ParseConfig(bytes.NewReader(b), os.Environ())
+}
+
+// ParseConfig parses YAML from r, applies overrides from env (KEY=VALUE
+// pairs), fills defaults and validates. Errors name the offending key.
+func ParseConfig(r io.Reader, env []string) (*Config, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(r)
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	cfg := &Config{}
+	if root.Kind != 0 {
+		doc := &root
+		if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+			doc = doc.Content[0]
+		}
+		if err := checkKeys(doc, reflect.TypeOf(*cfg), ""); err != nil {
+			return nil, err
+		}
+		if err := doc.Decode(cfg); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+	}
+	if err := applyEnv(cfg, env); err != nil {
+		return nil, err
+	}
+	cfg.fillDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// FinishConfig fills the defaults of a Config built in code and validates
+// it, as ParseConfig does for a file.
+func FinishConfig(cfg *Config) (*Config, error) {
+	cfg.fillDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// checkKeys rejects keys that name no field, with their full path.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			if _, ok := reflect.New(t).Interface().(yaml.Unmarshaler); ok {
+				return nil
+			}
+			return fmt.Errorf("%w: %s (line %d): must be a mapping", ErrConfig, orRoot(path), n.Line)
+		}
+		fields := map[string]reflect.StructField{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if tag != "" && tag != "-" {
+				fields[tag] = f
+			}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			f, ok := fields[k.Value]
+			p := joinPath(path, k.Value)
+			if !ok {
+				known := make([]string, 0, len(fields))
+				for name := range fields {
+					known = append(known, name)
+				}
+				sort.Strings(known)
+				return fmt.Errorf("%w: %s (line %d): unknown key; known keys here: %s", ErrConfig, p, k.Line, strings.Join(known, ", "))
+			}
+			if err := checkKeys(v, f.Type, p); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return fmt.Errorf("%w: %s (line %d): must be a list", ErrConfig, orRoot(path), n.Line)
+		}
+		for i, c := range n.Content {
+			if err := checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orRoot(p string) string {
+	if p == "" {
+		return "(top level)"
+	}
+	return p
+}
+
+// applyEnv sets fields from TRIBUTARY_* variables.
+func applyEnv(cfg *Config, env []string) error {
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, "TRIBUTARY_") {
+			vars[k] = v
+		}
+	}
+	if len(vars) == 0 {
+		return nil
+	}
+	used := map[string]bool{}
+	if err := envWalk(reflect.ValueOf(cfg).Elem(), "TRIBUTARY", "", vars, used); err != nil {
+		return err
+	}
+	for k := range vars {
+		if !used[k] && !strings.HasPrefix(k, "TRIBUTARY_CONFIG") {
+			return fmt.Errorf("%w: environment variable %s names no config key", ErrConfig, k)
+		}
+	}
+	return nil
+}
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+
+func envWalk(v reflect.Value, name, path string, vars map[string]string, used map[string]bool) error {
+	t := v.Type()
+	if reflect.PointerTo(t).Implements(unmarshalerType) || t.Kind() != reflect.Struct && t.Kind() != reflect.Slice {
+		val, ok := vars[name]
+		if !ok {
+			return nil
+		}
+		used[name] = true
+		if t.Kind() == reflect.Map {
+			return fmt.Errorf("%w: %s: %s cannot be set from the environment", ErrConfig, name, path)
+		}
+		node := &yaml.Node{Kind: yaml.ScalarNode, Value: val, Tag: "!!str"}
+		if t.Kind() == reflect.Bool || t.Kind() >= reflect.Int && t.Kind() <= reflect.Float64 {
+			node.Tag = ""
+		}
+		if err := node.Decode(v.Addr().Interface()); err != nil {
+			return fmt.Errorf("%w: %s (%s): %v", ErrConfig, name, path, err)
+		}
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			if err := envWalk(v.Field(i), name+"_"+strings.ToUpper(tag), joinPath(path, tag), vars, used); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			if err := envWalk(v.Index(i), fmt.Sprintf("%s_%d", name, i), fmt.Sprintf("%s[%d]", path, i), vars, used); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Config) fillDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./tributary-data"
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = "127.0.0.1:8080"
+	}
+	if c.Archive.Type == "" {
+		c.Archive.Type = "local"
+	}
+	if c.Archive.Path == "" {
+		c.Archive.Path = filepath.Join(c.DataDir, "archive")
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	d := &c.Defaults
+	if d.Transport == "" {
+		d.Transport = "auto"
+	}
+	if d.StallTimeout == 0 {
+		d.StallTimeout = Duration(5 * time.Second)
+	}
+	if d.Fragment.Target == 0 {
+		d.Fragment.Target = Duration(fragment.DefaultTarget)
+	}
+	if d.Fragment.MaxDuration == 0 {
+		d.Fragment.MaxDuration = Duration(fragment.DefaultMaxDuration)
+	}
+	if d.Fragment.MaxBytes == 0 {
+		d.Fragment.MaxBytes = fragment.DefaultMaxBytes
+	}
+	for i := range c.Streams {
+		s := &c.Streams[i]
+		if s.Transport == "" {
+			s.Transport = d.Transport
+		}
+		if s.StallTimeout == 0 {
+			s.StallTimeout = d.StallTimeout
+		}
+		if s.Fragment.Target == 0 {
+			s.Fragment.Target = d.Fragment.Target
+		}
+		if s.Fragment.MaxDuration == 0 {
+			s.Fragment.MaxDuration = d.Fragment.MaxDuration
+		}
+		if s.Fragment.MaxBytes == 0 {
+			s.Fragment.MaxBytes = d.Fragment.MaxBytes
+		}
+	}
+}
+
+// Validate checks values; errors name the key. A stream URL of the wrong
+// scheme is not a config error: that stream fails on its own and reports
+// it in its status, and the others run.
+func (c *Config) Validate() error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
+	}
+	if c.Archive.Type != "local" {
+		return bad("archive.type", "%q is not a supported archive type (local)", c.Archive.Type)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if err := validateFragment("defaults.fragment", c.Defaults.Fragment); err != nil {
+		return err
+	}
+	if err := validTransport("defaults.transport", c.Defaults.Transport); err != nil {
+		return err
+	}
+	names := map[string]int{}
+	for i, s := range c.Streams {
+		key := fmt.Sprintf("streams[%d]", i)
+		if err := fragment.ValidateStreamName(s.Name); err != nil {
+			return bad(key+".name", "%v", err)
+		}
+		if j, dup := names[s.Name]; dup {
+			return bad(key+".name", "%q is also the name of streams[%d]", s.Name, j)
+		}
+		names[s.Name] = i
+		if s.URL == "" {
+			return bad(key+".url", "missing")
+		}
+		if err := validTransport(key+".transport", s.Transport); err != nil {
+			return err
+		}
+		if s.StallTimeout < Duration(time.Second) {
+			return bad(key+".stall_timeout", "%v is below 1s", time.Duration(s.StallTimeout))
+		}
+		if err := validateFragment(key+".fragment", s.Fragment); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validTransport(key, v string) error {
+	switch v {
+	case "auto", "tcp", "udp":
+		return nil
+	}
+	return fmt.Errorf("%w: %s: %q is not one of auto, tcp, udp", ErrConfig, key, v)
+}
+
+func validateFragment(key string, f FragmentConfig) error {
+	t := time.Duration(f.Target)
+	if t < fragment.MinTarget || t > fragment.MaxTarget {
+		return fmt.Errorf("%w: %s.target: %v is outside %v to %v", ErrConfig, key, t, fragment.MinTarget, fragment.MaxTarget)
+	}
+	if time.Duration(f.MaxDuration) < t {
+		return fmt.Errorf("%w: %s.max_duration: %v is below the target %v", ErrConfig, key, time.Duration(f.MaxDuration), t)
+	}
+	if f.MaxBytes < 1<<20 {
+		return fmt.Errorf("%w: %s.max_bytes: %d is below 1MiB", ErrConfig, key, f.MaxBytes)
+	}
+	return nil
+}

@@ -1,0 +1,401 @@
+package edgeagent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tributary-io/tributary/archive"
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/ingest"
+	"github.com/tributary-io/tributary/ingest/rtsp"
+)
+
+// storeQueueSize is how many closed fragments may wait for the archive
+// before new ones are dropped (counted and logged).
+const storeQueueSize = 32
+
+// pipeline is one stream: a supervised source feeding a cutter whose
+// fragments are written to the archive by a store goroutine. The source's
+// goroutine owns the cutter; the store goroutine owns archive writes; the
+// status is shared under mu.
+type pipeline struct {
+	cfg    StreamConfig
+	log    *slog.Logger
+	store  archive.Store
+	layout archive.Layout
+	seq    *sequence
+	now    func() time.Time
+
+	counters ingest.Counters
+	cutter   fragment.Cutter
+	source   *rtsp.Source
+	queue    chan storeJob
+	inits    map[string]bool // init segments queued for the archive (source goroutine)
+	sessions int
+	tracks   []fragment.Track
+	lastEnd  time.Time
+
+	// counters owned by the pipeline
+	fragments       atomic.Uint64
+	fragmentBytes   atomic.Uint64
+	fragmentsLost   atomic.Uint64
+	droppedGOPs     atomic.Uint64
+	droppedSamples  atomic.Uint64
+	storeErrors     atomic.Uint64
+	latency         latencyObserver
+	firstFragmentAt atomic.Int64
+
+	mu     sync.Mutex
+	status StreamStatus
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type latencyObserver interface {
+	Observe(seconds float64)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Observe(float64) {}
+
+// storeJob is an object to write: a fragment, an init segment, or the
+// stream's metadata.
+type storeJob struct {
+	key   string
+	buf   *[]byte
+	meta  *fragment.Metadata // set for fragments
+	ctype string
+	user  map[string]string
+	onlyIfAbsent bool
+	closed time.Time // when the fragment closed, for latency
+}
+
+var fragPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+
+func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, seqDir string, log *slog.Logger, lat latencyObserver) (*pipeline, error) {
+	seq, err := openSequence(seqDir, cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	if lat == nil {
+		lat = nopObserver{}
+	}
+	p := &pipeline{
+		cfg:     cfg,
+		log:     log.With("stream", cfg.Name),
+		store:   store,
+		layout:  layout,
+		seq:     seq,
+		now:     time.Now,
+		queue:   make(chan storeJob, storeQueueSize),
+		inits:   map[string]bool{},
+		latency: lat,
+		done:    make(chan struct{}),
+	}
+	p.source = &rtsp.Source{
+		URL:          cfg.URL,
+		Transport:    cfg.Transport,
+		StallTimeout: time.Duration(cfg.StallTimeout),
+		Counters:     &p.counters,
+		Logger:       p.log.With("component", "rtsp"),
+	}
+	p.cutter = fragment.Cutter{
+		Target:      time.Duration(cfg.Fragment.Target),
+		MaxDuration: time.Duration(cfg.Fragment.MaxDuration),
+		MaxBytes:    int64(cfg.Fragment.MaxBytes),
+		Emit:        p.emit,
+		OnDrop:      p.onDrop,
+	}
+	if end := seq.LastEnd(); !end.IsZero() {
+		p.cutter.SetPrevious(end)
+		p.lastEnd = end
+	}
+	p.status = StreamStatus{Name: cfg.Name, URL: rtsp.Redact(cfg.URL), State: ingest.StateConnecting, Since: time.Now().UTC()}
+	return p, nil
+}
+
+// start runs the supervisor and the store goroutine.
+func (p *pipeline) start(ctx context.Context) {
+	ctx, p.cancel = context.WithCancel(ctx)
+	storeDone := make(chan struct{})
+	go func() {
+		defer close(storeDone)
+		p.storeLoop()
+	}()
+	go func() {
+		defer close(p.done)
+		sup := &ingest.Supervisor{
+			Name:    p.cfg.Name,
+			Session: func(ctx context.Context, started func()) error { return p.source.Run(ctx, p, started) },
+			Probe:   p.source.Probe,
+			OnState: p.onState,
+			Logger:  p.log.With("component", "supervisor"),
+		}
+		if err := p.source.Validate(); err != nil {
+			// a bad URL fails this stream only, with a clear status
+			sup.Session = func(context.Context, func()) error { return err }
+		}
+		sup.Run(ctx)
+		p.cutter.Flush() // no-op unless a session is still open
+		close(p.queue)
+		<-storeDone
+		p.seq.SetLastEnd(p.lastEnd)
+		if err := p.seq.Close(); err != nil {
+			p.log.Error("saving fragment numbering", "err", err)
+		}
+	}()
+}
+
+// stop ends the stream: the fragment in progress is closed and stored.
+func (p *pipeline) stop() {
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done
+	}
+}
+
+// ---- ingest.Sink, called on the source goroutine ----
+
+func (p *pipeline) StartSession(s ingest.Session) {
+	if p.sessions > 0 {
+		p.counters.Reconnects.Add(1)
+	}
+	p.cutter.Reset(s.Tracks, p.sessions > 0)
+	p.sessions++
+	p.tracks = append(p.tracks[:0], s.Tracks...)
+	p.cutter.SetClockSource(fragment.ClockReceive)
+	p.mu.Lock()
+	p.status.Transport = s.Transport
+	p.status.Tracks = trackStrings(s.Tracks)
+	p.status.Ignored = s.Ignored
+	p.status.ClockSource = fragment.ClockReceive
+	p.status.Sessions = p.sessions
+	p.status.ConnectedAt = s.Started.UTC()
+	p.mu.Unlock()
+	p.queueStreamInfo()
+}
+
+func (p *pipeline) WriteSample(i int, s fragment.Sample) { p.cutter.Write(i, s) }
+
+func (p *pipeline) UpdateTracks(tracks []fragment.Track) {
+	p.cutter.SetTracks(tracks)
+	p.tracks = append(p.tracks[:0], tracks...)
+	p.mu.Lock()
+	p.status.Tracks = trackStrings(tracks)
+	p.mu.Unlock()
+	p.queueStreamInfo()
+}
+
+func (p *pipeline) ClockChanged(from, to string, diff time.Duration, stepped bool) {
+	p.cutter.SetClockSource(to)
+	if stepped {
+		p.cutter.MarkDiscontinuity()
+	}
+	p.mu.Lock()
+	p.status.ClockSource = to
+	p.status.ClockChange = &ClockChange{From: from, To: to, DiffMS: diff.Milliseconds(), Stepped: stepped, At: time.Now().UTC()}
+	p.mu.Unlock()
+}
+
+func (p *pipeline) EndSession(err error) { p.cutter.Flush() }
+
+func (p *pipeline) onDrop(err error, samples int, bytes int64) {
+	p.droppedGOPs.Add(1)
+	p.droppedSamples.Add(uint64(samples))
+	p.log.Warn("GOP dropped", "err", err, "samples", samples, "bytes", bytes)
+	p.setError(err)
+}
+
+// emit encodes a closed fragment and queues it for the archive.
+func (p *pipeline) emit(f *fragment.Fragment) {
+	n, err := p.seq.Next()
+	if err != nil {
+		p.fragmentsLost.Add(1)
+		p.log.Error("cannot number fragment; dropped", "err", err)
+		p.setError(fmt.Errorf("fragment numbering: %w", err))
+		return
+	}
+	closed := p.now()
+	f.Stream = p.cfg.Name
+	f.Number = n
+	f.ServerTime = closed
+	f.Container = fragment.ContainerFMP4
+	f.Tags = p.cfg.Tags
+	if !p.inits[f.InitHash] {
+		p.queueInit(f.TrackConfigs, f.InitHash)
+	}
+	buf := fragPool.Get().(*[]byte)
+	*buf = fragment.AppendFMP4((*buf)[:0], f)
+	sum := sha256.Sum256(*buf)
+	f.SHA256 = hex.EncodeToString(sum[:])
+	f.Size = int64(len(*buf))
+	key, err := p.layout.FragmentKey(f.Metadata)
+	if err != nil {
+		fragPool.Put(buf)
+		p.fragmentsLost.Add(1)
+		p.setError(err)
+		return
+	}
+	f.Key = key
+	meta := f.Metadata
+	meta.Tracks = append([]fragment.TrackRef(nil), f.Tracks...)
+	p.lastEnd = f.ProducerEnd
+	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, ctype: "video/iso.segment", closed: closed})
+}
+
+func (p *pipeline) queueInit(tracks []fragment.Track, hash string) {
+	b, err := fragment.MarshalInit(tracks)
+	if err != nil {
+		p.log.Error("init segment", "err", err)
+		p.setError(err)
+		return
+	}
+	key, err := p.layout.InitKey(p.cfg.Name, hash)
+	if err != nil {
+		p.setError(err)
+		return
+	}
+	p.inits[hash] = true
+	buf := fragPool.Get().(*[]byte)
+	*buf = append((*buf)[:0], b...)
+	p.enqueue(storeJob{key: key, buf: buf, ctype: "video/mp4", onlyIfAbsent: true})
+}
+
+// StreamInfo is the content of a stream's stream.json.
+type StreamInfo struct {
+	Name      string            `json:"name"`
+	Tracks    []fragment.Track  `json:"tracks"`
+	InitHash  string            `json:"init"`
+	Container string            `json:"container"`
+	Tags      map[string]string `json:"tags,omitempty"`
+	Updated   time.Time         `json:"updated"`
+}
+
+func (p *pipeline) queueStreamInfo() {
+	info := StreamInfo{
+		Name: p.cfg.Name, Tracks: p.tracks, InitHash: fragment.ConfigHash(p.tracks),
+		Container: fragment.ContainerFMP4, Tags: p.cfg.Tags, Updated: time.Now().UTC(),
+	}
+	b, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return
+	}
+	key, err := p.layout.StreamKey(p.cfg.Name)
+	if err != nil {
+		p.setError(err)
+		return
+	}
+	buf := fragPool.Get().(*[]byte)
+	*buf = append((*buf)[:0], b...)
+	p.enqueue(storeJob{key: key, buf: buf, ctype: "application/json"})
+}
+
+func (p *pipeline) enqueue(j storeJob) {
+	select {
+	case p.queue <- j:
+	default:
+		fragPool.Put(j.buf)
+		if j.meta != nil {
+			p.fragmentsLost.Add(1)
+			p.log.Error("archive is not keeping up; fragment dropped", "number", j.meta.Number)
+			p.setError(errors.New("archive is not keeping up: fragments dropped"))
+		} else if j.onlyIfAbsent {
+			// retry the init segment with the next fragment
+			for h := range p.inits {
+				delete(p.inits, h)
+			}
+		}
+	}
+}
+
+// storeLoop writes queued objects in order. It is the only goroutine that
+// writes this stream's objects.
+func (p *pipeline) storeLoop() {
+	ctx := context.Background()
+	for j := range p.queue {
+		p.write(ctx, j)
+		fragPool.Put(j.buf)
+	}
+}
+
+func (p *pipeline) write(ctx context.Context, j storeJob) {
+	opts := archive.PutOptions{ContentType: j.ctype, IfNoneMatch: j.onlyIfAbsent}
+	if j.meta != nil {
+		md, err := archive.EncodeMetadata(*j.meta)
+		if err != nil {
+			p.log.Error("fragment metadata", "err", err)
+		}
+		opts.Metadata = md
+	}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		_, err = p.store.Put(ctx, j.key, bytes.NewReader(*j.buf), int64(len(*j.buf)), opts)
+		if err == nil || errors.Is(err, archive.ErrPreconditionFailed) || errors.Is(err, archive.ErrInvalidKey) {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+	}
+	if errors.Is(err, archive.ErrPreconditionFailed) && j.onlyIfAbsent {
+		err = nil // the init segment is already there
+	}
+	if err != nil {
+		p.storeErrors.Add(1)
+		if j.meta != nil {
+			p.fragmentsLost.Add(1)
+		}
+		p.log.Error("archive write failed", "key", j.key, "err", err)
+		p.setError(fmt.Errorf("archive: %w", err))
+		return
+	}
+	if j.meta == nil {
+		return
+	}
+	p.latency.Observe(time.Since(j.closed).Seconds())
+	p.fragments.Add(1)
+	p.fragmentBytes.Add(uint64(len(*j.buf)))
+	m := *j.meta
+	m.Tags = nil
+	p.mu.Lock()
+	p.status.LastFragment = &m
+	p.mu.Unlock()
+}
+
+func (p *pipeline) onState(state string, err error, retryIn time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.status.State != state {
+		p.status.Since = time.Now().UTC()
+	}
+	p.status.State = state
+	p.status.RetryInMS = retryIn.Milliseconds()
+	if err != nil {
+		p.status.LastError = err.Error()
+		p.status.LastErrorAt = time.Now().UTC()
+	}
+}
+
+func (p *pipeline) setError(err error) {
+	p.mu.Lock()
+	p.status.LastError = err.Error()
+	p.status.LastErrorAt = time.Now().UTC()
+	p.mu.Unlock()
+}
+
+func trackStrings(ts []fragment.Track) []string {
+	out := make([]string, len(ts))
+	for i := range ts {
+		out[i] = ts[i].String()
+	}
+	return out
+}

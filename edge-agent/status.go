@@ -1,0 +1,85 @@
+package edgeagent
+
+import (
+	"time"
+
+	"github.com/tributary-io/tributary/fragment"
+)
+
+// StreamStatus is a stream's state as /v1/status shows it.
+type StreamStatus struct {
+	Name string `json:"name"`
+	// URL with credentials redacted.
+	URL string `json:"url"`
+	// State is connecting, streaming, backoff, failed or stopped.
+	State string `json:"state"`
+	// Since is when the stream entered State.
+	Since time.Time `json:"since"`
+	// RetryInMS is the backoff before the next attempt, in StateBackoff.
+	RetryInMS   int64     `json:"retry_in_ms,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Transport   string    `json:"transport,omitempty"`
+	Tracks      []string  `json:"tracks,omitempty"`
+	// Ignored lists offered tracks of unsupported codecs.
+	Ignored     []string     `json:"ignored,omitempty"`
+	ClockSource string       `json:"clock_source,omitempty"`
+	ClockChange *ClockChange `json:"clock_change,omitempty"`
+	// ConnectedAt is when the current or last session started.
+	ConnectedAt time.Time `json:"connected_at,omitzero"`
+	// Sessions counts sessions since the agent started.
+	Sessions     int                `json:"sessions"`
+	LastFragment *fragment.Metadata `json:"last_fragment,omitempty"`
+	Counters     StreamCounters     `json:"counters"`
+}
+
+// ClockChange records the last change of the producer clock source.
+type ClockChange struct {
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	DiffMS  int64     `json:"diff_ms"`
+	Stepped bool      `json:"stepped"`
+	At      time.Time `json:"at"`
+}
+
+// StreamCounters are a stream's counters since the agent started.
+type StreamCounters struct {
+	Packets          uint64 `json:"packets"`
+	Bytes            uint64 `json:"bytes"`
+	Samples          uint64 `json:"samples"`
+	Fragments        uint64 `json:"fragments"`
+	FragmentBytes    uint64 `json:"fragment_bytes"`
+	PacketsLost      uint64 `json:"packets_lost"`
+	DecodeErrors     uint64 `json:"decode_errors"`
+	DroppedQueueFull uint64 `json:"dropped_queue_full"`
+	DroppedNoParams  uint64 `json:"dropped_no_params"`
+	DroppedGOPs      uint64 `json:"dropped_gops"`
+	DroppedSamples   uint64 `json:"dropped_samples"`
+	FragmentsLost    uint64 `json:"fragments_lost"`
+	StoreErrors      uint64 `json:"store_errors"`
+	Reconnects       uint64 `json:"reconnects"`
+}
+
+func (p *pipeline) snapshot() StreamStatus {
+	p.mu.Lock()
+	s := p.status
+	p.mu.Unlock()
+	c := &p.counters
+	s.Counters = StreamCounters{
+		Packets:          c.Packets.Load(),
+		Bytes:            c.Bytes.Load(),
+		Samples:          c.Samples.Load(),
+		Fragments:        p.fragments.Load(),
+		FragmentBytes:    p.fragmentBytes.Load(),
+		PacketsLost:      c.PacketsLost.Load(),
+		DecodeErrors:     c.DecodeErrors.Load(),
+		DroppedQueueFull: c.DroppedQueueFull.Load(),
+		DroppedNoParams:  c.DroppedNoParams.Load(),
+		DroppedGOPs:      p.droppedGOPs.Load(),
+		DroppedSamples:   p.droppedSamples.Load(),
+		FragmentsLost:    p.fragmentsLost.Load(),
+		StoreErrors:      p.storeErrors.Load(),
+		Reconnects:       c.Reconnects.Load(),
+	}
+	return s
+}

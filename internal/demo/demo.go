@@ -1,0 +1,169 @@
+// Package demo runs Tributary's main job on embedded defaults: synthetic
+// cameras, the edge agent and a local-directory archive, with progress
+// printed as it goes. It is what `tributary demo` runs.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/tributary-io/tributary"
+	edgeagent "github.com/tributary-io/tributary/edge-agent"
+	"github.com/tributary-io/tributary/internal/camsim"
+)
+
+// Options of a demo run.
+type Options struct {
+	// DataDir holds the archive, the agent's state and the clips. Default
+	// "./tributary-data".
+	DataDir string
+	// Duration stops the demo by itself when positive. Default 0: run
+	// until ctx ends (Ctrl-C).
+	Duration time.Duration
+	// Listen is the HTTP address of the agent. Default "127.0.0.1:8080";
+	// when it is taken, a free port is used instead.
+	Listen string
+	// Progress is how often progress is printed. Default 5 s.
+	Progress time.Duration
+	// Out receives progress lines. Default os.Stdout.
+	Out io.Writer
+	// Logger receives the components' logs. Default: warnings and errors
+	// to stderr.
+	Logger *slog.Logger
+}
+
+// Cameras of the demo: name and camsim preset.
+var Cameras = []struct{ Name, Preset string }{
+	{"front-door", "h264_aac"},
+	{"backyard", "h265_aac"},
+}
+
+// Run runs the demo until ctx ends or Duration passes.
+func Run(ctx context.Context, o Options) error {
+	if o.DataDir == "" {
+		o.DataDir = "./tributary-data"
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:8080"
+	}
+	if o.Progress <= 0 {
+		o.Progress = 5 * time.Second
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	data, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return err
+	}
+	clips, err := tributary.ExtractClips(filepath.Join(data, "clips"))
+	if err != nil {
+		return err
+	}
+	presets := camsim.Presets(clips)
+	var cams []camsim.Camera
+	for _, c := range Cameras {
+		cam := presets[c.Preset]
+		cam.Name = c.Name
+		cams = append(cams, cam)
+	}
+	sim := &camsim.Server{Addr: "127.0.0.1:0", TCPOnly: true, Cameras: cams, Logger: o.Logger.With("component", "camsim")}
+	if err := sim.Start(); err != nil {
+		return fmt.Errorf("synthetic cameras: %w", err)
+	}
+	defer sim.Close()
+
+	listen := o.Listen
+	if ln, err := net.Listen("tcp", listen); err != nil {
+		fmt.Fprintf(o.Out, "%s is taken; using a free port\n", listen)
+		listen = "127.0.0.1:0"
+	} else {
+		ln.Close()
+	}
+	cfg := &edgeagent.Config{
+		DataDir: data,
+		HTTP:    edgeagent.HTTPConfig{Listen: listen},
+		Archive: edgeagent.ArchiveConfig{Type: "local", Path: filepath.Join(data, "archive")},
+	}
+	for _, c := range Cameras {
+		cfg.Streams = append(cfg.Streams, edgeagent.StreamConfig{Name: c.Name, URL: sim.URL(c.Name), Transport: "tcp"})
+	}
+	cfg, err = edgeagent.FinishConfig(cfg)
+	if err != nil {
+		return err
+	}
+	agent := &edgeagent.Agent{Config: cfg, Logger: o.Logger}
+	if err := agent.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "Tributary demo: %d synthetic cameras -> agent -> archive\n", len(Cameras))
+	for _, c := range Cameras {
+		fmt.Fprintf(o.Out, "  camera %-12s %s (%s)\n", c.Name, sim.URL(c.Name), c.Preset)
+	}
+	fmt.Fprintf(o.Out, "  archive      %s\n", cfg.Archive.Path)
+	fmt.Fprintf(o.Out, "  status       http://%s/v1/status\n", agent.Addr())
+	fmt.Fprintf(o.Out, "  metrics      http://%s/metrics\n", agent.Addr())
+	if o.Duration > 0 {
+		fmt.Fprintf(o.Out, "running for %v\n", o.Duration)
+	} else {
+		fmt.Fprintln(o.Out, "press Ctrl-C to stop")
+	}
+
+	var stop <-chan time.Time
+	if o.Duration > 0 {
+		t := time.NewTimer(o.Duration)
+		defer t.Stop()
+		stop = t.C
+	}
+	tick := time.NewTicker(o.Progress)
+	defer tick.Stop()
+	start := time.Now()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-stop:
+			break loop
+		case <-tick.C:
+			printProgress(o.Out, time.Since(start), agent.Status())
+		}
+	}
+	fmt.Fprintln(o.Out, "stopping: closing the fragments in progress")
+	if err := agent.Close(); err != nil {
+		return err
+	}
+	st := agent.Status()
+	printProgress(o.Out, time.Since(start), st)
+	var failed []string
+	for _, s := range st {
+		if s.Counters.Fragments == 0 {
+			failed = append(failed, fmt.Sprintf("%s: no fragments (%s)", s.Name, s.LastError))
+		}
+	}
+	fmt.Fprintf(o.Out, "fragments are in %s\n", filepath.Join(cfg.Archive.Path, cfg.Archive.Prefix, "streams"))
+	if len(failed) > 0 && time.Since(start) > 10*time.Second {
+		return errors.New("demo: " + fmt.Sprint(failed))
+	}
+	return nil
+}
+
+func printProgress(w io.Writer, elapsed time.Duration, st []edgeagent.StreamStatus) {
+	sort.Slice(st, func(i, j int) bool { return st[i].Name < st[j].Name })
+	fmt.Fprintf(w, "[%5.0fs]", elapsed.Seconds())
+	for _, s := range st {
+		fmt.Fprintf(w, "  %s: %s, %d fragments, %.1f MB", s.Name, s.State, s.Counters.Fragments, float64(s.Counters.FragmentBytes)/1e6)
+	}
+	fmt.Fprintln(w)
+}
