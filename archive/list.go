@@ -20,6 +20,10 @@ const (
 	SelectorServer = "server"
 )
 
+// listSlack is how many keys beyond the page the first List of
+// ListFragments asks for: the fragments of the look-back before Start.
+const listSlack = 64
+
 // Limits of ListRequest.Limit.
 const (
 	DefaultListFragmentsLimit = 100
@@ -153,7 +157,13 @@ func ListFragments(ctx context.Context, store Store, layout Layout, req ListRequ
 
 	l := fragmentLister{ctx: ctx, store: store, layout: layout, stream: req.Stream, hours: map[string]map[string]fragment.Metadata{}}
 	var res ListResult
-	page := min(DefaultListLimit, req.Limit+1)
+	// The first List asks for the page, the look-back and the key that
+	// tells whether more remain; the server selector's wide scan and any
+	// further List ask for as much as one call gives.
+	page := min(DefaultListLimit, req.Limit+1+listSlack)
+	if req.Selector == SelectorServer {
+		page = DefaultListLimit
+	}
 	for {
 		objs, err := store.List(ctx, prefix, after, page)
 		if err != nil {
