@@ -1,0 +1,78 @@
+package edgeagent_test
+
+import (
+	"testing"
+	"time"
+
+	edgeagent "github.com/tributary-io/tributary/edge-agent"
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/ingest"
+	"github.com/tributary-io/tributary/internal/camsim"
+	"github.com/tributary-io/tributary/internal/testenv"
+)
+
+// TestCamsimCodecSets pulls every camsim preset for 10 s and checks every
+// fragment: ffmpeg's damage check, a leading keyframe, the target duration,
+// consecutive numbers, increasing producer times, fragments that abut.
+func TestCamsimCodecSets(t *testing.T) {
+	testenv.RequireFFmpeg(t)
+	cams := camsim.PresetCameras(repoTestdata(t))
+	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Logger: testLogger(t)}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	var streams []edgeagent.StreamConfig
+	for i, c := range cams {
+		tr := "tcp"
+		if i%2 == 1 {
+			tr = "udp"
+		}
+		streams = append(streams, edgeagent.StreamConfig{Name: c.Name, URL: sim.URL(c.Name), Transport: tr})
+	}
+	a, store := startAgent(t, streams...)
+	waitFor(t, 10*time.Second, "every stream streaming", func() bool {
+		for _, s := range a.Status() {
+			if s.State != ingest.StateStreaming {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(10 * time.Second)
+	a.Close()
+
+	want := map[string]checks{
+		"h264":             {videoCodec: fragment.CodecH264},
+		"h264_aac":         {videoCodec: fragment.CodecH264, audioCodec: fragment.CodecAAC},
+		"h264_opus":        {videoCodec: fragment.CodecH264, audioCodec: fragment.CodecOpus},
+		"h264_bframes_aac": {videoCodec: fragment.CodecH264, audioCodec: fragment.CodecAAC},
+		"h265":             {videoCodec: fragment.CodecH265},
+		"h265_aac":         {videoCodec: fragment.CodecH265, audioCodec: fragment.CodecAAC},
+		"h264_pcmu":        {videoCodec: fragment.CodecH264, audioCodec: fragment.CodecPCMU},
+	}
+	for _, c := range cams {
+		t.Run(c.Name, func(t *testing.T) {
+			ck := want[c.Name]
+			ck.target, ck.gop, ck.frame, ck.minFrags = 2*time.Second, time.Second, 34*time.Millisecond, 4
+			frags := verify(t, store, c.Name, ck)
+			st := statusOf(a, c.Name)
+			if st.Counters.DecodeErrors != 0 || st.Counters.DroppedQueueFull != 0 || st.Counters.FragmentsLost != 0 {
+				t.Errorf("counters %+v", st.Counters)
+			}
+			if c.Name == "h264_bframes_aac" {
+				b := 0
+				for _, f := range frags {
+					for _, s := range f.parsed.Samples[0] {
+						if s.PTSOffset != 0 {
+							b++
+						}
+					}
+				}
+				if b == 0 {
+					t.Error("no sample with PTS != DTS in the B-frame stream")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,106 @@
+// Package testenv starts and checks the real peers Tributary's tests run
+// against: ffmpeg as the judge of every fragment, the GStreamer RTSP server
+// as a camera nobody here wrote. A test that needs a missing peer fails when
+// the CI environment variable is set, and is skipped otherwise with the
+// command that installs the peer.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Install commands named in skip messages.
+const (
+	InstallFFmpeg    = "make peers (or: apt-get install -y ffmpeg)"
+	InstallGStreamer = "make peers (or: apt-get install -y gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp)"
+)
+
+// Missing fails the test under CI and skips it otherwise.
+func Missing(t testing.TB, what, install string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not installed (CI is set, so this fails): install it with %s", what, install)
+	}
+	t.Skipf("%s is not installed: install it with %s", what, install)
+}
+
+// RequireFFmpeg returns the path of ffmpeg or fails/skips the test.
+func RequireFFmpeg(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		Missing(t, "ffmpeg", InstallFFmpeg)
+	}
+	return p
+}
+
+// CheckMedia runs ffmpeg's strictest decode over the concatenation of
+// parts (an init segment and a fragment, say): it must exit 0 and print
+// nothing. ffprobe is no judge: it accepts truncated and corrupt files.
+func CheckMedia(ctx context.Context, parts ...[]byte) error {
+	f, err := os.CreateTemp("", "tributary-check-*.mp4")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	for _, p := range parts {
+		if _, err := f.Write(p); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return CheckFile(ctx, f.Name())
+}
+
+// CheckFile runs the ffmpeg damage check on a file.
+func CheckFile(ctx context.Context, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-xerror", "-err_detect", "explode", "-i", path, "-f", "null", "-")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if err != nil || stderr.Len() > 0 {
+		return fmt.Errorf("ffmpeg damage check of %s failed (%v): %s", filepath.Base(path), err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// WaitPort waits until addr accepts TCP connections.
+func WaitPort(ctx context.Context, addr string) error {
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s never accepted connections: %w", addr, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
