@@ -220,8 +220,37 @@ func loadClip(path, g711Path string) (*clip, error) {
 		}
 	}
 
-	sort.SliceStable(c.events, func(i, j int) bool { return c.events[i].dts < c.events[j].dts })
+	c.wrapEvents()
 	return c, nil
+}
+
+// wrapEvents moves the events that fall outside the video's send window [first video
+// DTS, first video DTS + duration) by one loop period, so that send times stay in
+// order across the loop point (e.g. audio that ends after the last B-frame is sent,
+// or Opus that starts before the first video frame), then sorts them in send order.
+func (c *clip) wrapEvents() {
+	lo := int64(0)
+	for _, e := range c.events {
+		if c.tracks[e.track].mediaType == description.MediaTypeVideo {
+			lo = e.dts
+			break
+		}
+	}
+	for i := range c.events {
+		e := &c.events[i]
+		clock := c.tracks[e.track].clock
+		for e.dts >= lo+c.duration {
+			e.dts -= c.duration
+			e.pts -= c.duration
+			e.rtp -= floorDiv(c.duration*clock, tsClock)
+		}
+		for e.dts < lo {
+			e.dts += c.duration
+			e.pts += c.duration
+			e.rtp += floorDiv(c.duration*clock, tsClock)
+		}
+	}
+	sort.SliceStable(c.events, func(i, j int) bool { return c.events[i].dts < c.events[j].dts })
 }
 
 // addVideo adds the video track and sets the loop period. It returns the window start
