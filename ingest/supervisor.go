@@ -21,6 +21,16 @@ const (
 // scheme, say): the Supervisor stops and reports StateFailed.
 var ErrPermanent = errors.New("permanent error")
 
+// Permanent wraps err so that errors.Is(err, ErrPermanent) holds while its
+// message stays err's, with " (not retried)" appended.
+func Permanent(err error) error { return permanentError{err} }
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string        { return e.err.Error() + " (not retried)" }
+func (e permanentError) Unwrap() error        { return e.err }
+func (e permanentError) Is(target error) bool { return target == ErrPermanent }
+
 // ErrUnreachable marks a failure to reach the producer at all (connection
 // refused, no route): the Supervisor may probe for its return instead of
 // waiting out the whole backoff.

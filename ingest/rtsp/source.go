@@ -35,12 +35,13 @@ const (
 	TransportUDP  = "udp"
 )
 
-// Errors of a session. Each wraps ingest.ErrPermanent or
-// ingest.ErrUnreachable where that applies, for the Supervisor.
+// Errors of a session. Errors that retrying cannot fix are returned
+// wrapped by ingest.Permanent; unreachable cameras wrap
+// ingest.ErrUnreachable, for the Supervisor.
 var (
-	ErrUnsupportedScheme = fmt.Errorf("%w: URL scheme is not rtsp or rtsps", ingest.ErrPermanent)
-	ErrBadURL            = fmt.Errorf("%w: bad URL", ingest.ErrPermanent)
-	ErrBadTransport      = fmt.Errorf("%w: transport must be auto, tcp or udp", ingest.ErrPermanent)
+	ErrUnsupportedScheme = errors.New("URL scheme is not rtsp or rtsps")
+	ErrBadURL            = errors.New("bad URL")
+	ErrBadTransport      = errors.New("transport must be auto, tcp or udp")
 	ErrUnauthorized      = errors.New("camera refused the credentials (401)")
 	ErrNoSupportedTracks = errors.New("camera offers no supported track (H264, H265, AAC, Opus, G711)")
 	ErrStalled           = errors.New("no media from the camera")
@@ -82,23 +83,23 @@ func (s *Source) Validate() error {
 	case "", TransportAuto, TransportTCP, TransportUDP:
 		return nil
 	}
-	return fmt.Errorf("%w: %q", ErrBadTransport, s.Transport)
+	return ingest.Permanent(fmt.Errorf("%w: %q", ErrBadTransport, s.Transport))
 }
 
 func (s *Source) parse() (*base.URL, error) {
 	u, err := url.Parse(s.URL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrBadURL, Redact(s.URL))
+		return nil, ingest.Permanent(fmt.Errorf("%w: %s", ErrBadURL, Redact(s.URL)))
 	}
 	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
-		return nil, fmt.Errorf("%w: %q", ErrUnsupportedScheme, u.Scheme)
+		return nil, ingest.Permanent(fmt.Errorf("%w: %q", ErrUnsupportedScheme, u.Scheme))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("%w: no host in %s", ErrBadURL, Redact(s.URL))
+		return nil, ingest.Permanent(fmt.Errorf("%w: no host in %s", ErrBadURL, Redact(s.URL)))
 	}
 	bu, err := base.ParseURL(s.URL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrBadURL, Redact(s.URL))
+		return nil, ingest.Permanent(fmt.Errorf("%w: %s", ErrBadURL, Redact(s.URL)))
 	}
 	return bu, nil
 }
