@@ -158,12 +158,9 @@ func ListFragments(ctx context.Context, store Store, layout Layout, req ListRequ
 	l := fragmentLister{ctx: ctx, store: store, layout: layout, stream: req.Stream, hours: map[string]map[string]fragment.Metadata{}}
 	var res ListResult
 	// The first List asks for the page, the look-back and the key that
-	// tells whether more remain; the server selector's wide scan and any
-	// further List ask for as much as one call gives.
+	// tells whether more remain; further ones (a sparse range, the server
+	// selector's wide scan) ask for twice as many each time.
 	page := min(DefaultListLimit, req.Limit+1+listSlack)
-	if req.Selector == SelectorServer {
-		page = DefaultListLimit
-	}
 	for {
 		objs, err := store.List(ctx, prefix, after, page)
 		if err != nil {
@@ -195,7 +192,7 @@ func ListFragments(ctx context.Context, store Store, layout Layout, req ListRequ
 		if len(objs) < page {
 			return res, nil
 		}
-		page = DefaultListLimit
+		page = min(DefaultListLimit, 2*page)
 	}
 }
 

@@ -142,9 +142,9 @@ func TestListFragments(t *testing.T) {
 		{Selector: SelectorServer},
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	for range 40 {
+	for range 20 {
 		start := archiveBase.Add(time.Duration(r.Int64N(int64(3*time.Hour))) - time.Minute)
-		req := ListRequest{Start: start, End: start.Add(time.Duration(r.Int64N(int64(time.Hour)))), Limit: 1 + r.IntN(120)}
+		req := ListRequest{Start: start, End: start.Add(time.Duration(r.Int64N(int64(time.Hour)))), Limit: 5 + r.IntN(120)}
 		if r.IntN(3) == 0 {
 			req.Selector = SelectorServer
 		}
@@ -186,7 +186,7 @@ func TestListFragments(t *testing.T) {
 		defer WriteHourIndex(ctx, local, layout, "cam1", at(11, 0, 0))
 		withLate := append(slices.Clone(all), late)
 		slices.SortFunc(withLate, func(a, b fragment.Metadata) int { return strings.Compare(a.Key, b.Key) })
-		for _, req := range reqs[:12] {
+		for _, req := range reqs[:14] {
 			req.Stream = "cam1"
 			checkList(t, &countingStore{Store: local, stripListMetadata: true}, layout, withLate, req)
 		}
