@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/archive"
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/internal/camsim"
+	"github.com/tributary-io/tributary/internal/testenv"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tributary-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "tributary")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building tributary: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func testdataDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "testdata")
+}
+
+// fragments lists a stream's fragments in the archive at root.
+func fragments(t *testing.T, root, stream string) []fragment.Metadata {
+	t.Helper()
+	res, err := archive.ListFragments(context.Background(), &archive.Local{Root: root}, archive.Layout{}, archive.ListRequest{
+		Stream: stream, Start: time.Unix(0, 0), End: time.Now().Add(time.Hour), Limit: 1000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Fragments
+}
+
+func checkFragment(t *testing.T, root string, m fragment.Metadata) {
+	t.Helper()
+	layout := archive.Layout{}
+	initKey, _ := layout.InitKey(m.Stream, m.InitHash)
+	init, err := os.ReadFile(filepath.Join(root, initKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, m.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.CheckMedia(context.Background(), init, data); err != nil {
+		t.Errorf("fragment %d: %v", m.Number, err)
+	}
+}
+
+func runAgent(t *testing.T, cfgPath string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(binary, "agent", "--config", cfgPath)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &out
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		_ = cmd.Process.Kill()
+		t.Fatalf("agent did not exit within %v", d)
+		return nil
+	}
+}
+
+// TestSIGTERMMidFragment stops the agent with SIGTERM in the middle of a
+// fragment: it exits 0 and the last fragment is valid. A second run
+// continues the numbering.
+func TestSIGTERMMidFragment(t *testing.T) {
+	t.Parallel()
+	testenv.RequireFFmpeg(t)
+	cam := camsim.Presets(testdataDir())["h264_aac"]
+	cam.Name = "cam"
+	sim := &camsim.Server{Addr: "127.0.0.1:0", TCPOnly: true, Cameras: []camsim.Camera{cam}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	archiveDir := filepath.Join(dir, "archive")
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	cfg := fmt.Sprintf(`data_dir: %s
+http:
+  listen: 127.0.0.1:0
+archive:
+  path: %s
+streams:
+  - name: cam
+    url: %s
+    fragment:
+      target: 2s
+`, dir, archiveDir, sim.URL("cam"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd, out := runAgent(t, cfgPath)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(fragments(t, archiveDir, "cam")) < 2 {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("no fragments; agent output:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(900 * time.Millisecond) // into the third fragment
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, cmd, 10*time.Second); err != nil {
+		t.Fatalf("agent exited with %v; output:\n%s", err, out.String())
+	}
+	frags := fragments(t, archiveDir, "cam")
+	if len(frags) < 3 {
+		t.Fatalf("%d fragments after SIGTERM", len(frags))
+	}
+	last := frags[len(frags)-1]
+	if last.Duration >= 2*time.Second || last.Duration <= 0 {
+		t.Errorf("last fragment lasts %v: not the one in progress at SIGTERM", last.Duration)
+	}
+	for _, m := range frags {
+		checkFragment(t, archiveDir, m)
+	}
+
+	// a second run continues the numbering and flags the gap
+	cmd, out = runAgent(t, cfgPath)
+	deadline = time.Now().Add(20 * time.Second)
+	for len(fragments(t, archiveDir, "cam")) < len(frags)+1 {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("no fragments in the second run; output:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	if err := waitExit(t, cmd, 10*time.Second); err != nil {
+		t.Fatalf("second run exited with %v", err)
+	}
+	all := fragments(t, archiveDir, "cam")
+	first := all[len(frags)]
+	if first.Number != last.Number+1 {
+		t.Errorf("second run starts at fragment %d, after %d", first.Number, last.Number)
+	}
+	if !first.Discontinuity {
+		t.Error("first fragment after a restart is not flagged discontinuous")
+	}
+}
+
+// TestDemo runs the acceptance command: `demo --duration 20s --data DIR`
+// exits 0 and DIR holds at least 2 streams x 8 valid fragments.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	testenv.RequireFFmpeg(t)
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "demo", "--duration", "20s", "--data", dir, "--listen", "127.0.0.1:0")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, cmd, 60*time.Second); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	root := filepath.Join(dir, "archive")
+	streams, err := archive.ListStreams(context.Background(), &archive.Local{Root: root}, archive.Layout{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(streams) < 2 {
+		t.Fatalf("streams %v", streams)
+	}
+	for _, s := range streams {
+		frags := fragments(t, root, s)
+		if len(frags) < 8 {
+			t.Errorf("%s: %d fragments, want at least 8", s, len(frags))
+		}
+		for _, m := range frags {
+			checkFragment(t, root, m)
+		}
+	}
+	if !strings.Contains(out.String(), "fragments are in") {
+		t.Errorf("demo did not say where the files are:\n%s", out.String())
+	}
+}
