@@ -72,13 +72,13 @@ func (nopObserver) Observe(float64) {}
 // storeJob is an object to write: a fragment, an init segment, or the
 // stream's metadata.
 type storeJob struct {
-	key   string
-	buf   *[]byte
-	meta  *fragment.Metadata // set for fragments
-	ctype string
-	user  map[string]string
+	key          string
+	buf          *[]byte
+	meta         *fragment.Metadata // set for fragments
+	ctype        string
+	user         map[string]string
 	onlyIfAbsent bool
-	closed time.Time // when the fragment closed, for latency
+	closed       time.Time // when the fragment closed, for latency
 }
 
 var fragPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}

@@ -43,13 +43,13 @@ type Clock struct {
 	// Untrusted is set when RTCP time was refused as too far off.
 	Untrusted time.Duration
 
-	init      bool
-	offset    int64 // wall = media + offset
-	target    int64
-	maxMedia  int64
-	winStart  int64
-	winMin    int64
-	haveWin   bool
+	init     bool
+	offset   int64 // wall = media + offset
+	target   int64
+	maxMedia int64
+	winStart int64
+	winMin   int64
+	haveWin  bool
 }
 
 // ClockEvent reports a change made by Clock.Map.

@@ -180,16 +180,16 @@ func (s *Source) defaults() {
 // unit is an access unit handed from a network goroutine to the session
 // loop.
 type unit struct {
-	track   int
-	pts     int64 // in the track's clock rate, on the session's common timeline
-	dts     int64
-	dur     uint32 // known for audio, 0 for video
-	key     bool
-	recv    time.Time
-	ntp     time.Time
-	ntpOK   bool
-	buf     *[]byte
-	params  *fragment.Track // new codec configuration, if this AU changed it
+	track  int
+	pts    int64 // in the track's clock rate, on the session's common timeline
+	dts    int64
+	dur    uint32 // known for audio, 0 for video
+	key    bool
+	recv   time.Time
+	ntp    time.Time
+	ntpOK  bool
+	buf    *[]byte
+	params *fragment.Track // new codec configuration, if this AU changed it
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}

@@ -304,28 +304,48 @@ func checkVideo(t *testing.T, name string, v *pulledTrack, bframes bool) {
 	checkRealTime(t, name+" video", v, 90000)
 }
 
-// checkRealTime checks that PTS advance like the receive clock, and NTP is the wall clock.
+// checkRealTime checks that PTS advance like the receive clock and that NTP is the
+// wall clock. The machine may be busy (other builds, the race detector), so packets
+// can arrive late and in bursts: compare the least-delayed units of the first and
+// last quarters, which a burst does not move, and allow for lag below maxLag.
 func checkRealTime(t *testing.T, name string, tr *pulledTrack, clock int64) {
 	t.Helper()
-	first, last := tr.units[0], tr.units[len(tr.units)-1]
-	dPTS := time.Duration((last.pts - first.pts) * int64(time.Second) / clock)
-	dRecv := last.recv.Sub(first.recv)
-	if diff := dPTS - dRecv; diff > 250*time.Millisecond || diff < -250*time.Millisecond {
-		t.Errorf("%s: PTS advanced %v while %v passed", name, dPTS, dRecv)
+	n := len(tr.units)
+	if n < 8 {
+		t.Fatalf("%s: only %d units", name, n)
 	}
+	minDelay := func(us []unit) time.Duration {
+		m := time.Duration(1<<63 - 1)
+		for _, u := range us {
+			d := u.recv.Sub(tr.units[0].recv) - time.Duration((u.pts-tr.units[0].pts)*int64(time.Second)/clock)
+			m = min(m, d)
+		}
+		return m
+	}
+	early, late := minDelay(tr.units[:n/4]), minDelay(tr.units[n-n/4:])
+	span := time.Duration((tr.units[n-1].pts - tr.units[0].pts) * int64(time.Second) / clock)
+	if d := late - early; d > 300*time.Millisecond || d < -300*time.Millisecond {
+		t.Errorf("%s: over %v of PTS, the receive clock drifted by %v", name, span, d)
+	}
+
 	ntps := 0
+	best := time.Duration(1<<63 - 1)
 	for _, u := range tr.units {
-		if !u.ntpOK {
-			continue
-		}
-		ntps++
-		if diff := u.ntp.Sub(u.recv); diff > 500*time.Millisecond || diff < -500*time.Millisecond {
-			t.Errorf("%s: NTP %v is %v away from the receive time", name, u.ntp, diff)
-			break
+		if u.ntpOK {
+			ntps++
+			best = min(best, u.recv.Sub(u.ntp))
 		}
 	}
-	if ntps == 0 && tr.requireSR {
-		t.Errorf("%s: no RTCP sender report received", name)
+	if ntps == 0 {
+		if tr.requireSR {
+			t.Errorf("%s: no RTCP sender report received", name)
+		}
+		return
+	}
+	// NTP is the wall clock of the PTS: at most a few frames ahead of arrival (B-frames),
+	// and behind it by the delivery delay.
+	if best < -300*time.Millisecond || best > maxLag+500*time.Millisecond {
+		t.Errorf("%s: packets arrive %v after their NTP time", name, best)
 	}
 }
 
