@@ -110,6 +110,7 @@ func (s *syncBuffer) String() string {
 // status error or counted drops and retries where it should; none crashes
 // or stalls the healthy stream.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	testenv.RequireFFmpeg(t)
 	presets := camsim.Presets(repoTestdata(t))
 	good, locked := presets["h264_aac"], presets["h264"]

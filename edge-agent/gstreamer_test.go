@@ -12,6 +12,7 @@ import (
 // TestGStreamerCamera pulls cameras served by the GStreamer RTSP server,
 // which nobody here wrote, and runs the same checks as for camsim.
 func TestGStreamerCamera(t *testing.T) {
+	t.Parallel()
 	testenv.RequireFFmpeg(t)
 	cases := []struct {
 		name   string

@@ -15,6 +15,7 @@ import (
 // fragment: ffmpeg's damage check, a leading keyframe, the target duration,
 // consecutive numbers, increasing producer times, fragments that abut.
 func TestCamsimCodecSets(t *testing.T) {
+	t.Parallel()
 	testenv.RequireFFmpeg(t)
 	cams := camsim.PresetCameras(repoTestdata(t))
 	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Logger: testLogger(t)}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the real programs Tributary's tests run against, when missing:
+# ffmpeg (producer and judge of every fragment) and the GStreamer RTSP
+# server (a camera nobody here wrote). Debian packages; needs root.
+set -euo pipefail
+
+need=()
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" >/dev/null 2>&1 \
+	|| ! command -v gst-inspect-1.0 >/dev/null 2>&1 \
+	|| ! gst-inspect-1.0 x264enc >/dev/null 2>&1 \
+	|| ! gst-inspect-1.0 opusenc >/dev/null 2>&1 \
+	|| ! gst-inspect-1.0 rtph264pay >/dev/null 2>&1; then
+	need+=(gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+		gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp)
+fi
+
+if [ ${#need[@]} -eq 0 ]; then
+	echo "test peers: all installed"
+	exit 0
+fi
+echo "test peers: installing ${need[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "test peers: installed"
