@@ -76,11 +76,11 @@ func WriteHourIndex(ctx context.Context, store Store, layout Layout, stream stri
 		}
 		after = objs[len(objs)-1].Key
 	}
-	b, err := EncodeHourIndex(idx)
-	if err != nil {
+	var buf bytes.Buffer
+	if err := EncodeHourIndex(&buf, idx); err != nil {
 		return err
 	}
-	_, err = store.Put(ctx, prefix+HourIndexName, bytes.NewReader(b), int64(len(b)), PutOptions{ContentType: "application/json"})
+	_, err = store.Put(ctx, prefix+HourIndexName, bytes.NewReader(buf.Bytes()), int64(buf.Len()), PutOptions{ContentType: "application/json"})
 	return err
 }
 
@@ -107,18 +107,23 @@ func ReadHourIndex(ctx context.Context, store Store, layout Layout, stream strin
 	return idx, nil
 }
 
-// EncodeHourIndex validates idx, sorts its fragments by key and encodes it
-// as JSON.
-func EncodeHourIndex(idx HourIndex) ([]byte, error) {
+// EncodeHourIndex validates idx, sorts its fragments by key (in place) and
+// writes it to w as JSON.
+func EncodeHourIndex(w io.Writer, idx HourIndex) error {
 	idx.Hour = idx.Hour.UTC()
 	if idx.Fragments == nil {
 		idx.Fragments = []fragment.Metadata{}
 	}
 	slices.SortFunc(idx.Fragments, compareFragments)
 	if err := idx.validate(); err != nil {
-		return nil, err
+		return err
 	}
-	return json.Marshal(idx)
+	b, err := json.Marshal(idx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidManifest, err)
+	}
+	_, err = w.Write(b)
+	return err
 }
 
 // DecodeHourIndex decodes and validates a manifest: version 1, a valid

@@ -183,11 +183,11 @@ func TestDecodeHourIndex(t *testing.T) {
 			}
 			continue
 		}
-		b, err := EncodeHourIndex(idx)
-		if err != nil {
+		var b bytes.Buffer
+		if err := EncodeHourIndex(&b, idx); err != nil {
 			t.Errorf("%s: re-encode: %v", tc.name, err)
 		}
-		if _, err := DecodeHourIndex(bytes.NewReader(b)); err != nil {
+		if _, err := DecodeHourIndex(&b); err != nil {
 			t.Errorf("%s: decode of re-encoding: %v", tc.name, err)
 		}
 	}
@@ -207,17 +207,16 @@ func FuzzDecodeHourIndex(f *testing.F) {
 			}
 			return
 		}
-		b1, err := EncodeHourIndex(idx)
-		if err != nil {
+		var b1, b2 bytes.Buffer
+		if err := EncodeHourIndex(&b1, idx); err != nil {
 			t.Fatalf("a decoded manifest does not encode: %v", err)
 		}
-		idx2, err := DecodeHourIndex(bytes.NewReader(b1))
+		idx2, err := DecodeHourIndex(bytes.NewReader(b1.Bytes()))
 		if err != nil {
-			t.Fatalf("re-encoded manifest does not decode: %v\n%s", err, b1)
+			t.Fatalf("re-encoded manifest does not decode: %v\n%s", err, b1.Bytes())
 		}
-		b2, err := EncodeHourIndex(idx2)
-		if err != nil || !bytes.Equal(b1, b2) {
-			t.Fatalf("unstable encoding:\n%s\n%s", b1, b2)
+		if err := EncodeHourIndex(&b2, idx2); err != nil || !bytes.Equal(b1.Bytes(), b2.Bytes()) {
+			t.Fatalf("unstable encoding:\n%s\n%s", b1.Bytes(), b2.Bytes())
 		}
 	})
 }

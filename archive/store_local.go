@@ -153,6 +153,9 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, op
 		}
 	}()
 
+	if r == nil {
+		r = strings.NewReader("")
+	}
 	h := md5.New()
 	body := ctxReader{ctx, r}
 	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(body, size))
@@ -279,8 +282,12 @@ func (l *Local) ensureDir(dir string) error {
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
-				return nil
+			fi, serr := os.Stat(dir)
+			if serr == nil && fi.IsDir() {
+				return nil // created concurrently
+			}
+			if serr != nil {
+				return serr // removed again by a Delete: ErrNotExist, retried
 			}
 		}
 		return err
@@ -331,7 +338,7 @@ func (l *Local) describe(key, objPath, metaPath string, fi fs.FileInfo) (ObjectI
 	var sc sidecar
 	b, err := os.ReadFile(metaPath)
 	ok := err == nil && json.Unmarshal(b, &sc) == nil && sc.Version == sidecarVersion
-	if ok && sc.Size == fi.Size() && sc.ModTimeNs == fi.ModTime().UnixNano() {
+	if ok && sc.Size == fi.Size() && sameModTime(sc.ModTimeNs, fi.ModTime()) {
 		info.ETag, info.Metadata = sc.ETag, cloneMap(sc.Metadata)
 		if sc.ContentType != "" {
 			info.ContentType = sc.ContentType
@@ -361,6 +368,22 @@ func (l *Local) describe(key, objPath, metaPath string, fi fs.FileInfo) (ObjectI
 		}
 	}
 	return info, nil
+}
+
+// sameModTime reports whether a modification time recorded in a sidecar
+// (ns) is the file's. Filesystems that keep coarser times on disk than in
+// memory (whole or even seconds) report the recorded time rounded after a
+// remount: that still counts as the same.
+func sameModTime(recordedNs int64, mtime time.Time) bool {
+	ns := mtime.UnixNano()
+	if ns == recordedNs {
+		return true
+	}
+	if mtime.Nanosecond() != 0 {
+		return false
+	}
+	d := ns - recordedNs
+	return d > -2*int64(time.Second) && d < 2*int64(time.Second)
 }
 
 // stat returns the object's information under the key's lock.

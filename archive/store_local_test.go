@@ -669,6 +669,13 @@ func BenchmarkLocalList(b *testing.B) {
 			}
 		}
 	})
+	b.Run("last-hour-first-10", func(b *testing.B) {
+		for b.Loop() {
+			if objs, err := s.List(ctx, prefix, after, 10); err != nil || len(objs) != 10 {
+				b.Fatalf("List = %d objects, %v", len(objs), err)
+			}
+		}
+	})
 	b.Run("all", func(b *testing.B) {
 		for b.Loop() {
 			if got := listAll(b, ""); got != n {
