@@ -176,8 +176,11 @@ func ListFragments(ctx context.Context, store Store, layout Layout, req ListRequ
 				return res, nil
 			}
 			m, err := l.metadata(o)
+			if errors.Is(err, ErrNotFound) {
+				continue // deleted since the List (retention)
+			}
 			if err != nil {
-				return ListResult{}, err
+				return ListResult{}, fmt.Errorf("list fragments of %s: %w", req.Stream, err)
 			}
 			if !req.matches(m) {
 				continue

@@ -342,3 +342,55 @@ func TestListStreams(t *testing.T) {
 		t.Errorf("%d List calls for %d streams", len(cs.afters), len(names))
 	}
 }
+
+// vanishingStore lists objects that Stat no longer finds, as when retention
+// deletes fragments during a listing.
+type vanishingStore struct {
+	Store
+	gone map[string]bool
+}
+
+func (v *vanishingStore) List(ctx context.Context, prefix, after string, limit int) ([]ObjectInfo, error) {
+	objs, err := v.Store.List(ctx, prefix, after, limit)
+	for i := range objs {
+		objs[i].Metadata = nil
+	}
+	return objs, err
+}
+
+func (v *vanishingStore) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	if v.gone[key] {
+		return ObjectInfo{}, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	return v.Store.Stat(ctx, key)
+}
+
+func TestListFragmentsDeletedOrCorrupt(t *testing.T) {
+	ctx := context.Background()
+	local := &Local{Root: t.TempDir(), noSync: true}
+	var all []fragment.Metadata
+	for i := range 5 {
+		all = append(all, putFragment(t, local, Layout{}, testMeta("cam1", uint64(i), archiveBase.Add(time.Duration(i)*time.Second), time.Second)))
+	}
+	s := &vanishingStore{Store: local, gone: map[string]bool{all[1].Key: true, all[3].Key: true}}
+	res, err := ListFragments(ctx, s, Layout{}, ListRequest{Stream: "cam1"})
+	if err != nil || len(res.Fragments) != 3 {
+		t.Errorf("with deleted fragments: %d fragments, %v; want 3", len(res.Fragments), err)
+	}
+	if err := WriteHourIndex(ctx, s, Layout{}, "cam1", archiveBase); err != nil {
+		t.Errorf("WriteHourIndex with deleted fragments: %v", err)
+	}
+	// A fragment object whose metadata is not Tributary's is an error that
+	// names it, never a fragment served with made-up metadata.
+	put(t, local, all[2].Key, "", PutOptions{Metadata: map[string]string{"stream": "cam1"}})
+	_, err = ListFragments(ctx, local, Layout{}, ListRequest{Stream: "cam1"})
+	if !errors.Is(err, ErrInvalidMetadata) || !strings.Contains(err.Error(), all[2].Key) {
+		t.Errorf("corrupt metadata: %v", err)
+	}
+	// Metadata of another fragment under this key.
+	md, _ := EncodeMetadata(all[0])
+	put(t, local, all[2].Key, "", PutOptions{Metadata: md})
+	if _, err = ListFragments(ctx, local, Layout{}, ListRequest{Stream: "cam1"}); !errors.Is(err, ErrInvalidMetadata) {
+		t.Errorf("metadata of another fragment: %v", err)
+	}
+}

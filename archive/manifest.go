@@ -66,6 +66,9 @@ func WriteHourIndex(ctx context.Context, store Store, layout Layout, stream stri
 				continue // not a fragment: not ours to index
 			}
 			m, err := fragmentMetadata(ctx, store, o)
+			if errors.Is(err, ErrNotFound) {
+				continue // deleted since the List
+			}
 			if err != nil {
 				return fmt.Errorf("hour index of %s at %s: %w", stream, hour.Format(time.RFC3339), err)
 			}
