@@ -381,7 +381,12 @@ func TestListFragmentsDeletedOrCorrupt(t *testing.T) {
 		t.Errorf("WriteHourIndex with deleted fragments: %v", err)
 	}
 	// A fragment object whose metadata is not Tributary's is an error that
-	// names it, never a fragment served with made-up metadata.
+	// names it, never a fragment served with made-up metadata (without a
+	// manifest, which would hide the object's metadata).
+	idxKey, _ := Layout{}.HourIndexKey("cam1", archiveBase)
+	if err := local.Delete(ctx, idxKey); err != nil {
+		t.Fatal(err)
+	}
 	put(t, local, all[2].Key, "", PutOptions{Metadata: map[string]string{"stream": "cam1"}})
 	_, err = ListFragments(ctx, local, Layout{}, ListRequest{Stream: "cam1"})
 	if !errors.Is(err, ErrInvalidMetadata) || !strings.Contains(err.Error(), all[2].Key) {
