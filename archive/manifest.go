@@ -34,9 +34,13 @@ var ErrInvalidManifest = errors.New("invalid hour manifest")
 // Each carries its Key. The manifest is a cache of the fragments' object
 // metadata: the object listing stays the truth for which fragments exist.
 type HourIndex struct {
-	Version   int                 `json:"version"`
-	Stream    string              `json:"stream"`
-	Hour      time.Time           `json:"hour"`
+	// Version is HourIndexVersion.
+	Version int `json:"version"`
+	// Stream is the stream's name.
+	Stream string `json:"stream"`
+	// Hour is the start of the UTC hour.
+	Hour time.Time `json:"hour"`
+	// Fragments of the hour, with their keys, in key order.
 	Fragments []fragment.Metadata `json:"fragments"`
 }
 

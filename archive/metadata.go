@@ -12,26 +12,43 @@ import (
 	"github.com/tributary-io/tributary/fragment"
 )
 
-// User-metadata keys of a fragment object (x-amz-meta-<key>).
+// User-metadata keys of a fragment object (x-amz-meta-<key>), one per field
+// of fragment.Metadata, see EncodeMetadata.
 const (
-	MetaVersion       = "fragment-version"
-	MetaStream        = "stream"
-	MetaNumber        = "number"
+	// MetaVersion is the encoding's version, "1"; required.
+	MetaVersion = "fragment-version"
+	// MetaStream is the stream's name; required.
+	MetaStream = "stream"
+	// MetaNumber is the fragment number in decimal; required.
+	MetaNumber = "number"
+	// MetaProducerStart, MetaProducerEnd and MetaServerTime are RFC 3339
+	// UTC times with nanoseconds; required.
 	MetaProducerStart = "producer-start"
 	MetaProducerEnd   = "producer-end"
 	MetaServerTime    = "server-time"
-	MetaDuration      = "duration-ns"
-	MetaSize          = "size"
-	MetaContainer     = "container"
-	MetaTracks        = "tracks"
-	MetaInit          = "init"
-	MetaKeyframes     = "keyframes"
-	MetaSamples       = "samples"
+	// MetaDuration is the duration in nanoseconds.
+	MetaDuration = "duration-ns"
+	// MetaSize is the stored size in bytes; required.
+	MetaSize = "size"
+	// MetaContainer is "fmp4" or "mkv"; required.
+	MetaContainer = "container"
+	// MetaTracks lists the tracks as "id:kind:codec,…".
+	MetaTracks = "tracks"
+	// MetaInit is the init segment's config hash.
+	MetaInit = "init"
+	// MetaKeyframes and MetaSamples are counts in decimal.
+	MetaKeyframes = "keyframes"
+	MetaSamples   = "samples"
+	// MetaDiscontinuity is "true" or "false".
 	MetaDiscontinuity = "discontinuity"
-	MetaClockSource   = "clock-source"
-	MetaSHA256        = "sha256"
-	MetaTags          = "tags"
-	MetaTagsOmitted   = "tags-omitted"
+	// MetaClockSource is "rtcp" or "receive".
+	MetaClockSource = "clock-source"
+	// MetaSHA256 is the hex sha256 of the stored bytes.
+	MetaSHA256 = "sha256"
+	// MetaTags holds the user tags: base64url of their JSON object.
+	MetaTags = "tags"
+	// MetaTagsOmitted is "true" when the tags did not fit.
+	MetaTagsOmitted = "tags-omitted"
 )
 
 // metaVersion is the value of MetaVersion this package writes and reads.
