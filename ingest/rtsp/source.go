@@ -107,7 +107,7 @@ func (s *Source) parse() (*base.URL, error) {
 // Redact returns raw with any credentials replaced, for logs and status.
 func Redact(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
+	if err != nil || (u.User == nil && strings.Contains(raw, "@")) {
 		// do not echo what we cannot parse: it may hold a password
 		if i := strings.LastIndex(raw, "@"); i >= 0 {
 			if j := strings.Index(raw, "://"); j >= 0 && j < i {
