@@ -161,7 +161,9 @@ func (c *camera) run(start time.Time, done <-chan struct{}) {
 			default:
 			}
 			if -wait > maxLag {
-				c.log.Warn("camsim: camera fell behind, skipping ahead", "late", -wait)
+				// Send what is due now and shift the schedule rather than burst:
+				// timestamps stay continuous, the NTP mapping moves by the lag.
+				c.log.Warn("camsim: camera fell behind; shifting its schedule", "late", -wait)
 				anchor = anchor.Add(-wait)
 			}
 		}

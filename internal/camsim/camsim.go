@@ -74,19 +74,27 @@ type Server struct {
 	TCPOnly bool
 	// Cameras are the cameras to serve. At least one is required.
 	Cameras []Camera
+	// Stagger spreads the cameras' first packets evenly over one second, so that the
+	// keyframes of many cameras playing the same clips do not all fall at the same
+	// instant. Default false: every camera starts when Start returns.
+	Stagger bool
 	// Logger receives connection and error messages. Default slog.Default().
 	Logger *slog.Logger
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards the lifecycle and the fields below, up to hmu
 	started bool
 	closed  bool
 	rtsp    *gortsplib.Server
-	cams    map[string]*camera // by "/"+Name
 	order   []*camera
 	addr    string
 	udpRTP  int
 	done    chan struct{}
 	wg      sync.WaitGroup
+
+	// hmu guards what the RTSP handler reads. The handler never takes mu, so Start
+	// and Close may wait for gortsplib while holding mu.
+	hmu     sync.Mutex
+	cams    map[string]*camera // by "/"+Name; nil until the streams are ready
 	readers map[*gortsplib.ServerSession]*camera
 }
 
@@ -102,7 +110,7 @@ type CameraStats struct {
 	AccessUnits uint64
 	// RTPPackets is the number of RTP packets sent to readers (one per reader).
 	RTPPackets uint64
-	// Bytes is the number of RTP and RTCP bytes sent to readers.
+	// Bytes is the number of RTP bytes sent to readers (headers included, one copy per reader).
 	Bytes uint64
 	// WriteErrors counts packets dropped for a reader (a full write queue: a slow reader).
 	WriteErrors uint64
@@ -164,16 +172,16 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	s.addr = tcpLn.Addr().String()
+	addr, udpRTP := tcpLn.Addr().String(), 0
 	rs := &gortsplib.Server{
 		Handler:     &handler{s: s},
-		RTSPAddress: s.addr,
+		RTSPAddress: addr,
 		Listen: func(string, string) (net.Listener, error) {
 			return tcpLn, nil
 		},
 	}
 	if rtpConn != nil {
-		s.udpRTP = rtpConn.LocalAddr().(*net.UDPAddr).Port
+		udpRTP = rtpConn.LocalAddr().(*net.UDPAddr).Port
 		rs.UDPRTPAddress = rtpConn.LocalAddr().String()
 		rs.UDPRTCPAddress = rtcpConn.LocalAddr().String()
 		rs.ListenPacket = func(_, address string) (net.PacketConn, error) {
@@ -208,18 +216,25 @@ func (s *Server) Start() error {
 	}
 
 	s.rtsp = rs
-	s.cams = cams
+	s.addr, s.udpRTP = addr, udpRTP
 	s.order = order
-	s.readers = map[*gortsplib.ServerSession]*camera{}
 	s.done = make(chan struct{})
 	s.started = true
+	s.hmu.Lock()
+	s.cams = cams
+	s.readers = map[*gortsplib.ServerSession]*camera{}
+	s.hmu.Unlock()
 
 	now := time.Now()
-	for _, c := range order {
+	for i, c := range order {
+		start := now
+		if s.Stagger {
+			start = now.Add(time.Duration(i) * time.Second / time.Duration(len(order)))
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			c.run(now, s.done)
+			c.run(start, s.done)
 		}()
 	}
 	s.Logger.Info("camsim: serving", "addr", s.addr, "udp_rtp_port", s.udpRTP, "cameras", len(order), "clips", len(clips))
@@ -382,8 +397,8 @@ type handler struct {
 }
 
 func (h *handler) camera(path string) *camera {
-	h.s.mu.Lock()
-	defer h.s.mu.Unlock()
+	h.s.hmu.Lock()
+	defer h.s.hmu.Unlock()
 	return h.s.cams[path]
 }
 
@@ -412,10 +427,10 @@ func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 
 // OnSessionClose implements gortsplib.ServerHandlerOnSessionClose.
 func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
-	h.s.mu.Lock()
+	h.s.hmu.Lock()
 	c := h.s.readers[ctx.Session]
 	delete(h.s.readers, ctx.Session)
-	h.s.mu.Unlock()
+	h.s.hmu.Unlock()
 	if c != nil {
 		c.readers.Add(-1)
 		c.log.Debug("camsim: reader left", "err", ctx.Error)
@@ -442,7 +457,7 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 
 // OnPlay implements gortsplib.ServerHandlerOnPlay.
 func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	h.s.mu.Lock()
+	h.s.hmu.Lock()
 	c := h.s.cams[ctx.Session.Path()]
 	if c != nil {
 		if _, ok := h.s.readers[ctx.Session]; !ok {
@@ -450,7 +465,7 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 			c.readers.Add(1)
 		}
 	}
-	h.s.mu.Unlock()
+	h.s.hmu.Unlock()
 	if c != nil {
 		proto := "?"
 		if tr := ctx.Session.Transport(); tr != nil {
@@ -468,9 +483,9 @@ func (h *handler) OnAnnounce(*gortsplib.ServerHandlerOnAnnounceCtx) (*base.Respo
 
 // OnStreamWriteError implements gortsplib.ServerHandlerOnStreamWriteError.
 func (h *handler) OnStreamWriteError(ctx *gortsplib.ServerHandlerOnStreamWriteErrorCtx) {
-	h.s.mu.Lock()
+	h.s.hmu.Lock()
 	c := h.s.readers[ctx.Session]
-	h.s.mu.Unlock()
+	h.s.hmu.Unlock()
 	if c == nil {
 		return
 	}

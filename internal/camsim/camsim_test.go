@@ -486,7 +486,25 @@ func TestPresets(t *testing.T) {
 			results[i], errs[i] = pull(s.URL(j.name), j.proto, frames)
 		})
 	}
-	wg.Wait()
+	// meanwhile, Stats counts the readers
+	maxReaders := map[string]int{}
+	pulled := make(chan struct{})
+	go func() { wg.Wait(); close(pulled) }()
+	for sampling := true; sampling; {
+		select {
+		case <-pulled:
+			sampling = false
+		case <-time.After(50 * time.Millisecond):
+			for _, st := range s.Stats() {
+				maxReaders[st.Name] = max(maxReaders[st.Name], st.Readers)
+			}
+		}
+	}
+	for _, j := range jobs {
+		if maxReaders[j.name] != 1 {
+			t.Errorf("%s: Stats saw at most %d readers, want 1", j.name, maxReaders[j.name])
+		}
+	}
 
 	for i, j := range jobs {
 		label := j.name + "/" + j.proto.String()
@@ -498,16 +516,23 @@ func TestPresets(t *testing.T) {
 		})
 	}
 
-	var loops uint64
 	for _, st := range s.Stats() {
-		if strings.HasSuffix(st.Name, "_loop") {
-			if st.Loops == 0 {
-				t.Errorf("%s: no loop", st.Name)
-			}
-			loops += st.Loops
+		if strings.HasSuffix(st.Name, "_loop") && st.Loops == 0 {
+			t.Errorf("%s: no loop", st.Name)
 		}
-		if st.AccessUnits == 0 || st.RTPPackets == 0 || st.Bytes == 0 {
+		if st.AccessUnits == 0 || st.RTPPackets == 0 || st.Bytes == 0 || st.WriteErrors != 0 {
 			t.Errorf("%s: stats %+v", st.Name, st)
+		}
+	}
+	// the clients are gone: their sessions close shortly after
+	deadline := time.Now().Add(5 * time.Second)
+	for _, st := range s.Stats() {
+		for st.Readers != 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			st = s.Stats()[slices.IndexFunc(s.Cameras, func(c Camera) bool { return c.Name == st.Name })]
+		}
+		if st.Readers != 0 {
+			t.Errorf("%s: %d readers after the clients left", st.Name, st.Readers)
 		}
 	}
 }
@@ -583,7 +608,7 @@ func TestAuth(t *testing.T) {
 	cam := Presets(testdata)["h264"]
 	cam.User, cam.Pass = "admin", "s3cret"
 	open := Presets(testdata)["h265"]
-	s := startServer(t, &Server{Cameras: []Camera{cam, open}, TCPOnly: true})
+	s := startServer(t, &Server{Cameras: []Camera{cam, open}, TCPOnly: true, Stagger: true})
 	defer s.Close()
 	if s.UDPRTPPort() != 0 {
 		t.Errorf("TCPOnly server has a UDP port")
