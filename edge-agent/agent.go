@@ -54,7 +54,14 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	cfg := a.Config
 	if a.Store == nil {
-		a.Store = &archive.Local{Root: cfg.Archive.Path}
+		local := &archive.Local{Root: cfg.Archive.Path}
+		// temp files of writes cut short by a crash or power loss
+		if n, err := local.CleanTemp(ctx, 0); err != nil {
+			a.Logger.Warn("cleaning the archive's temp files", "err", err)
+		} else if n > 0 {
+			a.Logger.Info("removed temp files left by an interrupted write", "count", n)
+		}
+		a.Store = local
 	}
 	layout := archive.Layout{Prefix: cfg.Archive.Prefix}
 	a.registry = prometheus.NewRegistry()

@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 )
 
@@ -472,6 +473,9 @@ func validateFragment(key string, f FragmentConfig) error {
 	t := time.Duration(f.Target)
 	if t < fragment.MinTarget || t > fragment.MaxTarget {
 		return fmt.Errorf("%w: %s.target: %v is outside %v to %v", ErrConfig, key, t, fragment.MinTarget, fragment.MaxTarget)
+	}
+	if time.Duration(f.MaxDuration) > archive.MaxFragmentDuration {
+		return fmt.Errorf("%w: %s.max_duration: %v is above %v, the longest fragment the archive's listing looks back for", ErrConfig, key, time.Duration(f.MaxDuration), archive.MaxFragmentDuration)
 	}
 	if time.Duration(f.MaxDuration) < t {
 		return fmt.Errorf("%w: %s.max_duration: %v is below the target %v", ErrConfig, key, time.Duration(f.MaxDuration), t)

@@ -52,6 +52,7 @@ type pipeline struct {
 	droppedSamples  atomic.Uint64
 	storeErrors     atomic.Uint64
 	latency         latencyObserver
+	curHour         time.Time // hour of the latest stored fragment (store goroutine)
 	firstFragmentAt atomic.Int64
 
 	mu     sync.Mutex
@@ -369,6 +370,24 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 	p.mu.Lock()
 	p.status.LastFragment = &m
 	p.mu.Unlock()
+	p.closeHour(ctx, m.ProducerStart)
+}
+
+// closeHour writes the hour manifest of the previous hour once the first
+// fragment of a new hour is stored.
+func (p *pipeline) closeHour(ctx context.Context, start time.Time) {
+	hour := start.UTC().Truncate(time.Hour)
+	if p.curHour.IsZero() || !hour.After(p.curHour) {
+		if p.curHour.IsZero() {
+			p.curHour = hour
+		}
+		return
+	}
+	prev := p.curHour
+	p.curHour = hour
+	if err := archive.WriteHourIndex(ctx, p.store, p.layout, p.cfg.Name, prev); err != nil {
+		p.log.Warn("hour manifest", "hour", prev, "err", err)
+	}
 }
 
 func (p *pipeline) onState(state string, err error, retryIn time.Duration) {
