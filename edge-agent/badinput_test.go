@@ -146,6 +146,23 @@ func TestBadInput(t *testing.T) {
 		return out
 	})
 
+	// a camera that keeps its connection open but stops sending after 1 s
+	var stallSeq uint16
+	stalled := startFakeCamera(t, &description.Session{Medias: []*description.Media{{
+		Type: description.MediaTypeVideo, Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: sps, PPS: pps}},
+	}}}, func(i int) []*rtp.Packet {
+		if i > 30 {
+			return nil
+		}
+		stallSeq++
+		nalu := []byte{0x65, 0x88, 0x84, 0x00, 0x10}
+		if i%30 != 0 {
+			nalu = []byte{0x41, 0x9a, 0x02, 0x04}
+		}
+		return []*rtp.Packet{{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: stallSeq,
+			Timestamp: uint32(i * 3000), Marker: true, SSRC: 99}, Payload: nalu}}
+	})
+
 	badURL := strings.Replace(sim.URL("locked"), "rtsp://", "rtsp://admin:wrong-pw-123@", 1)
 	streams := []edgeagent.StreamConfig{
 		streamCfg("good", sim.URL("good")),
@@ -154,6 +171,7 @@ func TestBadInput(t *testing.T) {
 		streamCfg("nothttp", "http://127.0.0.1:1/stream"),
 		streamCfg("vp8only", vp8.url()),
 		streamCfg("garbage", garbage.url()),
+		streamCfg("stalled", stalled.url()),
 	}
 	logs := &syncBuffer{}
 	dir := t.TempDir()
@@ -194,6 +212,9 @@ func TestBadInput(t *testing.T) {
 	}
 	if s := st["garbage"]; s.Counters.DecodeErrors+s.Counters.DroppedNoParams == 0 || s.Counters.Packets == 0 {
 		t.Errorf("garbage: nothing counted: %+v", s.Counters)
+	}
+	if s := st["stalled"]; !strings.Contains(s.LastError, "no media from the camera for 2s") || s.State == ingest.StateStreaming || s.Sessions < 1 {
+		t.Errorf("stalled: state %s, sessions %d, error %q", s.State, s.Sessions, s.LastError)
 	}
 	for _, s := range st {
 		if strings.Contains(s.URL, "wrong-pw-123") || strings.Contains(s.LastError, "wrong-pw-123") {
