@@ -39,7 +39,8 @@ type pipeline struct {
 	cutter   fragment.Cutter
 	source   *rtsp.Source
 	queue    chan storeJob
-	inits    map[string]bool // init segments queued for the archive (source goroutine)
+	init     *initInfo       // configuration of the latest fragment (source goroutine)
+	inits    map[string]bool // init segments stored (store goroutine)
 	sessions int
 	tracks   []fragment.Track
 	lastEnd  time.Time
@@ -73,13 +74,12 @@ func (nopObserver) Observe(float64) {}
 // storeJob is an object to write: a fragment, an init segment, or the
 // stream's metadata.
 type storeJob struct {
-	key          string
-	buf          *[]byte
-	meta         *fragment.Metadata // set for fragments
-	ctype        string
-	user         map[string]string
-	onlyIfAbsent bool
-	closed       time.Time // when the fragment closed, for latency
+	key    string
+	buf    *[]byte
+	meta   *fragment.Metadata // set for fragments
+	init   *initInfo          // the init segment a fragment needs
+	ctype  string
+	closed time.Time // when the fragment closed, for latency
 }
 
 var fragPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
@@ -233,8 +233,9 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	f.ServerTime = closed
 	f.Container = fragment.ContainerFMP4
 	f.Tags = p.cfg.Tags
-	if !p.inits[f.InitHash] {
-		p.queueInit(f.TrackConfigs, f.InitHash)
+	if p.init == nil || p.init.hash != f.InitHash {
+		// an immutable snapshot shared by the fragments of this configuration
+		p.init = &initInfo{hash: f.InitHash, tracks: append([]fragment.Track(nil), f.TrackConfigs...)}
 	}
 	buf := fragPool.Get().(*[]byte)
 	*buf = fragment.AppendFMP4((*buf)[:0], f)
@@ -252,25 +253,36 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	meta := f.Metadata
 	meta.Tracks = append([]fragment.TrackRef(nil), f.Tracks...)
 	p.lastEnd = f.ProducerEnd
-	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, ctype: "video/iso.segment", closed: closed})
+	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: "video/iso.segment", closed: closed})
 }
 
-func (p *pipeline) queueInit(tracks []fragment.Track, hash string) {
-	b, err := fragment.MarshalInit(tracks)
-	if err != nil {
-		p.log.Error("init segment", "err", err)
-		p.setError(err)
-		return
+// initInfo is a codec configuration whose init segment fragments need.
+type initInfo struct {
+	hash   string
+	tracks []fragment.Track
+}
+
+// ensureInit stores the init segment of a fragment's configuration unless
+// it is known to be stored. It runs on the store goroutine, which retries
+// it with the next fragment when it fails.
+func (p *pipeline) ensureInit(ctx context.Context, in *initInfo) error {
+	if in == nil || p.inits[in.hash] {
+		return nil
 	}
-	key, err := p.layout.InitKey(p.cfg.Name, hash)
+	b, err := fragment.MarshalInit(in.tracks)
 	if err != nil {
-		p.setError(err)
-		return
+		return fmt.Errorf("init segment: %w", err)
 	}
-	p.inits[hash] = true
-	buf := fragPool.Get().(*[]byte)
-	*buf = append((*buf)[:0], b...)
-	p.enqueue(storeJob{key: key, buf: buf, ctype: "video/mp4", onlyIfAbsent: true})
+	key, err := p.layout.InitKey(p.cfg.Name, in.hash)
+	if err != nil {
+		return err
+	}
+	_, err = p.store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), archive.PutOptions{ContentType: "video/mp4", IfNoneMatch: true})
+	if err != nil && !errors.Is(err, archive.ErrPreconditionFailed) {
+		return fmt.Errorf("init segment %s: %w", key, err)
+	}
+	p.inits[in.hash] = true
+	return nil
 }
 
 // StreamInfo is the content of a stream's stream.json.
@@ -311,11 +323,6 @@ func (p *pipeline) enqueue(j storeJob) {
 			p.fragmentsLost.Add(1)
 			p.log.Error("archive is not keeping up; fragment dropped", "number", j.meta.Number)
 			p.setError(errors.New("archive is not keeping up: fragments dropped"))
-		} else if j.onlyIfAbsent {
-			// retry the init segment with the next fragment
-			for h := range p.inits {
-				delete(p.inits, h)
-			}
 		}
 	}
 }
@@ -331,7 +338,14 @@ func (p *pipeline) storeLoop() {
 }
 
 func (p *pipeline) write(ctx context.Context, j storeJob) {
-	opts := archive.PutOptions{ContentType: j.ctype, IfNoneMatch: j.onlyIfAbsent}
+	if err := p.ensureInit(ctx, j.init); err != nil {
+		// the fragment is still stored: its footage is not lost, and the
+		// init segment is tried again with the next fragment
+		p.storeErrors.Add(1)
+		p.log.Error("archive write failed", "err", err)
+		p.setError(fmt.Errorf("archive: %w", err))
+	}
+	opts := archive.PutOptions{ContentType: j.ctype}
 	if j.meta != nil {
 		md, err := archive.EncodeMetadata(*j.meta)
 		if err != nil {
@@ -342,13 +356,10 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		_, err = p.store.Put(ctx, j.key, bytes.NewReader(*j.buf), int64(len(*j.buf)), opts)
-		if err == nil || errors.Is(err, archive.ErrPreconditionFailed) || errors.Is(err, archive.ErrInvalidKey) {
+		if err == nil || errors.Is(err, archive.ErrInvalidKey) {
 			break
 		}
 		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
-	}
-	if errors.Is(err, archive.ErrPreconditionFailed) && j.onlyIfAbsent {
-		err = nil // the init segment is already there
 	}
 	if err != nil {
 		p.storeErrors.Add(1)
