@@ -1,6 +1,7 @@
 package edgeagent_test
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,6 +19,8 @@ func TestCamsimCodecSets(t *testing.T) {
 	t.Parallel()
 	testenv.RequireFFmpeg(t)
 	cams := camsim.PresetCameras(repoTestdata(t))
+	// a camera whose SPS changes every 4 s (640x360, then 320x180)
+	cams = append(cams, camsim.Camera{Name: "reschange", Clip: filepath.Join(repoTestdata(t), "h264_reschange.ts")})
 	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Logger: testLogger(t)}
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)
@@ -51,6 +54,7 @@ func TestCamsimCodecSets(t *testing.T) {
 		"h265":             {videoCodec: fragment.CodecH265},
 		"h265_aac":         {videoCodec: fragment.CodecH265, audioCodec: fragment.CodecAAC},
 		"h264_pcmu":        {videoCodec: fragment.CodecH264, audioCodec: fragment.CodecPCMU},
+		"reschange":        {videoCodec: fragment.CodecH264},
 	}
 	for _, c := range cams {
 		t.Run(c.Name, func(t *testing.T) {
@@ -60,6 +64,16 @@ func TestCamsimCodecSets(t *testing.T) {
 			st := statusOf(a, c.Name)
 			if st.Counters.DecodeErrors != 0 || st.Counters.DroppedQueueFull != 0 || st.Counters.FragmentsLost != 0 {
 				t.Errorf("counters %+v", st.Counters)
+			}
+			if c.Name == "reschange" {
+				inits, widths := map[string]bool{}, map[int]bool{}
+				for _, f := range frags {
+					inits[f.meta.InitHash] = true
+					widths[f.tracks[0].Width] = true
+				}
+				if len(inits) < 2 || !widths[640] || !widths[320] {
+					t.Errorf("a codec-config change did not start a new init segment: inits %v, widths %v", inits, widths)
+				}
 			}
 			if c.Name == "h264_bframes_aac" {
 				b := 0

@@ -13,6 +13,8 @@
 #   h264_bframes_aac.ts  H.264 with 2 B-frames (PTS != DTS, decode order != display order) + AAC
 #   h265.ts              H.265 Main, no B-frames, video only
 #   h265_aac.ts          H.265, no B-frames + AAC
+#   h264_reschange.ts    H.264, no B-frames: 4 s at 640x360 then 4 s at 320x180, so the SPS
+#                        changes mid-stream (a codec-configuration change) and back at the loop
 #   pcmu_8k.raw          8 s of G.711 mu-law, 8 kHz mono, raw (no header): 64000 bytes,
 #                        served next to h264.ts as a PCMU track by the "h264_pcmu" camera
 #
@@ -69,9 +71,18 @@ gen h264_opus.ts "${VIDEO_IN[@]}" "${AUDIO_IN[@]}" -map 0:v -map 1:a "${X264[@]}
 gen h264_bframes_aac.ts "${VIDEO_IN[@]}" "${AUDIO_IN[@]}" -map 0:v -map 1:a "${X264[@]}" -bf 2 -b_strategy 0 "${GOP[@]}" "${AAC[@]}" "${TS[@]}"
 gen h265.ts "${VIDEO_IN[@]}" -map 0:v "${X265[@]}" "${GOP[@]}" "${TS[@]}"
 gen h265_aac.ts "${VIDEO_IN[@]}" "${AUDIO_IN[@]}" -map 0:v -map 1:a "${X265[@]}" "${GOP[@]}" "${AAC[@]}" "${TS[@]}"
+# h264_reschange.ts: two 4 s parts of different sizes joined with continuous timestamps.
+half=$((DUR / 2))
+"$FFMPEG" -nostdin -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=640x360:rate=30" -map 0:v "${X264[@]}" -bf 0 "${GOP[@]}" \
+	-t "$half" -fflags +bitexact -flags:v +bitexact -map_metadata -1 -f mpegts "$out/.part1.ts"
+"$FFMPEG" -nostdin -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=320x180:rate=30" -map 0:v "${X264[@]}" -bf 0 "${GOP[@]}" \
+	-t "$half" -fflags +bitexact -flags:v +bitexact -map_metadata -1 -f mpegts "$out/.part2.ts"
+printf "file '%s'\nfile '%s'\n" "$out/.part1.ts" "$out/.part2.ts" >"$out/.parts.txt"
+gen h264_reschange.ts -f concat -safe 0 -i "$out/.parts.txt" -c copy -fflags +bitexact -map_metadata -1 -f mpegts
+rm -f "$out/.part1.ts" "$out/.part2.ts" "$out/.parts.txt"
 gen pcmu_8k.raw "${AUDIO_IN[@]}" -map 0:a -t "$DUR" -c:a pcm_mulaw -ar 8000 -ac 1 -f mulaw
 
 echo "sizes:"
 cd "$out"
-ls -l h264.ts h264_aac.ts h264_opus.ts h264_bframes_aac.ts h265.ts h265_aac.ts pcmu_8k.raw | awk '{printf "  %-22s %8d bytes\n", $9, $5}'
-du -cb h264.ts h264_aac.ts h264_opus.ts h264_bframes_aac.ts h265.ts h265_aac.ts pcmu_8k.raw | tail -1 | awk '{printf "  %-22s %8d bytes\n", "total", $1}'
+ls -l h264.ts h264_aac.ts h264_opus.ts h264_bframes_aac.ts h265.ts h265_aac.ts h264_reschange.ts pcmu_8k.raw | awk '{printf "  %-22s %8d bytes\n", $9, $5}'
+du -cb h264.ts h264_aac.ts h264_opus.ts h264_bframes_aac.ts h265.ts h265_aac.ts h264_reschange.ts pcmu_8k.raw | tail -1 | awk '{printf "  %-22s %8d bytes\n", "total", $1}'
