@@ -155,7 +155,7 @@ func (a *Agent) Registry() *prometheus.Registry { return a.registry }
 
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"streams": a.Status()})
 	})
 	mux.HandleFunc("GET /v1/status/{stream}", func(w http.ResponseWriter, r *http.Request) {
@@ -168,10 +168,10 @@ func (a *Agent) routes() http.Handler {
 		}
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no stream %q", name))
 	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		// ready once every stream has left its first connecting state
 		var waiting []string
 		for _, s := range a.Status() {

@@ -61,7 +61,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	if code, _ := get(t, base+"/readyz"); code != 200 {
 		t.Errorf("/readyz: %d", code)
 	}
-	code, body = get(t, base+"/metrics")
+	_, body = get(t, base+"/metrics")
 	for _, want := range []string{`tributary_fragments_total{stream="lobby"} `, `tributary_stream_up{stream="lobby"} 1`,
 		`tributary_fragment_store_seconds_bucket`, `tributary_dropped_gops_total{stream="lobby"} 0`} {
 		if !strings.Contains(body, want) {

@@ -9,8 +9,7 @@ import (
 // metrics exposes every stream's counters. The counters are atomics bumped
 // where the events happen; the collector reads them at scrape time.
 type metrics struct {
-	agent   *Agent
-	latency *prometheus.HistogramVec
+	agent *Agent
 }
 
 var (

@@ -46,15 +46,14 @@ type pipeline struct {
 	lastEnd  time.Time
 
 	// counters owned by the pipeline
-	fragments       atomic.Uint64
-	fragmentBytes   atomic.Uint64
-	fragmentsLost   atomic.Uint64
-	droppedGOPs     atomic.Uint64
-	droppedSamples  atomic.Uint64
-	storeErrors     atomic.Uint64
-	latency         latencyObserver
-	curHour         time.Time // hour of the latest stored fragment (store goroutine)
-	firstFragmentAt atomic.Int64
+	fragments      atomic.Uint64
+	fragmentBytes  atomic.Uint64
+	fragmentsLost  atomic.Uint64
+	droppedGOPs    atomic.Uint64
+	droppedSamples atomic.Uint64
+	storeErrors    atomic.Uint64
+	latency        latencyObserver
+	curHour        time.Time // hour of the latest stored fragment (store goroutine)
 
 	mu     sync.Mutex
 	status StreamStatus
@@ -209,7 +208,7 @@ func (p *pipeline) ClockChanged(from, to string, diff time.Duration, stepped boo
 	p.mu.Unlock()
 }
 
-func (p *pipeline) EndSession(err error) { p.cutter.Flush() }
+func (p *pipeline) EndSession(error) { p.cutter.Flush() }
 
 func (p *pipeline) onDrop(err error, samples int, bytes int64) {
 	p.droppedGOPs.Add(1)

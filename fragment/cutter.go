@@ -52,7 +52,6 @@ type Cutter struct {
 
 	cur, next *arena
 	frag      Fragment
-	carry     [][]Sample // scratch for samples carried to the next fragment
 
 	curStartNs  int64 // session time of the open fragment's first keyframe (ns)
 	curStart    int64 // producer time (Unix ns) of the open fragment

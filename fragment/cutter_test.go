@@ -28,14 +28,13 @@ func testTracks() []Track {
 }
 
 type feed struct {
-	fps      int
-	gop      int // frames per GOP
-	audio    bool
-	bframes  bool
-	base     time.Time
-	frameNo  int
-	audioNo  int
-	payloads int
+	fps     int
+	gop     int // frames per GOP
+	audio   bool
+	bframes bool
+	base    time.Time
+	frameNo int
+	audioNo int
 }
 
 // run feeds d of media into c, interleaving audio ahead of video by ~40 ms

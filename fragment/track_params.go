@@ -29,6 +29,7 @@ func (t *Track) FillFromParams() error {
 		if err := asc.Unmarshal(t.Config); err != nil {
 			return fmt.Errorf("AAC config: %w", err)
 		}
+		//lint:ignore SA1019 ChannelCount is still filled, and counts what ChannelConfig encodes
 		t.SampleRate, t.Channels = asc.SampleRate, asc.ChannelCount
 	}
 	return nil

@@ -9,7 +9,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 )
 
 // ErrUnsupportedCodec is returned for a codec a container cannot carry.
@@ -35,23 +35,23 @@ func MarshalInit(tracks []Track) ([]byte, error) {
 			if len(t.SPS) == 0 || len(t.PPS) == 0 {
 				return nil, fmt.Errorf("track %d: H264 without SPS/PPS", t.ID)
 			}
-			it.Codec = &mp4.CodecH264{SPS: t.SPS, PPS: t.PPS}
+			it.Codec = &codecs.H264{SPS: t.SPS, PPS: t.PPS}
 		case CodecH265:
 			if len(t.VPS) == 0 || len(t.SPS) == 0 || len(t.PPS) == 0 {
 				return nil, fmt.Errorf("track %d: H265 without VPS/SPS/PPS", t.ID)
 			}
-			it.Codec = &mp4.CodecH265{VPS: t.VPS, SPS: t.SPS, PPS: t.PPS}
+			it.Codec = &codecs.H265{VPS: t.VPS, SPS: t.SPS, PPS: t.PPS}
 		case CodecAAC:
 			var asc mpeg4audio.AudioSpecificConfig
 			if err := asc.Unmarshal(t.Config); err != nil {
 				return nil, fmt.Errorf("track %d: AAC config: %w", t.ID, err)
 			}
-			it.Codec = &mp4.CodecMPEG4Audio{Config: asc}
+			it.Codec = &codecs.MPEG4Audio{Config: asc}
 		case CodecOpus:
-			it.Codec = &mp4.CodecOpus{ChannelCount: max(t.Channels, 1)}
+			it.Codec = &codecs.Opus{ChannelCount: max(t.Channels, 1)}
 		case CodecPCMU, CodecPCMA:
 			// Written as LPCM by mediacommon, then rewritten below.
-			it.Codec = &mp4.CodecLPCM{BitDepth: 16, SampleRate: t.SampleRate, ChannelCount: max(t.Channels, 1)}
+			it.Codec = &codecs.LPCM{BitDepth: 16, SampleRate: t.SampleRate, ChannelCount: max(t.Channels, 1)}
 			g711 = append(g711, t)
 		default:
 			return nil, fmt.Errorf("track %d: %w %q in fMP4", t.ID, ErrUnsupportedCodec, t.Codec)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
@@ -59,7 +60,7 @@ func buildTracks(desc *description.Session) ([]fragment.Track, []*depacketizer, 
 		}
 		if d == nil {
 			for _, f := range m.Formats {
-				ignored = append(ignored, f.Codec())
+				ignored = append(ignored, codecName(f))
 			}
 			continue
 		}
@@ -83,8 +84,7 @@ func newDepacketizer(f format.Format) *depacketizer {
 		d.h264 = dec
 		d.codec = fragment.CodecH264
 		d.track = fragment.Track{Kind: fragment.KindVideo, Codec: fragment.CodecH264, TimeScale: 90000}
-		sps, pps := f.SafeParams()
-		d.setParams264(sps, pps)
+		d.setParams264(f.SPS, f.PPS)
 		d.dts264 = &h264.DTSExtractor{}
 		d.dts264.Initialize()
 	case *format.H265:
@@ -95,8 +95,7 @@ func newDepacketizer(f format.Format) *depacketizer {
 		d.h265 = dec
 		d.codec = fragment.CodecH265
 		d.track = fragment.Track{Kind: fragment.KindVideo, Codec: fragment.CodecH265, TimeScale: 90000}
-		vps, sps, pps := f.SafeParams()
-		d.setParams265(vps, sps, pps)
+		d.setParams265(f.VPS, f.SPS, f.PPS)
 		d.dts265 = &h265.DTSExtractor{}
 		d.dts265.Initialize()
 	case *format.MPEG4Audio:
@@ -426,6 +425,15 @@ func (d *depacketizer) videoUnit(au [][]byte, pts, dts int64, key bool, params *
 	}
 	*buf = b
 	return unit{track: d.idx, pts: pts, dts: dts, key: key, buf: buf, params: params}
+}
+
+// codecName names a format for status messages: its type ("VP8", "MJPEG"),
+// or its RTP map for generic formats.
+func codecName(f format.Format) string {
+	if g, ok := f.(*format.Generic); ok && g.RTPMap() != "" {
+		return g.RTPMap()
+	}
+	return strings.TrimPrefix(fmt.Sprintf("%T", f), "*format.")
 }
 
 // String describes the depacketizer for errors.

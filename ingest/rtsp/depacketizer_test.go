@@ -95,7 +95,7 @@ func TestDepacketizerH264(t *testing.T) {
 }
 
 func TestDepacketizerAudio(t *testing.T) {
-	conf := &mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelCount: 2}
+	conf := &mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelConfig: 2}
 	aac := &format.MPEG4Audio{PayloadTyp: 97, Config: conf, SizeLength: 13, IndexLength: 3, IndexDeltaLength: 3}
 	d, _ := newTestDep(t, aac)
 	if d.track.Codec != fragment.CodecAAC || d.track.SampleRate != 48000 || d.track.Channels != 2 {
@@ -178,7 +178,7 @@ func FuzzDepacketize(f *testing.F) {
 	f.Add(uint8(2), []byte{0, 16, 0, 24, 1, 2, 3}, true)
 	f.Add(uint8(3), []byte{0xfc, 1}, true)
 	f.Add(uint8(4), make([]byte, 160), true)
-	conf := &mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelCount: 2}
+	conf := &mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelConfig: 2}
 	f.Fuzz(func(t *testing.T, kind uint8, payload []byte, marker bool) {
 		var fs = []format.Format{
 			&format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: testSPS, PPS: testPPS},

@@ -213,7 +213,7 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 		OnPacketsLost: func(lost uint64) {
 			s.Counters.PacketsLost.Add(lost)
 		},
-		OnDecodeError: func(err error) {
+		OnDecodeError: func(error) {
 			s.Counters.DecodeErrors.Add(1)
 		},
 	}
