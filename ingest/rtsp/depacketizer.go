@@ -14,8 +14,6 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtplpcm"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmpeg4audio"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpsimpleaudio"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/pion/rtp"
@@ -34,13 +32,10 @@ type depacketizer struct {
 	track    fragment.Track // current codec configuration
 	counters *ingest.Counters
 
-	h264    *rtph264.Decoder
-	h265    *rtph265.Decoder
+	video   videoCodec // H.264 or H.265
 	aac     *rtpmpeg4audio.Decoder
 	simple  *rtpsimpleaudio.Decoder
 	lpcm    *rtplpcm.Decoder
-	dts264  *h264.DTSExtractor
-	dts265  *h265.DTSExtractor
 	needKey bool // drop video until the next keyframe
 	prevPTS int64
 	nalus   [][]byte // scratch
@@ -77,27 +72,21 @@ func newDepacketizer(f format.Format) *depacketizer {
 	d := &depacketizer{format: f, needKey: true}
 	switch f := f.(type) {
 	case *format.H264:
-		dec, err := f.CreateDecoder()
+		v, err := newH264Video(f)
 		if err != nil {
 			return nil
 		}
-		d.h264 = dec
-		d.codec = fragment.CodecH264
+		d.video, d.codec = v, fragment.CodecH264
 		d.track = fragment.Track{Kind: fragment.KindVideo, Codec: fragment.CodecH264, TimeScale: 90000}
-		d.setParams264(f.SPS, f.PPS)
-		d.dts264 = &h264.DTSExtractor{}
-		d.dts264.Initialize()
+		d.setParams([3][]byte{nil, f.SPS, f.PPS})
 	case *format.H265:
-		dec, err := f.CreateDecoder()
+		v, err := newH265Video(f)
 		if err != nil {
 			return nil
 		}
-		d.h265 = dec
-		d.codec = fragment.CodecH265
+		d.video, d.codec = v, fragment.CodecH265
 		d.track = fragment.Track{Kind: fragment.KindVideo, Codec: fragment.CodecH265, TimeScale: 90000}
-		d.setParams265(f.VPS, f.SPS, f.PPS)
-		d.dts265 = &h265.DTSExtractor{}
-		d.dts265.Initialize()
+		d.setParams([3][]byte{f.VPS, f.SPS, f.PPS})
 	case *format.MPEG4Audio:
 		if f.Config == nil {
 			return nil
@@ -141,20 +130,27 @@ func newDepacketizer(f format.Format) *depacketizer {
 	return d
 }
 
-// setParams264 sets the H.264 parameter sets; it reports whether they
-// changed the configuration. Bad parameter sets are ignored.
-func (d *depacketizer) setParams264(sps, pps []byte) bool {
-	if sps == nil {
-		sps = d.track.SPS
+// setParams sets the parameter sets (VPS, SPS, PPS; nil keeps the current
+// one) and reports whether they changed the configuration. Parameter sets
+// that do not parse are ignored and counted.
+func (d *depacketizer) setParams(ps [3][]byte) bool {
+	cur := [3][]byte{d.track.VPS, d.track.SPS, d.track.PPS}
+	changed := false
+	for i := range ps {
+		if ps[i] == nil {
+			ps[i] = cur[i]
+		} else if !bytes.Equal(ps[i], cur[i]) {
+			changed = true
+		}
 	}
-	if pps == nil {
-		pps = d.track.PPS
-	}
-	if bytes.Equal(sps, d.track.SPS) && bytes.Equal(pps, d.track.PPS) {
+	if !changed {
 		return false
 	}
 	t := d.track
-	t.SPS, t.PPS = bytes.Clone(sps), bytes.Clone(pps)
+	t.VPS, t.SPS, t.PPS = bytes.Clone(ps[0]), bytes.Clone(ps[1]), bytes.Clone(ps[2])
+	if t.Codec == fragment.CodecH264 {
+		t.VPS = nil
+	}
 	if t.SPS != nil {
 		if err := t.FillFromParams(); err != nil {
 			if d.counters != nil {
@@ -167,37 +163,22 @@ func (d *depacketizer) setParams264(sps, pps []byte) bool {
 	return true
 }
 
-func (d *depacketizer) setParams265(vps, sps, pps []byte) bool {
-	if vps == nil {
-		vps = d.track.VPS
+// complete reports whether the track has every parameter set it needs.
+func (d *depacketizer) complete() bool {
+	t := &d.track
+	switch t.Codec {
+	case fragment.CodecH264:
+		return t.SPS != nil && t.PPS != nil
+	case fragment.CodecH265:
+		return t.VPS != nil && t.SPS != nil && t.PPS != nil
 	}
-	if sps == nil {
-		sps = d.track.SPS
-	}
-	if pps == nil {
-		pps = d.track.PPS
-	}
-	if bytes.Equal(vps, d.track.VPS) && bytes.Equal(sps, d.track.SPS) && bytes.Equal(pps, d.track.PPS) {
-		return false
-	}
-	t := d.track
-	t.VPS, t.SPS, t.PPS = bytes.Clone(vps), bytes.Clone(sps), bytes.Clone(pps)
-	if t.SPS != nil {
-		if err := t.FillFromParams(); err != nil {
-			if d.counters != nil {
-				d.counters.DecodeErrors.Add(1)
-			}
-			return false
-		}
-	}
-	d.track = t
 	return true
 }
 
 // lostSync is called when an access unit of this media was dropped: video
 // waits for the next keyframe so no fragment references a missing frame.
 func (d *depacketizer) lostSync() {
-	if d.track.Kind == fragment.KindVideo {
+	if d.video != nil {
 		d.needKey = true
 	}
 }
@@ -213,8 +194,8 @@ func isBenign(err error) bool {
 // complete access unit.
 func (d *depacketizer) decode(pkt *rtp.Packet, pts int64, emit func(unit)) {
 	switch {
-	case d.h264 != nil:
-		au, err := d.h264.Decode(pkt)
+	case d.video != nil:
+		au, err := d.video.decode(pkt)
 		if err != nil {
 			if !isBenign(err) {
 				d.counters.DecodeErrors.Add(1)
@@ -228,23 +209,7 @@ func (d *depacketizer) decode(pkt *rtp.Packet, pts int64, emit func(unit)) {
 			auPTS = d.prevPTS // emitted on a timestamp change: it is the previous AU
 		}
 		d.prevPTS = pts
-		d.videoAU264(au, auPTS, emit)
-	case d.h265 != nil:
-		au, err := d.h265.Decode(pkt)
-		if err != nil {
-			if !isBenign(err) {
-				d.counters.DecodeErrors.Add(1)
-				d.lostSync()
-			}
-			d.prevPTS = pts
-			return
-		}
-		auPTS := pts
-		if !pkt.Marker {
-			auPTS = d.prevPTS
-		}
-		d.prevPTS = pts
-		d.videoAU265(au, auPTS, emit)
+		d.videoAU(au, auPTS, emit)
 	case d.aac != nil:
 		aus, err := d.aac.Decode(pkt)
 		if err != nil {
@@ -293,132 +258,70 @@ func audioUnit(idx int, pts int64, dur uint32, payload []byte) unit {
 	return unit{track: idx, pts: pts, dts: pts, dur: dur, key: true, buf: buf}
 }
 
-func (d *depacketizer) videoAU264(au [][]byte, pts int64, emit func(unit)) {
-	var sps, pps []byte
-	key := false
+// videoAU handles a complete H.264 or H.265 access unit: parameter-set
+// changes, keyframes, DTS, and the conversion to MP4 sample format.
+func (d *depacketizer) videoAU(au [][]byte, pts int64, emit func(unit)) {
+	var ps [3][]byte
+	key, any := false, false
 	for _, n := range au {
-		if len(n) == 0 {
-			continue
-		}
-		switch h264.NALUType(n[0] & 0x1f) {
-		case h264.NALUTypeSPS:
-			sps = n
-		case h264.NALUTypePPS:
-			pps = n
-		case h264.NALUTypeIDR:
+		switch k := d.video.kind(n); k {
+		case nalVPS, nalSPS, nalPPS:
+			ps[k] = n
+			any = true
+		case nalKey:
 			key = true
 		}
 	}
 	var params *fragment.Track
-	if (sps != nil || pps != nil) && d.setParams264(sps, pps) {
+	if any && d.setParams(ps) {
 		t := d.track
 		params = &t
 	}
-	if d.track.SPS == nil || d.track.PPS == nil {
+	if !d.complete() {
 		d.counters.DroppedNoParams.Add(1)
 		return
 	}
 	if d.needKey && !key {
 		return
 	}
-	// The DTS extractor keeps a reference to the SPS it was given: hand it
-	// our own copy, never a network buffer.
+	// The DTS extractors keep a reference to the SPS they are given: hand
+	// them our own copies, never network buffers, and the parameter sets of
+	// a keyframe that came without them.
+	own := [3][]byte{d.track.VPS, d.track.SPS, d.track.PPS}
 	d.nalus = d.nalus[:0]
-	if key && sps == nil {
-		d.nalus = append(d.nalus, d.track.SPS)
-	}
-	for _, n := range au {
-		if len(n) > 0 && h264.NALUType(n[0]&0x1f) == h264.NALUTypeSPS {
-			n = d.track.SPS
-		}
-		d.nalus = append(d.nalus, n)
-	}
-	dts, err := d.dts264.Extract(d.nalus, pts)
-	if err != nil {
-		d.counters.DecodeErrors.Add(1)
-		d.dts264 = &h264.DTSExtractor{}
-		d.dts264.Initialize()
-		d.needKey = true
-		return
-	}
-	d.needKey = false
-	emit(d.videoUnit(au, pts, dts, key, params, func(n []byte) bool {
-		t := h264.NALUType(n[0] & 0x1f)
-		return t == h264.NALUTypeSPS || t == h264.NALUTypePPS || t == h264.NALUTypeAccessUnitDelimiter
-	}))
-}
-
-func (d *depacketizer) videoAU265(au [][]byte, pts int64, emit func(unit)) {
-	var vps, sps, pps []byte
-	for _, n := range au {
-		if len(n) < 2 {
-			continue
-		}
-		switch h265.NALUType((n[0] >> 1) & 0x3f) {
-		case h265.NALUType_VPS_NUT:
-			vps = n
-		case h265.NALUType_SPS_NUT:
-			sps = n
-		case h265.NALUType_PPS_NUT:
-			pps = n
-		}
-	}
-	key := h265.IsRandomAccess(au)
-	var params *fragment.Track
-	if (vps != nil || sps != nil || pps != nil) && d.setParams265(vps, sps, pps) {
-		t := d.track
-		params = &t
-	}
-	if d.track.VPS == nil || d.track.SPS == nil || d.track.PPS == nil {
-		d.counters.DroppedNoParams.Add(1)
-		return
-	}
-	if d.needKey && !key {
-		return
-	}
-	d.nalus = d.nalus[:0]
-	if key && sps == nil {
-		d.nalus = append(d.nalus, d.track.VPS, d.track.SPS, d.track.PPS)
-	}
-	for _, n := range au {
-		if len(n) >= 2 {
-			switch h265.NALUType((n[0] >> 1) & 0x3f) {
-			case h265.NALUType_SPS_NUT:
-				n = d.track.SPS
-			case h265.NALUType_PPS_NUT:
-				n = d.track.PPS
+	if key && ps[nalSPS] == nil {
+		for _, p := range own {
+			if p != nil {
+				d.nalus = append(d.nalus, p)
 			}
 		}
+	}
+	for _, n := range au {
+		if k := d.video.kind(n); k <= nalPPS {
+			n = own[k]
+		}
 		d.nalus = append(d.nalus, n)
 	}
-	dts, err := d.dts265.Extract(d.nalus, pts)
+	dts, err := d.video.dts(d.nalus, pts)
 	if err != nil {
 		d.counters.DecodeErrors.Add(1)
-		d.dts265 = &h265.DTSExtractor{}
-		d.dts265.Initialize()
+		d.video.resetDTS()
 		d.needKey = true
 		return
 	}
 	d.needKey = false
-	emit(d.videoUnit(au, pts, dts, key, params, func(n []byte) bool {
-		if len(n) < 2 {
-			return true
-		}
-		t := h265.NALUType((n[0] >> 1) & 0x3f)
-		return t == h265.NALUType_VPS_NUT || t == h265.NALUType_SPS_NUT || t == h265.NALUType_PPS_NUT ||
-			t == h265.NALUType_AUD_NUT
-	}))
+	emit(d.videoUnit(au, pts, dts, key, params))
 }
 
 // videoUnit converts an access unit to MP4 sample format (4-byte lengths)
 // without its parameter sets and delimiters, which live in the init
 // segment.
-func (d *depacketizer) videoUnit(au [][]byte, pts, dts int64, key bool, params *fragment.Track, skip func([]byte) bool) unit {
+func (d *depacketizer) videoUnit(au [][]byte, pts, dts int64, key bool, params *fragment.Track) unit {
 	buf := bufPool.Get().(*[]byte)
 	b := (*buf)[:0]
 	for _, n := range au {
-		if len(n) == 0 || skip(n) {
-			continue
+		if k := d.video.kind(n); k <= nalAUD {
+			continue // parameter sets live in the init segment
 		}
 		b = binary.BigEndian.AppendUint32(b, uint32(len(n)))
 		b = append(b, n...)
