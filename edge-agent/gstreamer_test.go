@@ -36,15 +36,7 @@ func TestGStreamerCamera(t *testing.T) {
 				videoCodec: fragment.CodecH264, audioCodec: tc.audio,
 			})
 			if tc.bframe {
-				b := 0
-				for _, f := range frags {
-					for _, s := range f.parsed.Samples[0] {
-						if s.PTSOffset != 0 {
-							b++
-						}
-					}
-				}
-				if b == 0 {
+				if bFrames(frags) == 0 {
 					t.Error("no sample with PTS != DTS from the B-frame camera")
 				}
 			}

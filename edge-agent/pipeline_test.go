@@ -76,15 +76,7 @@ func TestCamsimCodecSets(t *testing.T) {
 				}
 			}
 			if c.Name == "h264_bframes_aac" {
-				b := 0
-				for _, f := range frags {
-					for _, s := range f.parsed.Samples[0] {
-						if s.PTSOffset != 0 {
-							b++
-						}
-					}
-				}
-				if b == 0 {
+				if bFrames(frags) == 0 {
 					t.Error("no sample with PTS != DTS in the B-frame stream")
 				}
 			}

@@ -233,3 +233,16 @@ func sha256hex(b []byte) string {
 func streamCfg(name, url string) edgeagent.StreamConfig {
 	return edgeagent.StreamConfig{Name: name, URL: url, Transport: "tcp"}
 }
+
+// bFrames counts the video samples whose PTS differs from their DTS.
+func bFrames(frags []storedFragment) int {
+	n := 0
+	for _, f := range frags {
+		for _, s := range f.parsed.Samples[0] {
+			if s.PTSOffset != 0 {
+				n++
+			}
+		}
+	}
+	return n
+}

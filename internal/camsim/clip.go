@@ -275,26 +275,7 @@ func (c *clip) addVideo(aus []rawVideoAU, isH265 bool) (int64, error) {
 	aus = aus[first:]
 
 	// Parameter sets from the first keyframe; they go in the SDP and in band.
-	var vps, sps, pps []byte
-	for _, n := range aus[0].au {
-		if isH265 {
-			switch h265.NALUType((n[0] >> 1) & 0x3f) {
-			case h265.NALUType_VPS_NUT:
-				vps = n
-			case h265.NALUType_SPS_NUT:
-				sps = n
-			case h265.NALUType_PPS_NUT:
-				pps = n
-			}
-		} else {
-			switch h264.NALUType(n[0] & 0x1f) {
-			case h264.NALUTypeSPS:
-				sps = n
-			case h264.NALUTypePPS:
-				pps = n
-			}
-		}
-	}
+	vps, sps, pps := paramSets(aus[0].au, isH265)
 	if sps == nil || pps == nil || (isH265 && vps == nil) {
 		return 0, fmt.Errorf("the first keyframe carries no parameter sets")
 	}
@@ -375,43 +356,49 @@ func (c *clip) addVideo(aus []rawVideoAU, isH265 bool) (int64, error) {
 	return ws, nil
 }
 
-// withParams returns the access unit with the parameter sets it lacks put in front.
-func withParams(au [][]byte, isH265 bool, vps, sps, pps []byte) [][]byte {
-	var hasVPS, hasSPS, hasPPS bool
+// paramSets returns the parameter sets an access unit carries (nil where it
+// carries none).
+func paramSets(au [][]byte, isH265 bool) (vps, sps, pps []byte) {
 	for _, n := range au {
+		if len(n) == 0 {
+			continue
+		}
 		if isH265 {
 			switch h265.NALUType((n[0] >> 1) & 0x3f) {
 			case h265.NALUType_VPS_NUT:
-				hasVPS = true
+				vps = n
 			case h265.NALUType_SPS_NUT:
-				hasSPS = true
+				sps = n
 			case h265.NALUType_PPS_NUT:
-				hasPPS = true
+				pps = n
 			}
 		} else {
 			switch h264.NALUType(n[0] & 0x1f) {
 			case h264.NALUTypeSPS:
-				hasSPS = true
+				sps = n
 			case h264.NALUTypePPS:
-				hasPPS = true
+				pps = n
 			}
 		}
 	}
-	if !isH265 {
-		hasVPS = true
-	}
-	if hasVPS && hasSPS && hasPPS {
-		return au
-	}
+	return vps, sps, pps
+}
+
+// withParams returns the access unit with the parameter sets it lacks put in front.
+func withParams(au [][]byte, isH265 bool, vps, sps, pps []byte) [][]byte {
+	hv, hs, hp := paramSets(au, isH265)
 	out := make([][]byte, 0, len(au)+3)
-	if !hasVPS {
+	if isH265 && hv == nil {
 		out = append(out, vps)
 	}
-	if !hasSPS {
+	if hs == nil {
 		out = append(out, sps)
 	}
-	if !hasPPS {
+	if hp == nil {
 		out = append(out, pps)
+	}
+	if len(out) == 0 {
+		return au
 	}
 	return append(out, au...)
 }
