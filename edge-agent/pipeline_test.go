@@ -62,6 +62,11 @@ func TestCamsimCodecSets(t *testing.T) {
 			ck.target, ck.gop, ck.frame, ck.minFrags = 2*time.Second, time.Second, 34*time.Millisecond, 4
 			frags := verify(t, store, c.Name, ck)
 			st := statusOf(a, c.Name)
+			// camsim sends RTCP sender reports from the start: producer time
+			// follows them, slewed from the receive clock, never stepped
+			if st.Transport == "tcp" && (st.ClockSource != fragment.ClockRTCP || st.ClockChange == nil || st.ClockChange.Stepped) {
+				t.Errorf("clock source %q, change %+v", st.ClockSource, st.ClockChange)
+			}
 			if st.Counters.DecodeErrors != 0 || st.Counters.DroppedQueueFull != 0 || st.Counters.FragmentsLost != 0 {
 				t.Errorf("counters %+v", st.Counters)
 			}
