@@ -50,7 +50,19 @@ type HourIndex struct {
 // one. Call it once the hour is complete, and again after a backfill into
 // the hour. It writes a manifest even for an hour without fragments.
 func WriteHourIndex(ctx context.Context, store Store, layout Layout, stream string, hour time.Time) error {
+	return WriteHourIndexKnown(ctx, store, layout, stream, hour, nil)
+}
+
+// WriteHourIndexKnown is WriteHourIndex for a writer that already knows the
+// metadata of some of the hour's fragments (the uploader that just stored
+// them): the listing still decides which fragments exist, but only the
+// fragments not in known are read with a Stat.
+func WriteHourIndexKnown(ctx context.Context, store Store, layout Layout, stream string, hour time.Time, known []fragment.Metadata) error {
 	hour = hour.UTC().Truncate(time.Hour)
+	byKey := make(map[string]fragment.Metadata, len(known))
+	for _, m := range known {
+		byKey[m.Key] = m
+	}
 	prefix, err := layout.HourPrefix(stream, hour)
 	if err != nil {
 		return err
@@ -68,6 +80,10 @@ func WriteHourIndex(ctx context.Context, store Store, layout Layout, stream stri
 			}
 			if _, _, _, _, err := ParseFragmentKey(o.Key); err != nil {
 				continue // not a fragment: not ours to index
+			}
+			if m, ok := byKey[o.Key]; ok {
+				idx.Fragments = append(idx.Fragments, m)
+				continue
 			}
 			m, err := fragmentMetadata(ctx, store, o)
 			if errors.Is(err, ErrNotFound) {
