@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tributary-io/tributary/archive"
+	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
 )
 
@@ -32,6 +33,15 @@ type Agent struct {
 	// Handler, when set, is mounted on the agent's HTTP server for every
 	// path the agent does not serve itself (the playback API).
 	Handler http.Handler
+	// ShutdownGrace is how long Close waits for uploads to take the last
+	// fragments to the archive. Default 0: what is not uploaded stays in the
+	// spool for the next run.
+	ShutdownGrace time.Duration
+
+	spool    *spool
+	uploader *uploader
+	upCancel context.CancelFunc
+	upDone   chan struct{}
 
 	pipelines []*pipeline
 	registry  *prometheus.Registry
@@ -53,6 +63,13 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.Logger = slog.Default()
 	}
 	cfg := a.Config
+	if a.Store == nil && cfg.Archive.Type == "s3" {
+		st, err := openS3(ctx, cfg.Archive.S3, a.Logger)
+		if err != nil {
+			return err
+		}
+		a.Store = st
+	}
 	if a.Store == nil {
 		local := &archive.Local{Root: cfg.Archive.Path}
 		// temp files of writes cut short by a crash or power loss
@@ -73,6 +90,27 @@ func (a *Agent) Start(ctx context.Context) error {
 	})
 	a.registry.MustRegister(latency, &metrics{agent: a})
 
+	uploadLatency := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tributary_fragment_upload_seconds",
+		Help:    "Time from a fragment's close to its arrival in the archive (through the spool).",
+		Buckets: []float64{.01, .025, .05, .1, .15, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 3600},
+	})
+	a.registry.MustRegister(uploadLatency)
+
+	if cfg.Spool.Active(cfg.Archive.Type) {
+		sp, err := openSpool(cfg.Spool.Path, int64(cfg.Spool.MaxBytes), cfg.Spool.Strategy, !*cfg.Spool.DeleteAfterUpload,
+			a.Logger.With("component", "spool"))
+		if err != nil {
+			return err
+		}
+		a.spool = sp
+		a.uploader = &uploader{
+			spool: sp, store: a.Store, layout: layout, workers: cfg.Spool.UploadConcurrency,
+			log: a.Logger.With("component", "uploader"), classify: a.classify,
+			onUploaded: func(m fragment.Metadata, d time.Duration) { uploadLatency.Observe(d.Seconds()) },
+		}
+	}
+
 	seqDir := filepath.Join(cfg.DataDir, "state")
 	for _, sc := range cfg.Streams {
 		if sc.Disabled {
@@ -80,7 +118,15 @@ func (a *Agent) Start(ctx context.Context) error {
 		}
 		p, err := newPipeline(sc, a.Store, layout, seqDir, a.Logger, latency)
 		if err != nil {
+			a.closeSpool()
 			return err
+		}
+		if a.spool != nil {
+			p.spool = a.spool
+			// numbering continues after whatever the spool holds
+			if n := a.spool.maxNumber(sc.Name); n >= p.seq.next {
+				p.seq.next, p.seq.reserved = n+1, n+1
+			}
 		}
 		a.pipelines = append(a.pipelines, p)
 	}
@@ -104,7 +150,55 @@ func (a *Agent) Start(ctx context.Context) error {
 	for _, p := range a.pipelines {
 		p.start(a.ctx)
 	}
+	if a.uploader != nil {
+		var upCtx context.Context
+		upCtx, a.upCancel = context.WithCancel(context.WithoutCancel(ctx))
+		a.upDone = make(chan struct{})
+		go func() {
+			defer close(a.upDone)
+			a.uploader.run(upCtx)
+		}()
+		retention := time.Duration(cfg.Spool.Retention)
+		go func() {
+			t := time.NewTicker(time.Minute)
+			defer t.Stop()
+			for {
+				select {
+				case <-upCtx.Done():
+					return
+				case <-t.C:
+					a.spool.expire(retention)
+				}
+			}
+		}()
+	}
 	return nil
+}
+
+// classify says whether an archive error is worth retrying, and its class
+// for metrics.
+func (a *Agent) classify(err error) (bool, string) {
+	if c, ok := a.Store.(interface {
+		Retryable(error) bool
+		ErrorClass(error) string
+	}); ok {
+		return c.Retryable(err), c.ErrorClass(err)
+	}
+	switch {
+	case errors.Is(err, archive.ErrInvalidKey), errors.Is(err, archive.ErrInvalidMetadata):
+		return false, "client"
+	case errors.Is(err, archive.ErrPreconditionFailed):
+		return false, "precondition"
+	}
+	return true, "other"
+}
+
+func (a *Agent) closeSpool() {
+	if a.spool != nil {
+		if err := a.spool.close(); err != nil {
+			a.Logger.Error("closing the spool", "err", err)
+		}
+	}
 }
 
 // Addr is the HTTP server's address ("" when it is off).
@@ -131,6 +225,17 @@ func (a *Agent) Close() error {
 		if a.cancel != nil {
 			a.cancel()
 		}
+		if a.uploader != nil {
+			// give the uploads a moment to take the last fragments to the
+			// archive; whatever is left stays in the spool for the next run
+			deadline := time.Now().Add(a.ShutdownGrace)
+			for time.Now().Before(deadline) && a.spool.status().Fragments > 0 && a.spool.uploadable() {
+				time.Sleep(20 * time.Millisecond)
+			}
+			a.upCancel()
+			<-a.upDone
+			a.closeSpool()
+		}
 		if a.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -156,7 +261,11 @@ func (a *Agent) Registry() *prometheus.Registry { return a.registry }
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"streams": a.Status()})
+		out := map[string]any{"streams": a.Status()}
+		if a.spool != nil {
+			out["spool"] = a.spool.status()
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/status/{stream}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("stream")

@@ -34,6 +34,8 @@ type Config struct {
 	HTTP HTTPConfig `yaml:"http"`
 	// Archive is where fragments are stored.
 	Archive ArchiveConfig `yaml:"archive"`
+	// Spool is the durable local buffer in front of an object-store archive.
+	Spool SpoolConfig `yaml:"spool"`
 	// Defaults apply to every stream that does not set its own.
 	Defaults StreamDefaults `yaml:"defaults"`
 	// Streams to pull.
@@ -50,12 +52,89 @@ type HTTPConfig struct {
 
 // ArchiveConfig selects the archive.
 type ArchiveConfig struct {
-	// Type of store: "local" (a directory). Default "local".
+	// Type of store: "local" (a directory) or "s3" (S3, MinIO or any
+	// S3-compatible store). Default "local".
 	Type string `yaml:"type"`
 	// Path of the local archive directory. Default "<data_dir>/archive".
 	Path string `yaml:"path"`
 	// Prefix of every key in the archive. Default none.
 	Prefix string `yaml:"prefix"`
+	// S3 configures the "s3" archive.
+	S3 S3Config `yaml:"s3"`
+	// Retention deletes archived fragments older than this ("30d", "720h");
+	// streams may override it. Default 0: keep forever.
+	Retention Duration `yaml:"retention"`
+}
+
+// S3Config configures an S3-compatible archive. Credentials come from
+// access_key/secret_key, else credentials_file, else the environment
+// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); they are
+// never logged.
+type S3Config struct {
+	// Endpoint is host:port or a URL ("https://s3.example.com"). Required.
+	Endpoint string `yaml:"endpoint"`
+	// Bucket name. Required.
+	Bucket string `yaml:"bucket"`
+	// Region. Default "us-east-1".
+	Region string `yaml:"region"`
+	// PathStyle forces path-style requests. Default: automatic.
+	PathStyle bool `yaml:"path_style"`
+	// TLS: true for https when Endpoint has no scheme. Default false.
+	TLS bool `yaml:"tls"`
+	// CAFile is a PEM file of a private CA to trust. Default none.
+	CAFile string `yaml:"ca_file"`
+	// AccessKey and SecretKey, when not from a file or the environment.
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
+	// CredentialsFile holds AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=… lines.
+	CredentialsFile string `yaml:"credentials_file"`
+	// CreateBucket creates the bucket when it is missing. Default false.
+	CreateBucket bool `yaml:"create_bucket"`
+	// PartSize: objects above it are uploaded in parts. Default 16MiB.
+	PartSize ByteSize `yaml:"part_size"`
+}
+
+// Spool strategies when the spool is full.
+const (
+	StrategyDeleteOldest = "delete_oldest"
+	StrategyDenyNew      = "deny_new"
+)
+
+// SpoolConfig configures the durable edge buffer: every fragment is on
+// local disk (fsynced) before it counts, and stays there until the archive
+// has it.
+type SpoolConfig struct {
+	// Enabled: "auto" (on for an s3 archive, off for a local one), "true"
+	// or "false". Default "auto".
+	Enabled string `yaml:"enabled"`
+	// Path of the spool. Default "<data_dir>/spool".
+	Path string `yaml:"path"`
+	// MaxBytes is the most fragment data kept locally. Default 2GiB.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// Strategy when full: delete_oldest (uploaded fragments first, then the
+	// oldest not uploaded, each counted as lost) or deny_new (recording
+	// pauses until there is room). Default delete_oldest.
+	Strategy string `yaml:"strategy"`
+	// Retention drops local fragments older than this, uploaded or not
+	// (those not uploaded are counted as lost). Default 72h.
+	Retention Duration `yaml:"retention"`
+	// DeleteAfterUpload removes a fragment from the spool once the archive
+	// has it. Default true.
+	DeleteAfterUpload *bool `yaml:"delete_after_upload"`
+	// UploadConcurrency is how many uploads run at once (one per stream at
+	// most, so each stream's fragments land in order). Default 4.
+	UploadConcurrency int `yaml:"upload_concurrency"`
+}
+
+// Active reports whether fragments go through the spool.
+func (s SpoolConfig) Active(archiveType string) bool {
+	switch s.Enabled {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	return archiveType == "s3"
 }
 
 // LogConfig configures logging.
@@ -103,6 +182,8 @@ type StreamConfig struct {
 	Tags map[string]string `yaml:"tags"`
 	// Disabled streams are not pulled.
 	Disabled bool `yaml:"disabled"`
+	// Retention overrides archive.retention for this stream.
+	Retention Duration `yaml:"retention"`
 }
 
 // Duration is a time.Duration written as a string ("2s", "500ms").
@@ -113,12 +194,29 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("line %d: must be a duration such as \"2s\"", n.Line)
 	}
-	v, err := time.ParseDuration(n.Value)
-	if err != nil || v < 0 {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
 		return fmt.Errorf("line %d: %q is not a duration such as \"2s\"", n.Line, n.Value)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// ParseDuration parses a Go duration ("2s", "1h30m") or a number of days
+// ("30d"). Negative durations are an error.
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil || n < 0 || n > 100*365 {
+			return 0, fmt.Errorf("bad duration %q", s)
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("bad duration %q", s)
+	}
+	return v, nil
 }
 
 // MarshalYAML writes the duration as a string.
@@ -367,6 +465,35 @@ func (c *Config) fillDefaults() {
 	if c.Archive.Path == "" {
 		c.Archive.Path = filepath.Join(c.DataDir, "archive")
 	}
+	if c.Archive.S3.Region == "" {
+		c.Archive.S3.Region = "us-east-1"
+	}
+	if c.Archive.S3.PartSize == 0 {
+		c.Archive.S3.PartSize = 16 << 20
+	}
+	sp := &c.Spool
+	if sp.Enabled == "" {
+		sp.Enabled = "auto"
+	}
+	if sp.Path == "" {
+		sp.Path = filepath.Join(c.DataDir, "spool")
+	}
+	if sp.MaxBytes == 0 {
+		sp.MaxBytes = 2 << 30
+	}
+	if sp.Strategy == "" {
+		sp.Strategy = StrategyDeleteOldest
+	}
+	if sp.Retention == 0 {
+		sp.Retention = Duration(72 * time.Hour)
+	}
+	if sp.DeleteAfterUpload == nil {
+		t := true
+		sp.DeleteAfterUpload = &t
+	}
+	if sp.UploadConcurrency == 0 {
+		sp.UploadConcurrency = 4
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -406,6 +533,9 @@ func (c *Config) fillDefaults() {
 		if s.Fragment.MaxBytes == 0 {
 			s.Fragment.MaxBytes = d.Fragment.MaxBytes
 		}
+		if s.Retention == 0 {
+			s.Retention = c.Archive.Retention
+		}
 	}
 }
 
@@ -416,8 +546,36 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
 	}
-	if c.Archive.Type != "local" {
-		return bad("archive.type", "%q is not a supported archive type (local)", c.Archive.Type)
+	switch c.Archive.Type {
+	case "local":
+	case "s3":
+		if c.Archive.S3.Endpoint == "" {
+			return bad("archive.s3.endpoint", "missing")
+		}
+		if c.Archive.S3.Bucket == "" {
+			return bad("archive.s3.bucket", "missing")
+		}
+		if c.Archive.S3.PartSize < 5<<20 {
+			return bad("archive.s3.part_size", "%d is below 5MiB, the smallest S3 part", c.Archive.S3.PartSize)
+		}
+	default:
+		return bad("archive.type", "%q is not one of local, s3", c.Archive.Type)
+	}
+	switch c.Spool.Enabled {
+	case "auto", "true", "false":
+	default:
+		return bad("spool.enabled", "%q is not one of auto, true, false", c.Spool.Enabled)
+	}
+	switch c.Spool.Strategy {
+	case StrategyDeleteOldest, StrategyDenyNew:
+	default:
+		return bad("spool.strategy", "%q is not one of %s, %s", c.Spool.Strategy, StrategyDeleteOldest, StrategyDenyNew)
+	}
+	if c.Spool.MaxBytes < 16<<20 {
+		return bad("spool.max_bytes", "%d is below 16MiB", c.Spool.MaxBytes)
+	}
+	if c.Spool.UploadConcurrency < 1 || c.Spool.UploadConcurrency > 256 {
+		return bad("spool.upload_concurrency", "%d is outside 1 to 256", c.Spool.UploadConcurrency)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

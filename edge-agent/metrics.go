@@ -29,18 +29,38 @@ var (
 	mFragLost      = descCounter("fragments_lost_total", "Fragments that could not be stored.")
 	mStoreErrors   = descCounter("store_errors_total", "Failed archive writes.")
 	mReconnects    = descCounter("reconnects_total", "Sessions started after the first.")
+	mBacklog       = descCounter("backlog_fragments", "Fragments in the spool waiting for the archive.")
+	mBacklogBytes  = descCounter("backlog_bytes", "Bytes in the spool waiting for the archive.")
+	mOldest        = descCounter("oldest_pending_age_seconds", "Age of the oldest fragment not yet in the archive.")
+	mUploaded      = descCounter("fragments_uploaded_total", "Fragments uploaded from the spool to the archive.")
+	mUploadErrors  = prometheus.NewDesc("tributary_upload_errors_total", "Failed uploads by error class.", []string{"stream", "class"}, nil)
+	mLostCause     = prometheus.NewDesc("tributary_fragments_lost_by_cause_total", "Fragments lost, by cause.", []string{"stream", "cause"}, nil)
+	mSpoolBytes    = prometheus.NewDesc("tributary_spool_bytes", "Fragment bytes in the spool.", nil, nil)
+	mSpoolMax      = prometheus.NewDesc("tributary_spool_max_bytes", "The spool's size cap.", nil, nil)
+	mSpoolPaused   = prometheus.NewDesc("tributary_spool_paused", "1 while a full spool refuses new fragments (deny_new).", nil, nil)
 	mUp            = prometheus.NewDesc("tributary_stream_up", "1 when the stream is streaming.", []string{"stream"}, nil)
 	mState         = prometheus.NewDesc("tributary_stream_state", "The stream's state (1 for the current one).", []string{"stream", "state"}, nil)
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mPackets, mBytes, mSamples, mFragments, mFragmentBytes, mLost, mDecode,
-		mQueueFull, mNoParams, mGOPs, mFragLost, mStoreErrors, mReconnects, mUp, mState} {
+		mQueueFull, mNoParams, mGOPs, mFragLost, mStoreErrors, mReconnects, mUp, mState,
+		mBacklog, mBacklogBytes, mOldest, mUploaded, mUploadErrors, mLostCause, mSpoolBytes, mSpoolMax, mSpoolPaused} {
 		ch <- d
 	}
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	if sp := m.agent.spool; sp != nil {
+		st := sp.status()
+		paused := 0.0
+		if st.Paused {
+			paused = 1
+		}
+		ch <- prometheus.MustNewConstMetric(mSpoolBytes, prometheus.GaugeValue, float64(st.Bytes))
+		ch <- prometheus.MustNewConstMetric(mSpoolMax, prometheus.GaugeValue, float64(st.MaxBytes))
+		ch <- prometheus.MustNewConstMetric(mSpoolPaused, prometheus.GaugeValue, paused)
+	}
 	for _, p := range m.agent.pipelines {
 		s := p.snapshot()
 		c := s.Counters
@@ -55,6 +75,18 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			{mFragLost, c.FragmentsLost}, {mStoreErrors, c.StoreErrors}, {mReconnects, c.Reconnects},
 		} {
 			ch <- prometheus.MustNewConstMetric(v.d, prometheus.CounterValue, float64(v.v), n)
+		}
+		if u := s.Upload; u != nil {
+			ch <- prometheus.MustNewConstMetric(mBacklog, prometheus.GaugeValue, float64(u.BacklogFragments), n)
+			ch <- prometheus.MustNewConstMetric(mBacklogBytes, prometheus.GaugeValue, float64(u.BacklogBytes), n)
+			ch <- prometheus.MustNewConstMetric(mOldest, prometheus.GaugeValue, float64(u.OldestPendingAgeMS)/1000, n)
+			ch <- prometheus.MustNewConstMetric(mUploaded, prometheus.CounterValue, float64(u.Uploaded), n)
+			for class, v := range u.ErrorsByClass {
+				ch <- prometheus.MustNewConstMetric(mUploadErrors, prometheus.CounterValue, float64(v), n, class)
+			}
+			for cause, v := range u.LostByCause {
+				ch <- prometheus.MustNewConstMetric(mLostCause, prometheus.CounterValue, float64(v), n, cause)
+			}
 		}
 		up := 0.0
 		if s.State == ingest.StateStreaming {

@@ -31,6 +31,7 @@ type pipeline struct {
 	cfg    StreamConfig
 	log    *slog.Logger
 	store  archive.Store
+	spool  *spool // nil: fragments go straight to the store
 	layout archive.Layout
 	seq    *sequence
 	now    func() time.Time
@@ -52,6 +53,7 @@ type pipeline struct {
 	droppedGOPs    atomic.Uint64
 	droppedSamples atomic.Uint64
 	storeErrors    atomic.Uint64
+	denied         atomic.Uint64 // fragments refused by a full spool (deny_new)
 	latency        latencyObserver
 	curHour        time.Time // hour of the latest stored fragment (store goroutine)
 
@@ -77,6 +79,7 @@ type storeJob struct {
 	buf    *[]byte
 	meta   *fragment.Metadata // set for fragments
 	init   *initInfo          // the init segment a fragment needs
+	info   bool               // stream.json
 	ctype  string
 	closed time.Time // when the fragment closed, for latency
 }
@@ -310,7 +313,7 @@ func (p *pipeline) queueStreamInfo() {
 	}
 	buf := fragPool.Get().(*[]byte)
 	*buf = append((*buf)[:0], b...)
-	p.enqueue(storeJob{key: key, buf: buf, ctype: "application/json"})
+	p.enqueue(storeJob{key: key, buf: buf, ctype: "application/json", info: true})
 }
 
 func (p *pipeline) enqueue(j storeJob) {
@@ -320,6 +323,9 @@ func (p *pipeline) enqueue(j storeJob) {
 		fragPool.Put(j.buf)
 		if j.meta != nil {
 			p.fragmentsLost.Add(1)
+			if p.spool != nil {
+				p.spool.countLost(p.cfg.Name, LostQueueFull)
+			}
 			p.log.Error("archive is not keeping up; fragment dropped", "number", j.meta.Number)
 			p.setError(errors.New("archive is not keeping up: fragments dropped"))
 		}
@@ -337,6 +343,10 @@ func (p *pipeline) storeLoop() {
 }
 
 func (p *pipeline) write(ctx context.Context, j storeJob) {
+	if p.spool != nil {
+		p.writeSpool(j)
+		return
+	}
 	if err := p.ensureInit(ctx, j.init); err != nil {
 		// the fragment is still stored: its footage is not lost, and the
 		// init segment is tried again with the next fragment
@@ -381,6 +391,41 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 	p.status.LastFragment = &m
 	p.mu.Unlock()
 	p.closeHour(ctx, m.ProducerStart)
+}
+
+// writeSpool makes a fragment durable in the spool, which uploads it.
+func (p *pipeline) writeSpool(j storeJob) {
+	if j.info {
+		if err := p.spool.setInfo(p.cfg.Name, bytes.Clone(*j.buf)); err != nil {
+			p.log.Error("spool", "err", err)
+			p.setError(fmt.Errorf("spool: %w", err))
+		}
+		return
+	}
+	if j.meta == nil {
+		return
+	}
+	if err := p.spool.add(*j.meta, *j.buf, j.init.tracks); err != nil {
+		p.fragmentsLost.Add(1)
+		if errors.Is(err, ErrSpoolFull) {
+			p.denied.Add(1)
+			p.setError(err)
+			return
+		}
+		p.spool.countLost(p.cfg.Name, LostWriteError)
+		p.storeErrors.Add(1)
+		p.log.Error("spool write failed; fragment lost", "number", j.meta.Number, "err", err)
+		p.setError(fmt.Errorf("spool: %w", err))
+		return
+	}
+	p.latency.Observe(time.Since(j.closed).Seconds())
+	p.fragments.Add(1)
+	p.fragmentBytes.Add(uint64(len(*j.buf)))
+	m := *j.meta
+	m.Tags = nil
+	p.mu.Lock()
+	p.status.LastFragment = &m
+	p.mu.Unlock()
 }
 
 // closeHour writes the hour manifest of the previous hour once the first

@@ -92,6 +92,9 @@ func (s *sequence) save() error {
 // fsync of the directory.
 func writeFileAtomic(path string, b []byte) error {
 	dir := filepath.Dir(path)
+	if err := ensureDir(dir); err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return err
@@ -113,6 +116,29 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// ensureDir creates dir and its missing parents durably (each new entry's
+// parent directory is fsynced).
+func ensureDir(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := ensureDir(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+		return err
+	}
+	d, err := os.Open(parent)
 	if err != nil {
 		return err
 	}

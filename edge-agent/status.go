@@ -31,6 +31,8 @@ type StreamStatus struct {
 	Sessions     int                `json:"sessions"`
 	LastFragment *fragment.Metadata `json:"last_fragment,omitempty"`
 	Counters     StreamCounters     `json:"counters"`
+	// Upload is the stream's spool and upload state (with a spool).
+	Upload *StreamUpload `json:"upload,omitempty"`
 }
 
 // ClockChange records the last change of the producer clock source.
@@ -56,6 +58,7 @@ type StreamCounters struct {
 	DroppedGOPs      uint64 `json:"dropped_gops"`
 	DroppedSamples   uint64 `json:"dropped_samples"`
 	FragmentsLost    uint64 `json:"fragments_lost"`
+	FragmentsDenied  uint64 `json:"fragments_denied"`
 	StoreErrors      uint64 `json:"store_errors"`
 	Reconnects       uint64 `json:"reconnects"`
 }
@@ -78,8 +81,13 @@ func (p *pipeline) snapshot() StreamStatus {
 		DroppedGOPs:      p.droppedGOPs.Load(),
 		DroppedSamples:   p.droppedSamples.Load(),
 		FragmentsLost:    p.fragmentsLost.Load(),
+		FragmentsDenied:  p.denied.Load(),
 		StoreErrors:      p.storeErrors.Load(),
 		Reconnects:       c.Reconnects.Load(),
+	}
+	if p.spool != nil {
+		u := p.spool.streamStatus(p.cfg.Name)
+		s.Upload = &u
 	}
 	return s
 }
