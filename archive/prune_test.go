@@ -1,0 +1,58 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/fragment"
+)
+
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	store := &Local{Root: t.TempDir()}
+	layout := Layout{Prefix: "p"}
+	t0 := time.Date(2026, 11, 27, 1, 0, 0, 0, time.UTC)
+	// 3 hours of one fragment every 10 minutes, for two streams
+	for _, s := range []string{"cam", "other"} {
+		for i := 0; i < 18; i++ {
+			key, err := layout.FragmentKeyAt(s, t0.Add(time.Duration(i)*10*time.Minute), uint64(i+1), fragment.ContainerFMP4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.Put(ctx, key, bytes.NewReader([]byte("abc")), 3, PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for h := 0; h < 3; h++ {
+			key, _ := layout.HourIndexKey(s, t0.Add(time.Duration(h)*time.Hour))
+			if _, err := store.Put(ctx, key, bytes.NewReader([]byte("{}")), 2, PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// keep from 02:30: only the 01:00 hour is wholly before it
+	res, err := Prune(ctx, store, layout, "cam", t0.Add(90*time.Minute), true)
+	if err != nil || res.Fragments != 6 || res.Manifests != 1 || res.Bytes != 18 {
+		t.Fatalf("dry run: %+v %v", res, err)
+	}
+	if objs, _ := store.List(ctx, "p/streams/cam/", "", 0); len(objs) != 21 {
+		t.Fatalf("dry run deleted something: %d objects", len(objs))
+	}
+	res, err = Prune(ctx, store, layout, "cam", t0.Add(90*time.Minute), false)
+	if err != nil || res.Fragments != 6 || res.Manifests != 1 {
+		t.Fatalf("prune: %+v %v", res, err)
+	}
+	objs, _ := store.List(ctx, "p/streams/cam/f/", "", 0)
+	if len(objs) != 14 || !bytes.Contains([]byte(objs[0].Key), []byte("/2026/11/27/02/")) {
+		t.Fatalf("left %d objects, first %s", len(objs), objs[0].Key)
+	}
+	if others, _ := store.List(ctx, "p/streams/other/", "", 0); len(others) != 21 {
+		t.Errorf("another stream was pruned: %d objects left", len(others))
+	}
+	// nothing more to prune
+	if res, err := Prune(ctx, store, layout, "cam", t0.Add(90*time.Minute), false); err != nil || res.Fragments != 0 {
+		t.Errorf("second prune %+v %v", res, err)
+	}
+}
