@@ -63,22 +63,12 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.Logger = slog.Default()
 	}
 	cfg := a.Config
-	if a.Store == nil && cfg.Archive.Type == "s3" {
-		st, err := openS3(ctx, cfg.Archive.S3, a.Logger)
+	if a.Store == nil {
+		st, err := OpenArchive(ctx, cfg.Archive, a.Logger)
 		if err != nil {
 			return err
 		}
 		a.Store = st
-	}
-	if a.Store == nil {
-		local := &archive.Local{Root: cfg.Archive.Path}
-		// temp files of writes cut short by a crash or power loss
-		if n, err := local.CleanTemp(ctx, 0); err != nil {
-			a.Logger.Warn("cleaning the archive's temp files", "err", err)
-		} else if n > 0 {
-			a.Logger.Info("removed temp files left by an interrupted write", "count", n)
-		}
-		a.Store = local
 	}
 	layout := archive.Layout{Prefix: cfg.Archive.Prefix}
 	a.registry = prometheus.NewRegistry()
@@ -150,6 +140,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	for _, p := range a.pipelines {
 		p.start(a.ctx)
 	}
+	go a.retentionLoop(a.ctx, layout)
 	if a.uploader != nil {
 		var upCtx context.Context
 		upCtx, a.upCancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -191,6 +182,54 @@ func (a *Agent) classify(err error) (bool, string) {
 		return false, "precondition"
 	}
 	return true, "other"
+}
+
+// retentionLoop enforces each stream's archive retention: a bucket
+// lifecycle rule where the store supports one, and a prune every hour
+// (which also covers stores without lifecycle rules).
+func (a *Agent) retentionLoop(ctx context.Context, layout archive.Layout) {
+	type lifecycler interface {
+		SetLifecycle(ctx context.Context, prefix string, days int) error
+	}
+	var streams []StreamConfig
+	for _, p := range a.pipelines {
+		if p.cfg.Retention > 0 {
+			streams = append(streams, p.cfg)
+		}
+	}
+	if len(streams) == 0 {
+		return
+	}
+	if lc, ok := a.Store.(lifecycler); ok {
+		for _, sc := range streams {
+			days := int((time.Duration(sc.Retention) + 24*time.Hour - 1) / (24 * time.Hour))
+			prefix, err := layout.FragmentsPrefix(sc.Name)
+			if err != nil {
+				continue
+			}
+			if err := lc.SetLifecycle(ctx, prefix, days); err != nil {
+				a.Logger.Info("no bucket lifecycle rule; the agent prunes instead", "stream", sc.Name, "err", err)
+			}
+		}
+	}
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, sc := range streams {
+			res, err := archive.Prune(ctx, a.Store, layout, sc.Name, time.Now().Add(-time.Duration(sc.Retention)), false)
+			if err != nil {
+				a.Logger.Warn("archive retention", "stream", sc.Name, "err", err)
+			} else if res.Fragments > 0 {
+				a.Logger.Info("archive retention: pruned", "stream", sc.Name, "fragments", res.Fragments, "bytes", res.Bytes)
+			}
+		}
+		t.Reset(time.Hour)
+	}
 }
 
 func (a *Agent) closeSpool() {
