@@ -1236,3 +1236,10 @@ func isNetworkError(err error) bool {
 	}
 	return false
 }
+
+// Retryable is the package's Retryable, as a method, for callers that hold
+// a Store and ask it how to treat its errors.
+func (s *S3) Retryable(err error) bool { return Retryable(err) }
+
+// ErrorClass is the package's ErrorClass, as a method (see Retryable).
+func (s *S3) ErrorClass(err error) string { return ErrorClass(err) }
