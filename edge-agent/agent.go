@@ -169,19 +169,10 @@ func (a *Agent) Start(ctx context.Context) error {
 // classify says whether an archive error is worth retrying, and its class
 // for metrics.
 func (a *Agent) classify(err error) (bool, string) {
-	if c, ok := a.Store.(interface {
-		Retryable(error) bool
-		ErrorClass(error) string
-	}); ok {
-		return c.Retryable(err), c.ErrorClass(err)
+	if errors.Is(err, ErrConfig) {
+		return false, "config"
 	}
-	switch {
-	case errors.Is(err, archive.ErrInvalidKey), errors.Is(err, archive.ErrInvalidMetadata):
-		return false, "client"
-	case errors.Is(err, archive.ErrPreconditionFailed):
-		return false, "precondition"
-	}
-	return true, "other"
+	return archive.Retryable(err), archive.ErrorClass(err)
 }
 
 // retentionLoop enforces each stream's archive retention: a bucket
@@ -292,6 +283,14 @@ func (a *Agent) Status() []StreamStatus {
 		out = append(out, p.snapshot())
 	}
 	return out
+}
+
+// SpoolStatus returns the spool's state (zero without a spool).
+func (a *Agent) SpoolStatus() SpoolStatus {
+	if a.spool == nil {
+		return SpoolStatus{}
+	}
+	return a.spool.status()
 }
 
 // Registry is the agent's Prometheus registry.

@@ -571,8 +571,8 @@ func (c *Config) Validate() error {
 	default:
 		return bad("spool.strategy", "%q is not one of %s, %s", c.Spool.Strategy, StrategyDeleteOldest, StrategyDenyNew)
 	}
-	if c.Spool.MaxBytes < 16<<20 {
-		return bad("spool.max_bytes", "%d is below 16MiB", c.Spool.MaxBytes)
+	if c.Spool.MaxBytes < 1<<20 {
+		return bad("spool.max_bytes", "%d is below 1MiB", c.Spool.MaxBytes)
 	}
 	if c.Spool.UploadConcurrency < 1 || c.Spool.UploadConcurrency > 256 {
 		return bad("spool.upload_concurrency", "%d is outside 1 to 256", c.Spool.UploadConcurrency)
