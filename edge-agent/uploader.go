@@ -57,6 +57,13 @@ type uploadJob struct {
 // run runs the workers until ctx ends.
 func (u *uploader) run(ctx context.Context) {
 	var wg sync.WaitGroup
+	if c, ok := u.store.(interface{ Check(context.Context) error }); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u.probe(ctx, c.Check)
+		}()
+	}
 	for i := 0; i < u.workers; i++ {
 		wg.Add(1)
 		go func() {
@@ -67,6 +74,32 @@ func (u *uploader) run(ctx context.Context) {
 	wg.Wait()
 }
 
+// probe watches a store that uploads found unreachable: once a second it
+// asks the store (a HEAD of the bucket) and, when it answers again, ends
+// every stream's backoff at once, so the backlog drains as soon as the
+// store is back instead of when the longest backoff runs out.
+func (u *uploader) probe(ctx context.Context, check func(context.Context) error) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !u.spool.waitingOnStore() {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := check(cctx)
+		cancel()
+		if err == nil {
+			u.log.Info("archive reachable again: resuming uploads")
+			u.spool.endBackoff()
+		}
+	}
+}
+
 func (u *uploader) worker(ctx context.Context) {
 	for ctx.Err() == nil {
 		job, wait := u.spool.next()
@@ -75,12 +108,12 @@ func (u *uploader) worker(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 			case <-u.spool.wake:
-				u.spool.notify() // let another idle worker look too
 			case <-t.C:
 			}
 			t.Stop()
 			continue
 		}
+		u.spool.notify() // there may be more: let an idle worker look
 		err := u.do(ctx, job)
 		if ctx.Err() != nil {
 			u.spool.finish(job, ctx.Err(), false, "", u.log)
@@ -311,6 +344,33 @@ func (s *spool) finish(j *uploadJob, err error, retry bool, class string, log *s
 	}
 	s.mu.Unlock()
 	return m, true
+}
+
+// waitingOnStore reports whether a stream waits out a backoff after a
+// retryable failure (the store was down or overloaded).
+func (s *spool) waitingOnStore() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, st := range s.streams {
+		if st.blocked == "" && st.retryAt.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// endBackoff lets every stream that waits out a retryable failure try again now.
+func (s *spool) endBackoff() {
+	s.mu.Lock()
+	for _, st := range s.streams {
+		if st.blocked == "" {
+			st.retryAt = time.Time{}
+			st.backoff.Reset()
+		}
+	}
+	s.mu.Unlock()
+	s.notify()
 }
 
 // removePending takes e out of the stream's pending list. Call with mu held.
