@@ -287,7 +287,7 @@ func NewS3(cfg S3Config) (*S3, error) {
 	s.client, err = minio.New(host, &minio.Options{
 		Creds:        creds,
 		Secure:       secure,
-		Transport:    rt,
+		Transport:    expectContinue{rt},
 		Region:       cfg.Region,
 		BucketLookup: lookup,
 		MaxRetries:   1, // Retryable and the caller's backoff retry, not minio-go
@@ -334,7 +334,17 @@ func (s *S3) Check(ctx context.Context) error {
 	if err != nil {
 		return s.wrap("check", "", err)
 	}
-	if ok {
+	if !ok {
+		// HEAD has no body, so a 404 may also be an unknown access key
+		// (versitygw): ask again with a listing, whose errors have a code.
+		err := s.probeList(ctx)
+		if err == nil {
+			return nil // created meanwhile
+		}
+		if e := s.wrap("check", "", err); !errors.Is(e, ErrBucketNotFound) {
+			return e
+		}
+	} else {
 		return nil
 	}
 	if !s.cfg.CreateBucket {
@@ -346,6 +356,20 @@ func (s *S3) Check(ctx context.Context) error {
 		return s.wrap("create bucket", "", err)
 	}
 	return nil
+}
+
+// probeList lists at most one key of the bucket.
+func (s *S3) probeList(ctx context.Context) error {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	noOwner := false
+	for o := range s.client.ListObjectsIter(lctx, s.cfg.Bucket, minio.ListObjectsOptions{MaxKeys: 1, FetchOwner: &noOwner}) {
+		if o.Err != nil {
+			return o.Err
+		}
+		break
+	}
+	return ctx.Err()
 }
 
 // ValidateBucketName returns an error wrapping ErrInvalidBucket unless name
@@ -625,44 +649,89 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64, opts 
 	if ct == "" {
 		ct = DefaultContentType
 	}
-	popts := minio.PutObjectOptions{
-		ContentType:      ct,
-		SendContentMd5:   true,
-		PartSize:         uint64(s.partSize),
-		DisableMultipart: conditional,
-	}
+	var userMeta map[string]string
 	if len(opts.Metadata) > 0 {
 		// Prefixed here, so that no key is taken for a standard header.
-		popts.UserMetadata = make(map[string]string, len(opts.Metadata))
+		userMeta = make(map[string]string, len(opts.Metadata))
 		for k, v := range opts.Metadata {
-			popts.UserMetadata["x-amz-meta-"+strings.ToLower(k)] = v
+			userMeta["x-amz-meta-"+strings.ToLower(k)] = v
 		}
 	}
-	if opts.IfNoneMatch {
-		popts.SetMatchETagExcept("*")
-	}
-	if opts.IfMatch != "" {
-		if opts.IfMatch == "*" {
-			popts.SetMatchETag("*")
-		} else {
-			popts.SetMatchETag(strings.Trim(strings.TrimPrefix(opts.IfMatch, "W/"), `"`))
+	send := func(ifMatch string) (minio.UploadInfo, error) {
+		// A fresh reader per attempt, fenced when the attempt returns:
+		// net/http may still be writing a body after RoundTrip returned
+		// (the server answered early), and must neither race the next
+		// attempt nor read the caller's body after Put returned.
+		rd := &fencedReader{r: io.NewSectionReader(body, 0, size)}
+		defer rd.fence()
+		popts := minio.PutObjectOptions{
+			ContentType:  ct,
+			UserMetadata: userMeta,
+			// Content-MD5 on every PUT and part: the server verifies the
+			// payload (BadDigest). The payload itself is not signed
+			// (UNSIGNED-PAYLOAD; Content-MD5 is a signed header): no
+			// SHA-256 pass over every byte on the gateway, and a payload
+			// damaged in transit is a retryable BadDigest, where the
+			// chunk signatures of a streaming upload would report
+			// SignatureDoesNotMatch, an auth error.
+			SendContentMd5:       true,
+			DisableContentSha256: true,
+			PartSize:             uint64(s.partSize),
+			DisableMultipart:     conditional,
 		}
+		if opts.IfNoneMatch {
+			popts.SetMatchETagExcept("*")
+		}
+		if ifMatch != "" {
+			popts.SetMatchETag(strings.Trim(strings.TrimPrefix(ifMatch, "W/"), `"`))
+		}
+		if multipart {
+			return s.client.PutObject(ctx, s.cfg.Bucket, key, rd, size, popts)
+		}
+		return s.core.PutObject(ctx, s.cfg.Bucket, key, rd, size, base64.StdEncoding.EncodeToString(sums.whole), "", popts)
 	}
 
 	var up minio.UploadInfo
-	if multipart {
-		up, err = s.client.PutObject(ctx, s.cfg.Bucket, key, body, size, popts)
-	} else {
-		up, err = s.core.PutObject(ctx, s.cfg.Bucket, key, body, size, base64.StdEncoding.EncodeToString(sums.whole), "", popts)
-	}
-	if err != nil {
+	for attempt := 1; ; attempt++ {
+		ifMatch := opts.IfMatch
+		if ifMatch == "*" {
+			// "Exists" as a compare-and-swap on the current ETag: servers
+			// do not agree on If-Match: * for writes (versitygw and
+			// gofakes3 answer 412 when the object exists).
+			st, err := s.Stat(ctx, key)
+			if errors.Is(err, ErrNotFound) {
+				return ObjectInfo{}, &S3Error{Op: "put", Bucket: s.cfg.Bucket, Key: key, Kind: ErrPreconditionFailed, Err: err,
+					msg: fmt.Sprintf("s3 put %q: %v: the object does not exist (If-Match: *)", key, ErrPreconditionFailed)}
+			}
+			if err != nil {
+				return ObjectInfo{}, err
+			}
+			ifMatch = st.ETag
+		}
+		up, err = send(ifMatch)
+		if err == nil {
+			break
+		}
 		e := s.wrap("put", key, err)
 		if opts.IfMatch != "" && errors.Is(e, ErrNotFound) {
 			// AWS answers If-Match on a missing key with 404.
 			e.Kind = ErrPreconditionFailed
 			e.msg = fmt.Sprintf("s3 put %q: %v: the object does not exist (If-Match)", key, ErrPreconditionFailed)
 		}
-		return ObjectInfo{}, e
+		// Retried here: If-Match: * lost a race with another writer (the
+		// object still exists); a posix-backed server (versitygw) reports
+		// a tree conflict when a concurrent Delete prunes the directory it
+		// just made. A real conflict persists.
+		again := opts.IfMatch == "*" && errors.Is(e, ErrPreconditionFailed) && attempt < 5 ||
+			isTreeConflict(e) && attempt < 3
+		if !again {
+			return ObjectInfo{}, e
+		}
+		select {
+		case <-ctx.Done():
+			return ObjectInfo{}, e
+		case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
+		}
 	}
 	etag := strings.Trim(up.ETag, `"`)
 	if !s.cfg.DisableETagCheck && !sums.matches(etag) {
@@ -674,6 +743,67 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64, opts 
 		Key: key, Size: size, ETag: normalizeETag(etag), LastModified: time.Now().UTC().Truncate(time.Second),
 		ContentType: ct, Metadata: lowerKeys(opts.Metadata),
 	}, nil
+}
+
+// errPutReturned is what a request body still being read after its Put
+// returned gets.
+var errPutReturned = errors.New("archive: read of a Put body after the Put returned")
+
+// fencedReader reads r until fence is called, and fails after.
+type fencedReader struct {
+	mu     sync.Mutex
+	r      *io.SectionReader
+	fenced bool
+}
+
+func (f *fencedReader) Read(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fenced {
+		return 0, errPutReturned
+	}
+	return f.r.Read(p)
+}
+
+func (f *fencedReader) Seek(offset int64, whence int) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fenced {
+		return 0, errPutReturned
+	}
+	return f.r.Seek(offset, whence)
+}
+
+func (f *fencedReader) fence() {
+	f.mu.Lock()
+	f.fenced = true
+	f.mu.Unlock()
+}
+
+// expectContinueMin is the body size from which a PUT asks the server to
+// accept it before it is sent (Expect: 100-continue).
+const expectContinueMin = 1 << 20
+
+// expectContinue adds "Expect: 100-continue" to PUTs of large bodies: a
+// server that rejects the request (412 for a condition, 403) answers
+// before the body is sent, instead of resetting the connection in the
+// middle of it (which would look like a network error). It costs one
+// round trip per large PUT, and spares sending a body that would be
+// refused over a slow uplink.
+type expectContinue struct{ rt http.RoundTripper }
+
+func (e expectContinue) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPut && req.ContentLength >= expectContinueMin && req.Header.Get("Expect") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Expect", "100-continue")
+	}
+	return e.rt.RoundTrip(req)
+}
+
+func (e expectContinue) CloseIdleConnections() {
+	if c, ok := e.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // sectionOf returns the size bytes of r as a section that can be read
@@ -1010,6 +1140,20 @@ func (e *S3Error) Unwrap() []error {
 	return out
 }
 
+// isTreeConflict reports the errors of posix-backed servers for a key that
+// conflicts with the directory tree ("a" and "a/b").
+func isTreeConflict(err error) bool {
+	var e *S3Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case "ObjectParentIsFile", "ExistingObjectIsDirectory", "DirectoryObjectContainsData":
+		return true
+	}
+	return false
+}
+
 // S3 error codes and the sentinels they map to.
 var s3CodeKinds = map[string]error{
 	"NoSuchKey":                    ErrNotFound,
@@ -1018,6 +1162,7 @@ var s3CodeKinds = map[string]error{
 	"AllAccessDisabled":            ErrAuth,
 	"AccountProblem":               ErrAuth,
 	"InvalidAccessKeyId":           ErrAuth,
+	"XAdminUserNotFound":           ErrAuth, // versitygw: unknown access key
 	"SignatureDoesNotMatch":        ErrAuth,
 	"InvalidToken":                 ErrAuth,
 	"ExpiredToken":                 ErrAuth,
