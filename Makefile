@@ -14,9 +14,10 @@ test: peers
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m ./...
 
-## peers: install the real programs the tests run against (ffmpeg, GStreamer)
+## peers: install the real programs the tests run against (ffmpeg, GStreamer,
+## and versitygw, an S3 gateway built into .tools/)
 peers:
-	./scripts/install-peers.sh
+	GO="$(GO)" ./scripts/install-peers.sh
 
 vet:
 	$(GO) vet ./...

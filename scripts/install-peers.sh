@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
 # Installs the real programs Tributary's tests run against, when missing:
 # ffmpeg (producer and judge of every fragment) and the GStreamer RTSP
-# server (a camera nobody here wrote). Debian packages; needs root.
+# server (a camera nobody here wrote), Debian packages that need root; and
+# versitygw (a real S3 gateway over a directory), a Go program built once
+# into .tools/ at the repository root.
 set -euo pipefail
+
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+
+# versitygw: built from source into .tools/ once (about 3 minutes cold).
+VERSITYGW_VERSION=v1.8.0
+if [ -x .tools/versitygw ] && .tools/versitygw --version >/dev/null 2>&1; then
+	echo "test peers: versitygw present"
+else
+	echo "test peers: building versitygw $VERSITYGW_VERSION into .tools/ (a few minutes the first time)"
+	mkdir -p .tools
+	GOBIN="$(pwd)/.tools" "$GO" install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+	.tools/versitygw --version >/dev/null
+	echo "test peers: versitygw built"
+fi
 
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
