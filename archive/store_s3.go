@@ -892,8 +892,12 @@ func hashBody(ctx context.Context, key string, body *io.SectionReader, size, par
 	buf := make([]byte, 256<<10)
 	var total int64
 	for total < size || (total == 0 && size == 0) {
+		var w io.Writer = whole
 		part := md5.New()
-		n, err := io.CopyBuffer(io.MultiWriter(whole, part), io.LimitReader(ctxReader{ctx, body}, min(partLen, size-total)), buf)
+		if multipart {
+			w = io.MultiWriter(whole, part)
+		}
+		n, err := io.CopyBuffer(w, io.LimitReader(ctxReader{ctx, body}, min(partLen, size-total)), buf)
 		total += n
 		if err != nil {
 			return bodySums{}, fmt.Errorf("put %q: %w", key, err)
