@@ -881,7 +881,7 @@ func (b bodySums) matches(etag string) bool {
 func hashBody(ctx context.Context, key string, body *io.SectionReader, size, partSize int64, multipart bool) (bodySums, error) {
 	whole := md5.New()
 	var sums bodySums
-	var partLen int64 = size
+	partLen := size
 	if multipart {
 		_, ps, _, err := minio.OptimalPartInfo(size, uint64(partSize))
 		if err != nil {
@@ -1240,7 +1240,7 @@ func (s *S3) wrap(op, key string, err error) *S3Error {
 
 // redact removes the credentials from a message, should a server echo them.
 func (s *S3) redact(msg string) string {
-	if v, err := s.creds.Get(); err == nil {
+	if v, err := s.creds.GetWithContext(&credentials.CredContext{}); err == nil {
 		for _, secret := range []string{v.SecretAccessKey, v.SessionToken, v.AccessKeyID} {
 			if len(secret) >= 4 {
 				msg = strings.ReplaceAll(msg, secret, "REDACTED")

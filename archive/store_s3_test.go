@@ -26,6 +26,7 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 	"go.uber.org/goleak"
 
 	"github.com/tributary-io/tributary/internal/testenv"
@@ -245,12 +246,12 @@ func TestS3Config(t *testing.T) {
 	cfg = ok
 	cfg.AccessKey, cfg.SecretKey = "", ""
 	s = mustS3(t, cfg)
-	if v, err := s.creds.Get(); err != nil || v.AccessKeyID != "ENVKEY" || v.SecretAccessKey != "ENVSECRET" || v.SessionToken != "ENVTOKEN" {
+	if v, err := s.creds.GetWithContext(&credentials.CredContext{}); err != nil || v.AccessKeyID != "ENVKEY" || v.SecretAccessKey != "ENVSECRET" || v.SessionToken != "ENVTOKEN" {
 		t.Errorf("credentials from the environment: %v", err)
 	}
 	// Explicit keys win over the environment.
 	s = mustS3(t, ok)
-	if v, _ := s.creds.Get(); v.AccessKeyID != ok.AccessKey {
+	if v, _ := s.creds.GetWithContext(&credentials.CredContext{}); v.AccessKeyID != ok.AccessKey {
 		t.Error("explicit AccessKey lost to the environment")
 	}
 }
@@ -286,14 +287,14 @@ func TestS3CredentialsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustS3(t, S3Config{Endpoint: "127.0.0.1:9000", Bucket: "tributary", CredentialsFile: path})
-	if v, err := s.creds.Get(); err != nil || v.AccessKeyID != "OLDKEY" {
+	if v, err := s.creds.GetWithContext(&credentials.CredContext{}); err != nil || v.AccessKeyID != "OLDKEY" {
 		t.Fatalf("first read: %v", err)
 	}
 	if err := os.WriteFile(path, []byte("NEWKEY\nNEWSECRET\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	os.Chtimes(path, time.Now().Add(time.Minute), time.Now().Add(time.Minute))
-	if v, err := s.creds.Get(); err != nil || v.AccessKeyID != "NEWKEY" || v.SecretAccessKey != "NEWSECRET" {
+	if v, err := s.creds.GetWithContext(&credentials.CredContext{}); err != nil || v.AccessKeyID != "NEWKEY" || v.SecretAccessKey != "NEWSECRET" {
 		t.Errorf("after rotation: %q, %v", v.AccessKeyID, err)
 	}
 }
