@@ -248,10 +248,18 @@ func TestUploaderOrderLiveFirstAndManifests(t *testing.T) {
 		t.Errorf("the live fragment was uploaded %dth: not ahead of the backlog", livePos)
 	}
 	// the 02:00 hour is closed: its manifest lists its fragments
-	idx, err := archive.ReadHourIndex(context.Background(), store, archive.Layout{}, "a", t0)
+	var idx archive.HourIndex
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		idx, err = archive.ReadHourIndex(context.Background(), store, archive.Layout{}, "a", t0)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("no manifest for the closed hour: %v", err)
 	}
+	time.Sleep(50 * time.Millisecond) // the records are forgotten right after
 	if len(idx.Fragments) != 59 { // 02:58:02 .. 02:59:58
 		t.Errorf("manifest has %d fragments, want 59", len(idx.Fragments))
 	}
