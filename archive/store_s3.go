@@ -208,6 +208,22 @@ func redacted(s string) string {
 //   - Errors are *S3Error values wrapping the archive sentinel they map
 //     to (ErrNotFound, ErrAuth, ErrBucketNotFound, …) and the minio-go or
 //     network error; Retryable and ErrorClass classify them.
+//   - Requests have no overall deadline (a large upload over a slow uplink
+//     takes its time): give each call a context with one. Connecting
+//     times out after 10 s, waiting for response headers after 2 min.
+//
+// Observed with versitygw v1.8.0 (posix backend), the gateway the tests run
+// against: conditional writes work (If-None-Match: * and If-Match: ETag;
+// If-Match: * is answered 412 even when the object exists, so Put does it
+// as a compare-and-swap on the current ETag); Content-MD5 is verified
+// (BadDigest); ETags are MD5s, "md5-N" for multipart objects; user
+// metadata keys come back canonicalised (Camera-Id) and are lower-cased
+// here; lifecycle configuration is NotImplemented (SetLifecycle returns
+// ErrNotSupported); an unknown access key is XAdminUserNotFound (ErrAuth),
+// but a bare 404 on HEAD requests, so Check confirms a missing bucket with
+// a listing; a refused PUT whose body is larger than 256 KiB may reach the
+// client as a connection reset (a retryable network error) instead of its
+// 412 or 403, because the gateway drains at most 256 KiB of a refused body.
 type S3 struct {
 	cfg       S3Config
 	endpoint  string // host:port
@@ -620,7 +636,10 @@ func parseCredentialsFile(b []byte) (credentials.Value, error) {
 	return v, nil
 }
 
-// Put implements Store. See S3 for how the body is read and checked.
+// Put implements Store. See S3 for how the body is read and checked. The
+// returned LastModified is the local clock when the upload completed,
+// truncated to the second (a PUT response carries none); Stat reports the
+// server's.
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64, opts PutOptions) (ObjectInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return ObjectInfo{}, err
