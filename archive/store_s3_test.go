@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -980,4 +982,47 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	pct := func(p float64) time.Duration { return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))] }
 	b.ReportMetric(float64(pct(0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(pct(0.99).Microseconds())/1000, "p99-ms")
+}
+
+// TestS3TLS talks HTTPS to a server whose certificate a private CA signed:
+// trusted through CAFile, refused (an auth error, not retryable) without.
+func TestS3TLS(t *testing.T) {
+	leakCheck(t)
+	ctx := context.Background()
+	backend := s3mem.New()
+	if err := backend.CreateBucket("tributary"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(gofakes3.New(backend).Server())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is logged otherwise
+	t.Cleanup(srv.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := S3Config{Endpoint: srv.URL, Bucket: "tributary", AccessKey: "k", SecretKey: "secret", CAFile: caFile}
+	s := mustS3(t, cfg)
+	if !s.cfg.Secure {
+		t.Error("an https:// endpoint is not Secure")
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("Check over TLS with CAFile: %v", err)
+	}
+	put(t, s, "k", "over tls", PutOptions{})
+	if got, _ := readAll(t, s, "k", nil); got != "over tls" {
+		t.Errorf("Get over TLS = %q", got)
+	}
+	cfg.CAFile = ""
+	s = mustS3(t, cfg)
+	err := s.Check(ctx)
+	if !errors.Is(err, ErrAuth) || Retryable(err) || ErrorClass(err) != ClassAuth {
+		t.Errorf("Check of an untrusted server = %v (class %s)", err, ErrorClass(err))
+	}
+	empty := filepath.Join(t.TempDir(), "empty.pem")
+	os.WriteFile(empty, []byte("not a certificate"), 0o644)
+	cfg.CAFile = empty
+	if _, err := NewS3(cfg); err == nil || !strings.Contains(err.Error(), "CAFile") {
+		t.Errorf("NewS3 with a CAFile without certificates = %v", err)
+	}
 }
