@@ -34,8 +34,8 @@ type Agent struct {
 	// path the agent does not serve itself (the playback API).
 	Handler http.Handler
 	// ShutdownGrace is how long Close waits for uploads to take the last
-	// fragments to the archive. Default 0: what is not uploaded stays in the
-	// spool for the next run.
+	// fragments to the archive; what is not uploaded stays in the spool for
+	// the next run. Default: Config.Spool.ShutdownGrace (5 s).
 	ShutdownGrace time.Duration
 
 	spool    *spool
@@ -113,6 +113,9 @@ func (a *Agent) Start(ctx context.Context) error {
 		}
 		if a.spool != nil {
 			p.spool = a.spool
+			if p.crashLost {
+				a.spool.countLost(sc.Name, LostCrash)
+			}
 			// numbering continues after whatever the spool holds
 			if n := a.spool.maxNumber(sc.Name); n >= p.seq.next {
 				p.seq.next, p.seq.reserved = n+1, n+1
@@ -258,7 +261,11 @@ func (a *Agent) Close() error {
 		if a.uploader != nil {
 			// give the uploads a moment to take the last fragments to the
 			// archive; whatever is left stays in the spool for the next run
-			deadline := time.Now().Add(a.ShutdownGrace)
+			grace := a.ShutdownGrace
+			if grace == 0 {
+				grace = time.Duration(a.Config.Spool.ShutdownGrace)
+			}
+			deadline := time.Now().Add(grace)
 			for time.Now().Before(deadline) && a.spool.status().Fragments > 0 && a.spool.uploadable() {
 				time.Sleep(20 * time.Millisecond)
 			}

@@ -124,6 +124,10 @@ type SpoolConfig struct {
 	// UploadConcurrency is how many uploads run at once (one per stream at
 	// most, so each stream's fragments land in order). Default 4.
 	UploadConcurrency int `yaml:"upload_concurrency"`
+	// ShutdownGrace is how long a stopping agent waits for the uploads of
+	// the last fragments; what is left stays in the spool for the next run.
+	// Default 5s.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
 }
 
 // Active reports whether fragments go through the spool.
@@ -493,6 +497,9 @@ func (c *Config) fillDefaults() {
 	}
 	if sp.UploadConcurrency == 0 {
 		sp.UploadConcurrency = 4
+	}
+	if sp.ShutdownGrace == 0 {
+		sp.ShutdownGrace = Duration(5 * time.Second)
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"

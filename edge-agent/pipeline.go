@@ -54,6 +54,7 @@ type pipeline struct {
 	droppedSamples atomic.Uint64
 	storeErrors    atomic.Uint64
 	denied         atomic.Uint64 // fragments refused by a full spool (deny_new)
+	crashLost      bool          // the previous run's fragment in progress was lost
 	latency        latencyObserver
 	curHour        time.Time // hour of the latest stored fragment (store goroutine)
 
@@ -123,6 +124,19 @@ func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, s
 	if end := seq.LastEnd(); !end.IsZero() {
 		p.cutter.SetPrevious(end)
 		p.lastEnd = end
+	}
+	if seq.next > 1 {
+		// a new run is a new ingest session: its first fragment starts a
+		// new decode timeline after whatever the last run stored
+		p.cutter.MarkDiscontinuity()
+	}
+	if seq.Unclean() {
+		// the previous run was killed or lost power: whatever fragment it
+		// had in progress (not yet closed, so never stored) is lost
+		p.fragmentsLost.Add(1)
+		p.crashLost = true
+		p.log.Warn("the previous run ended without a clean stop: the fragment it had in progress is lost",
+			"after", seq.LastEnd())
 	}
 	p.status = StreamStatus{Name: cfg.Name, URL: rtsp.Redact(cfg.URL), State: ingest.StateConnecting, Since: time.Now().UTC()}
 	return p, nil
@@ -255,6 +269,7 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	meta := f.Metadata
 	meta.Tracks = append([]fragment.TrackRef(nil), f.Tracks...)
 	p.lastEnd = f.ProducerEnd
+	p.seq.SetLastEnd(f.ProducerEnd) // saved with the next block reservation
 	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: "video/iso.segment", closed: closed})
 }
 

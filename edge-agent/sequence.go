@@ -21,6 +21,7 @@ type sequence struct {
 	next     uint64
 	reserved uint64 // numbers below this are reserved on disk
 	state    sequenceState
+	unclean  bool
 }
 
 type sequenceState struct {
@@ -28,6 +29,9 @@ type sequenceState struct {
 	Next uint64 `json:"next"`
 	// LastEnd is the producer end of the stream's last fragment.
 	LastEnd time.Time `json:"last_end,omitzero"`
+	// Running is set while an agent runs the stream; found set at start,
+	// it says the last run ended without a clean stop (kill -9, power loss).
+	Running bool `json:"running,omitempty"`
 }
 
 func openSequence(dir, stream string) (*sequence, error) {
@@ -51,8 +55,17 @@ func openSequence(dir, stream string) (*sequence, error) {
 	}
 	s.next = s.state.Next
 	s.reserved = s.state.Next
+	s.unclean = s.state.Running
+	s.state.Running = true
+	if err := s.save(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
+
+// Unclean reports whether the previous run ended without a clean stop: the
+// fragment it had in progress then was lost.
+func (s *sequence) Unclean() bool { return s.unclean }
 
 // Next returns the next fragment number.
 func (s *sequence) Next() (uint64, error) {
@@ -74,9 +87,10 @@ func (s *sequence) LastEnd() time.Time { return s.state.LastEnd }
 // SetLastEnd records the end of the latest fragment (saved on Close).
 func (s *sequence) SetLastEnd(t time.Time) { s.state.LastEnd = t }
 
-// Close records the exact next number.
+// Close records the exact next number and a clean stop.
 func (s *sequence) Close() error {
 	s.state.Next = s.next
+	s.state.Running = false
 	return s.save()
 }
 

@@ -260,7 +260,7 @@ func TestUploaderOrderLiveFirstAndManifests(t *testing.T) {
 		t.Fatalf("no manifest for the closed hour: %v", err)
 	}
 	time.Sleep(50 * time.Millisecond) // the records are forgotten right after
-	if len(idx.Fragments) != 59 { // 02:58:02 .. 02:59:58
+	if len(idx.Fragments) != 59 {     // 02:58:02 .. 02:59:58
 		t.Errorf("manifest has %d fragments, want 59", len(idx.Fragments))
 	}
 	// records of the closed hour are gone from the database
