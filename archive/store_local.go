@@ -480,7 +480,8 @@ func (l *Local) Delete(ctx context.Context, key string) error {
 		if err := os.Remove(objPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("delete %q: %w", key, err)
 		}
-		if err := l.syncDir(filepath.Dir(objPath)); err != nil {
+		// a concurrent Delete may have pruned the emptied directory already
+		if err := l.syncDir(filepath.Dir(objPath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("delete %q: %w", key, err)
 		}
 	case err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):

@@ -52,11 +52,9 @@ func readAll(t testing.TB, s Store, key string, rng *Range) (string, ObjectInfo)
 
 func TestLocalContract(t *testing.T) {
 	testStoreContract(t, func(t *testing.T) Store {
-		// With fsync on, a Delete fails when a concurrent Delete of a key
-		// in the same directory prunes it before the first syncs it
-		// (syncDir gets ENOENT): DeleteRace runs without fsync until
-		// Local.Delete tolerates that.
-		return &Local{Root: t.TempDir(), noSync: strings.HasSuffix(t.Name(), "/DeleteRace")}
+		// with fsync on: a Delete whose directory a concurrent Delete
+		// pruned before the sync must not fail (DeleteRace)
+		return &Local{Root: t.TempDir()}
 	})
 }
 

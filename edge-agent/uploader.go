@@ -114,7 +114,9 @@ func (u *uploader) worker(ctx context.Context) {
 			continue
 		}
 		u.spool.notify() // there may be more: let an idle worker look
-		err := u.do(ctx, job)
+		jctx, cancel := context.WithTimeout(ctx, uploadTimeout(job))
+		err := u.do(jctx, job)
+		cancel()
 		if ctx.Err() != nil {
 			u.spool.finish(job, ctx.Err(), false, "", u.log)
 			return
@@ -128,6 +130,16 @@ func (u *uploader) worker(ctx context.Context) {
 			u.onUploaded(m, time.Since(m.ServerTime))
 		}
 	}
+}
+
+// uploadTimeout bounds a job: 30 s plus the time to send its fragment at
+// 256 KiB/s, so a stalled connection ends in a retry, not a hang.
+func uploadTimeout(j *uploadJob) time.Duration {
+	d := 30 * time.Second
+	if j.e != nil {
+		d += time.Duration(j.e.rec.Meta.Size) * time.Second / (256 << 10)
+	}
+	return d
 }
 
 // do performs a job's requests.
