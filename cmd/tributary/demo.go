@@ -26,6 +26,7 @@ Progress is printed every few seconds; Ctrl-C stops cleanly, as does --duration.
 	f.StringVar(&o.DataDir, "data", "./tributary-data", "data directory (archive, state, clips)")
 	f.DurationVar(&o.Duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "HTTP address of the agent")
+	f.StringVar(&o.Archive, "archive", "", "archive: a directory, or s3://BUCKET[/PREFIX]?endpoint=HOST:PORT[&create_bucket=true] with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment (default: DATA/archive)")
 	f.DurationVar(&o.Progress, "progress", 5*time.Second, "progress interval")
 	return cmd
 }

@@ -341,3 +341,66 @@ streams:
 	t.Logf("%d kills: %d fragments in the bucket, all valid, no duplicate, %d gaps; counted: %d fragments in progress, %d cut short",
 		kills, len(frags), gaps, strings.Count(all, "fragment it had in progress is lost"), strings.Count(all, "cut short by a crash"))
 }
+
+// TestDemoS3 runs the demo against a real S3 endpoint (versitygw):
+// `demo --archive s3://BUCKET?endpoint=…&create_bucket=true` with the
+// credentials in the environment.
+func TestDemoS3(t *testing.T) {
+	t.Parallel()
+	testenv.RequireFFmpeg(t)
+	gw := testenv.StartVersityGW(t)
+	cmd := exec.Command(binary, "demo", "--duration", "14s", "--data", t.TempDir(), "--listen", "127.0.0.1:0",
+		"--archive", "s3://demo/site-a?endpoint="+gw.Endpoint+"&create_bucket=true")
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+gw.AccessKey, "AWS_SECRET_ACCESS_KEY="+gw.SecretKey)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, cmd, 60*time.Second); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	store, err := archive.NewS3(archive.S3Config{Endpoint: gw.Endpoint, Bucket: "demo", AccessKey: gw.AccessKey, SecretKey: gw.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := archive.Layout{Prefix: "site-a"}
+	streams, err := archive.ListStreams(context.Background(), store, layout)
+	if err != nil || len(streams) != 2 {
+		t.Fatalf("streams %v %v", streams, err)
+	}
+	for _, s := range streams {
+		res, err := archive.ListFragments(context.Background(), store, layout, archive.ListRequest{Stream: s, Start: time.Unix(0, 0), Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Fragments) < 5 {
+			t.Errorf("%s: %d fragments in the bucket", s, len(res.Fragments))
+		}
+		for _, m := range res.Fragments {
+			data := getAll(t, store, m.Key)
+			initKey, _ := layout.InitKey(s, m.InitHash)
+			if err := testenv.CheckMedia(context.Background(), getAll(t, store, initKey), data); err != nil {
+				t.Errorf("%s fragment %d: %v", s, m.Number, err)
+			}
+		}
+	}
+	if !strings.Contains(out.String(), "fragments are in s3://demo/site-a/streams/") {
+		t.Errorf("the demo did not say where the fragments are")
+	}
+}
+
+func getAll(t *testing.T, store archive.Store, key string) []byte {
+	t.Helper()
+	rc, _, err := store.Get(context.Background(), key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -38,6 +38,9 @@ type Options struct {
 	// Logger receives the components' logs. Default: warnings and errors
 	// to stderr.
 	Logger *slog.Logger
+	// Archive is where fragments go: a directory or an s3:// URL (see
+	// edgeagent.ParseArchiveURL). Default "<DataDir>/archive".
+	Archive string
 }
 
 // Cameras of the demo: name and camsim preset.
@@ -91,10 +94,16 @@ func Run(ctx context.Context, o Options) error {
 	} else {
 		ln.Close()
 	}
+	arch := edgeagent.ArchiveConfig{Type: "local", Path: filepath.Join(data, "archive")}
+	if o.Archive != "" {
+		if arch, err = edgeagent.ParseArchiveURL(o.Archive); err != nil {
+			return err
+		}
+	}
 	cfg := &edgeagent.Config{
 		DataDir: data,
 		HTTP:    edgeagent.HTTPConfig{Listen: listen},
-		Archive: edgeagent.ArchiveConfig{Type: "local", Path: filepath.Join(data, "archive")},
+		Archive: arch,
 	}
 	for _, c := range Cameras {
 		cfg.Streams = append(cfg.Streams, edgeagent.StreamConfig{Name: c.Name, URL: sim.URL(c.Name), Transport: "tcp"})
@@ -111,7 +120,10 @@ func Run(ctx context.Context, o Options) error {
 	for _, c := range Cameras {
 		fmt.Fprintf(o.Out, "  camera %-12s %s (%s)\n", c.Name, sim.URL(c.Name), c.Preset)
 	}
-	fmt.Fprintf(o.Out, "  archive      %s\n", cfg.Archive.Path)
+	fmt.Fprintf(o.Out, "  archive      %s\n", cfg.Archive)
+	if cfg.Spool.Active(cfg.Archive.Type) {
+		fmt.Fprintf(o.Out, "  spool        %s\n", cfg.Spool.Path)
+	}
 	fmt.Fprintf(o.Out, "  status       http://%s/v1/status\n", agent.Addr())
 	fmt.Fprintf(o.Out, "  metrics      http://%s/metrics\n", agent.Addr())
 	if o.Duration > 0 {
@@ -152,11 +164,24 @@ loop:
 			failed = append(failed, fmt.Sprintf("%s: no fragments (%s)", s.Name, s.LastError))
 		}
 	}
-	fmt.Fprintf(o.Out, "fragments are in %s\n", filepath.Join(cfg.Archive.Path, cfg.Archive.Prefix, "streams"))
+	if cfg.Archive.Type == "s3" {
+		sp := agent.SpoolStatus()
+		fmt.Fprintf(o.Out, "fragments are in s3://%s/%sstreams/ at %s (%d still in the spool at %s)\n", cfg.Archive.S3.Bucket,
+			prefixSlash(cfg.Archive.Prefix), cfg.Archive.S3.Endpoint, sp.Fragments, cfg.Spool.Path)
+	} else {
+		fmt.Fprintf(o.Out, "fragments are in %s\n", filepath.Join(cfg.Archive.Path, cfg.Archive.Prefix, "streams"))
+	}
 	if len(failed) > 0 && time.Since(start) > 10*time.Second {
 		return errors.New("demo: " + fmt.Sprint(failed))
 	}
 	return nil
+}
+
+func prefixSlash(p string) string {
+	if p == "" {
+		return ""
+	}
+	return p + "/"
 }
 
 func printProgress(w io.Writer, elapsed time.Duration, st []edgeagent.StreamStatus) {
@@ -164,6 +189,13 @@ func printProgress(w io.Writer, elapsed time.Duration, st []edgeagent.StreamStat
 	fmt.Fprintf(w, "[%5.0fs]", elapsed.Seconds())
 	for _, s := range st {
 		fmt.Fprintf(w, "  %s: %s, %d fragments, %.1f MB", s.Name, s.State, s.Counters.Fragments, float64(s.Counters.FragmentBytes)/1e6)
+		if u := s.Upload; u != nil {
+			fmt.Fprintf(w, " (%d uploaded, %d waiting", u.Uploaded, u.BacklogFragments)
+			if u.LastError != "" && u.State != "idle" && u.State != "uploading" {
+				fmt.Fprintf(w, ", %s: %s", u.State, u.LastError)
+			}
+			fmt.Fprint(w, ")")
+		}
 	}
 	fmt.Fprintln(w)
 }
