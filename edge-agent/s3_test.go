@@ -99,9 +99,18 @@ func TestS3Archive(t *testing.T) {
 		u := statusOf(a, "door").Upload
 		return u != nil && u.Uploaded > 0
 	})
-	time.Sleep(8 * time.Second)
-	a.Close()
+	// listed within a second of its upload
 	store := s3Store(t, gw, "tributary")
+	up := statusOf(a, "door").Upload.Uploaded
+	waitFor(t, 10*time.Second, "the next upload", func() bool { return statusOf(a, "door").Upload.Uploaded > up })
+	uploadedAt := time.Now()
+	waitFor(t, time.Second, "ListFragments to show it", func() bool {
+		res, err := archive.ListFragments(context.Background(), store, archive.Layout{}, archive.ListRequest{Stream: "door", Start: time.Unix(0, 0), Limit: 1000})
+		return err == nil && uint64(len(res.Fragments)) > up
+	})
+	t.Logf("listed %v after its upload", time.Since(uploadedAt).Round(time.Millisecond))
+	time.Sleep(6 * time.Second)
+	a.Close()
 	checkUploadedExactly(t, a, store, "door", nil)
 	if _, err := store.Stat(context.Background(), "streams/door/stream.json"); err != nil {
 		t.Errorf("stream.json: %v", err)
