@@ -397,6 +397,13 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 	if j.meta == nil {
 		return
 	}
+	m := p.stored(j)
+	p.closeHour(ctx, m.ProducerStart)
+}
+
+// stored counts a fragment made durable (in the archive, or in the spool)
+// and returns its metadata, as the status shows it.
+func (p *pipeline) stored(j storeJob) fragment.Metadata {
 	p.latency.Observe(time.Since(j.closed).Seconds())
 	p.fragments.Add(1)
 	p.fragmentBytes.Add(uint64(len(*j.buf)))
@@ -405,7 +412,7 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 	p.mu.Lock()
 	p.status.LastFragment = &m
 	p.mu.Unlock()
-	p.closeHour(ctx, m.ProducerStart)
+	return m
 }
 
 // writeSpool makes a fragment durable in the spool, which uploads it.
@@ -433,14 +440,7 @@ func (p *pipeline) writeSpool(j storeJob) {
 		p.setError(fmt.Errorf("spool: %w", err))
 		return
 	}
-	p.latency.Observe(time.Since(j.closed).Seconds())
-	p.fragments.Add(1)
-	p.fragmentBytes.Add(uint64(len(*j.buf)))
-	m := *j.meta
-	m.Tags = nil
-	p.mu.Lock()
-	p.status.LastFragment = &m
-	p.mu.Unlock()
+	p.stored(j)
 }
 
 // closeHour writes the hour manifest of the previous hour once the first
