@@ -386,6 +386,9 @@ func parseESDS(b []byte) ([]byte, error) {
 	if tag != 4 || len(dc) < 13 {
 		return nil, errf("esds without decoder config")
 	}
+	if len(dc) == 13 {
+		return nil, errf("esds without AudioSpecificConfig")
+	}
 	tag, dsi, _, err := readDesc(dc[13:])
 	if err != nil {
 		return nil, err

@@ -31,12 +31,18 @@ const (
 	CodecPCMU Codec = "PCMU"
 	// CodecPCMA is G.711 A-law.
 	CodecPCMA Codec = "PCMA"
+	CodecVP8  Codec = "VP8"
+	CodecVP9  Codec = "VP9"
+	// CodecAV1 tracks carry their av1C configuration in Config.
+	CodecAV1 Codec = "AV1"
+	// CodecJSON is a data track of JSON records (sensor readings).
+	CodecJSON Codec = "JSON"
 )
 
 // Kind returns the kind of track that carries the codec.
 func (c Codec) Kind() Kind {
 	switch c {
-	case CodecH264, CodecH265:
+	case CodecH264, CodecH265, CodecVP8, CodecVP9, CodecAV1:
 		return KindVideo
 	case CodecAAC, CodecOpus, CodecPCMU, CodecPCMA:
 		return KindAudio
