@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real programs Tributary's tests run against, when missing:
-# ffmpeg (producer and judge of every fragment) and the GStreamer RTSP
+# ffmpeg (producer and judge of every fragment), mkvtoolnix (mkvinfo, a
+# second judge of Matroska) and the GStreamer RTSP
 # server (a camera nobody here wrote), Debian packages that need root; and
 # versitygw (a real S3 gateway over a directory), a Go program built once
 # into .tools/ at the repository root.
@@ -23,6 +24,7 @@ fi
 
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v mkvinfo >/dev/null 2>&1 || need+=(mkvtoolnix)
 if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" >/dev/null 2>&1 \
 	|| ! command -v gst-inspect-1.0 >/dev/null 2>&1 \
 	|| ! gst-inspect-1.0 x264enc >/dev/null 2>&1 \
