@@ -168,6 +168,9 @@ type StreamDefaults struct {
 	StallTimeout Duration `yaml:"stall_timeout"`
 	// Fragment cutting.
 	Fragment FragmentConfig `yaml:"fragment"`
+	// Container of the fragments: fmp4 (CMAF; plays in browsers) or mkv
+	// (self-contained Matroska with KVS tags). Default fmp4.
+	Container string `yaml:"container"`
 }
 
 // StreamConfig is one stream to pull.
@@ -188,6 +191,8 @@ type StreamConfig struct {
 	Disabled bool `yaml:"disabled"`
 	// Retention overrides archive.retention for this stream.
 	Retention Duration `yaml:"retention"`
+	// Container overrides defaults.container.
+	Container string `yaml:"container"`
 }
 
 // Duration is a time.Duration written as a string ("2s", "500ms").
@@ -514,6 +519,9 @@ func (c *Config) fillDefaults() {
 	if d.StallTimeout == 0 {
 		d.StallTimeout = Duration(5 * time.Second)
 	}
+	if d.Container == "" {
+		d.Container = fragment.ContainerFMP4
+	}
 	if d.Fragment.Target == 0 {
 		d.Fragment.Target = Duration(fragment.DefaultTarget)
 	}
@@ -542,6 +550,9 @@ func (c *Config) fillDefaults() {
 		}
 		if s.Retention == 0 {
 			s.Retention = c.Archive.Retention
+		}
+		if s.Container == "" {
+			s.Container = d.Container
 		}
 	}
 }
@@ -615,6 +626,9 @@ func (c *Config) Validate() error {
 		}
 		if err := validTransport(key+".transport", s.Transport); err != nil {
 			return err
+		}
+		if s.Container != fragment.ContainerFMP4 && s.Container != fragment.ContainerMKV {
+			return bad(key+".container", "%q is not one of fmp4, mkv", s.Container)
 		}
 		if s.StallTimeout < Duration(time.Second) {
 			return bad(key+".stall_timeout", "%v is below 1s", time.Duration(s.StallTimeout))

@@ -38,6 +38,7 @@ type pipeline struct {
 
 	counters ingest.Counters
 	cutter   fragment.Cutter
+	mkv      fragment.MKVWriter
 	source   *rtsp.Source
 	queue    chan storeJob
 	init     *initInfo       // configuration of the latest fragment (source goroutine)
@@ -247,14 +248,26 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	f.Stream = p.cfg.Name
 	f.Number = n
 	f.ServerTime = closed
-	f.Container = fragment.ContainerFMP4
+	f.Container = p.cfg.Container
 	f.Tags = p.cfg.Tags
 	if p.init == nil || p.init.hash != f.InitHash {
 		// an immutable snapshot shared by the fragments of this configuration
 		p.init = &initInfo{hash: f.InitHash, tracks: append([]fragment.Track(nil), f.TrackConfigs...)}
 	}
 	buf := fragPool.Get().(*[]byte)
-	*buf = fragment.AppendFMP4((*buf)[:0], f)
+	if p.cfg.Container == fragment.ContainerMKV {
+		b, err := p.mkv.Append((*buf)[:0], f)
+		if err != nil {
+			fragPool.Put(buf)
+			p.fragmentsLost.Add(1)
+			p.log.Error("MKV fragment", "err", err)
+			p.setError(err)
+			return
+		}
+		*buf = b
+	} else {
+		*buf = fragment.AppendFMP4((*buf)[:0], f)
+	}
 	sum := sha256.Sum256(*buf)
 	f.SHA256 = hex.EncodeToString(sum[:])
 	f.Size = int64(len(*buf))
@@ -270,7 +283,7 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	meta.Tracks = append([]fragment.TrackRef(nil), f.Tracks...)
 	p.lastEnd = f.ProducerEnd
 	p.seq.SetLastEnd(f.ProducerEnd) // saved with the next block reservation
-	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: "video/iso.segment", closed: closed})
+	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: contentType(f.Container), closed: closed})
 }
 
 // initInfo is a codec configuration whose init segment fragments need.
@@ -315,7 +328,7 @@ type StreamInfo struct {
 func (p *pipeline) queueStreamInfo() {
 	info := StreamInfo{
 		Name: p.cfg.Name, Tracks: p.tracks, InitHash: fragment.ConfigHash(p.tracks),
-		Container: fragment.ContainerFMP4, Tags: p.cfg.Tags, Updated: time.Now().UTC(),
+		Container: p.cfg.Container, Tags: p.cfg.Tags, Updated: time.Now().UTC(),
 	}
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
@@ -479,6 +492,14 @@ func (p *pipeline) setError(err error) {
 	p.status.LastError = err.Error()
 	p.status.LastErrorAt = time.Now().UTC()
 	p.mu.Unlock()
+}
+
+// contentType is the MIME type of a fragment in a container.
+func contentType(container string) string {
+	if container == fragment.ContainerMKV {
+		return "video/x-matroska"
+	}
+	return "video/iso.segment"
 }
 
 func trackStrings(ts []fragment.Track) []string {

@@ -2,6 +2,7 @@ package edgeagent_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,13 @@ func TestCamsimCodecSets(t *testing.T) {
 	cams := camsim.PresetCameras(repoTestdata(t))
 	// a camera whose SPS changes every 4 s (640x360, then 320x180)
 	cams = append(cams, camsim.Camera{Name: "reschange", Clip: filepath.Join(repoTestdata(t), "h264_reschange.ts")})
+	// the same cameras again, recorded as MKV
+	presets := camsim.Presets(repoTestdata(t))
+	for _, n := range []string{"h264_bframes_aac", "h265_aac", "h264_opus", "h264_pcmu"} {
+		c := presets[n]
+		c.Name = "mkv_" + n
+		cams = append(cams, c)
+	}
 	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: cams, Logger: testLogger(t)}
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)
@@ -28,11 +36,14 @@ func TestCamsimCodecSets(t *testing.T) {
 	defer sim.Close()
 	var streams []edgeagent.StreamConfig
 	for i, c := range cams {
-		tr := "tcp"
-		if i%2 == 1 {
-			tr = "udp"
+		sc := edgeagent.StreamConfig{Name: c.Name, URL: sim.URL(c.Name), Transport: "tcp"}
+		if i%2 == 1 && !strings.HasPrefix(c.Name, "mkv_") {
+			sc.Transport = "udp"
 		}
-		streams = append(streams, edgeagent.StreamConfig{Name: c.Name, URL: sim.URL(c.Name), Transport: tr})
+		if strings.HasPrefix(c.Name, "mkv_") {
+			sc.Container = fragment.ContainerMKV
+		}
+		streams = append(streams, sc)
 	}
 	a, store := startAgent(t, streams...)
 	waitFor(t, 10*time.Second, "every stream streaming", func() bool {
@@ -57,6 +68,10 @@ func TestCamsimCodecSets(t *testing.T) {
 		"reschange":        {videoCodec: fragment.CodecH264},
 	}
 	for _, c := range cams {
+		if strings.HasPrefix(c.Name, "mkv_") {
+			t.Run(c.Name, func(t *testing.T) { verifyMKV(t, store, c.Name, 4) })
+			continue
+		}
 		t.Run(c.Name, func(t *testing.T) {
 			ck := want[c.Name]
 			ck.target, ck.gop, ck.frame, ck.minFrags = 2*time.Second, time.Second, 34*time.Millisecond, 4

@@ -171,7 +171,7 @@ func (u *uploader) do(ctx context.Context, j *uploadJob) error {
 		if err != nil {
 			return fmt.Errorf("spool: %w", err)
 		}
-		_, err = u.store.Put(ctx, m.Key, f, m.Size, archive.PutOptions{ContentType: "video/iso.segment", Metadata: md})
+		_, err = u.store.Put(ctx, m.Key, f, m.Size, archive.PutOptions{ContentType: contentType(m.Container), Metadata: md})
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("fragment %d: %w", m.Number, err)

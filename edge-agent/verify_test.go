@@ -2,6 +2,7 @@ package edgeagent_test
 
 import (
 	"context"
+	"strings"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -245,4 +246,33 @@ func bFrames(frags []storedFragment) int {
 		}
 	}
 	return n
+}
+
+// verifyMKV checks a stream recorded as MKV: every fragment is a
+// self-contained file ffmpeg decodes strictly, numbers are consecutive and
+// producer times increase.
+func verifyMKV(t *testing.T, store archive.Store, stream string, minFrags int) {
+	t.Helper()
+	res, err := archive.ListFragments(context.Background(), store, archive.Layout{}, archive.ListRequest{Stream: stream, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Fragments) < minFrags {
+		t.Fatalf("%s: %d fragments", stream, len(res.Fragments))
+	}
+	for i, m := range res.Fragments {
+		if m.Container != fragment.ContainerMKV || !strings.HasSuffix(m.Key, ".mkv") {
+			t.Errorf("%s fragment %d: container %s, key %s", stream, m.Number, m.Container, m.Key)
+		}
+		data := readObject(t, store, m.Key)
+		if err := testenv.CheckMedia(context.Background(), data); err != nil {
+			t.Errorf("%s fragment %d: %v", stream, m.Number, err)
+		}
+		if sha256hex(data) != m.SHA256 {
+			t.Errorf("%s fragment %d: sha256 mismatch", stream, m.Number)
+		}
+		if i > 0 && (m.Number != res.Fragments[i-1].Number+1 || !m.ProducerStart.After(res.Fragments[i-1].ProducerStart)) {
+			t.Errorf("%s: fragment %d after %d", stream, m.Number, res.Fragments[i-1].Number)
+		}
+	}
 }
