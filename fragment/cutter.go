@@ -45,6 +45,7 @@ type Cutter struct {
 	leader  int
 	pending []Track // codec config to apply at the next leading keyframe
 	hasPend bool
+	cutNext bool // close the open fragment at the next leading keyframe
 
 	started bool // a fragment is open
 	origin  []int64
@@ -137,6 +138,15 @@ func (c *Cutter) SetClockSource(src string) { c.clockSource = src }
 // MarkDiscontinuity flags the next fragment as discontinuous (for example
 // after samples were lost upstream or the producer clock stepped).
 func (c *Cutter) MarkDiscontinuity() { c.forceDisc = true }
+
+// CutAtNextKeyframe closes the fragment in progress at the next keyframe of
+// the leading track, whatever its duration: a producer that cuts its own
+// fragments (a PutMedia cluster) is followed.
+func (c *Cutter) CutAtNextKeyframe() {
+	if c.started {
+		c.cutNext = true
+	}
+}
 
 // Tracks returns the tracks of the current session.
 func (c *Cutter) Tracks() []Track { return c.tracks }
@@ -233,7 +243,8 @@ func (c *Cutter) writeLeader(s Sample) {
 		nowNs := ticksToNs(s.DTS, c.tracks[c.leader].TimeScale)
 		if !c.started {
 			c.open(s, nowNs)
-		} else if c.hasPend || time.Duration(nowNs-c.curStartNs) >= c.Target {
+		} else if c.hasPend || c.cutNext || time.Duration(nowNs-c.curStartNs) >= c.Target {
+			c.cutNext = false
 			c.close(nowNs, s.Time)
 			if c.hasPend {
 				c.setTracks(c.pending)
@@ -260,6 +271,7 @@ func (c *Cutter) fillLeaderDuration(dts int64) {
 
 func (c *Cutter) open(k Sample, nowNs int64) {
 	c.started = true
+	c.cutNext = false
 	c.curStartNs = nowNs
 	c.curStart = k.Time
 }
