@@ -18,7 +18,7 @@ import (
 // each tagged with its fragment number and timestamps. In a real consumer
 // the io.Reader is the HTTP response body.
 func ExampleMKVReader() {
-	r := fragment.NewMKVReader(bytes.NewReader(getMediaStream()))
+	r := fragment.NewMKVReader(bytes.NewReader(exGetMediaStream()))
 	for {
 		c, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -126,11 +126,11 @@ func exSimpleBlock(track byte, rel int16, key bool, n int) []byte {
 	return exEl(idBlock, []byte{0x80 | track, byte(uint16(rel) >> 8), byte(rel), flags}, make([]byte, n))
 }
 
-// getMediaStream is two fragments as GetMedia returns them: per fragment an
+// exGetMediaStream is two fragments as GetMedia returns them: per fragment an
 // EBML header and a Segment of unknown size with Info, Tracks, the fragment
 // Tags, a Cluster of unknown size (timecode: the producer time in Unix ms),
 // and Tags with the continuation token after the cluster.
-func getMediaStream() []byte {
+func exGetMediaStream() []byte {
 	var out []byte
 	start := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC).UnixMilli()
 	for i := range int64(2) {

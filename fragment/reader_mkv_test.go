@@ -953,6 +953,30 @@ func TestMKVReaderFramesReused(t *testing.T) {
 	}
 }
 
+// TestMKVWriteFuzzSeeds writes the hostile inputs into the fuzz corpus
+// (testdata/fuzz/FuzzMKVReader/hostile-*) when MKV_WRITE_FUZZ_SEEDS is set.
+func TestMKVWriteFuzzSeeds(t *testing.T) {
+	if os.Getenv("MKV_WRITE_FUZZ_SEEDS") == "" {
+		t.Skip("set MKV_WRITE_FUZZ_SEEDS=1 to rewrite the corpus seeds")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzMKVReader")
+	cases := append(mkvHostile(), struct {
+		name string
+		in   []byte
+		want error
+	}{"kvs fragment", twKVSFragment(1, 1000), nil})
+	for _, tc := range cases {
+		name := "hostile-" + strings.ReplaceAll(tc.name, " ", "-")
+		if tc.want == nil {
+			name = "valid-" + strings.ReplaceAll(tc.name, " ", "-")
+		}
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", tc.in)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // mkvFuzzLimits keep the fuzzer's allocations small.
 func mkvFuzzLimits(r *MKVReader) {
 	r.MaxBlockSize = 1 << 20
@@ -961,14 +985,21 @@ func mkvFuzzLimits(r *MKVReader) {
 	r.MaxFramesPerCluster = 1 << 14
 }
 
+// FuzzMKVReader feeds the reader arbitrary bytes: it must return clusters or
+// an error wrapping a sentinel that names an offset, never panic, hang or
+// allocate without bound. The seeds are the hostile inputs, hand-built
+// streams and the committed samples; the samples are large for a fuzzer, so
+// run it with a short minimization time:
+//
+//	go test -run XXX -fuzz FuzzMKVReader -fuzzminimizetime 5s -fuzztime 5m ./fragment/
 func FuzzMKVReader(f *testing.F) {
 	for _, tc := range mkvHostile() {
 		f.Add(tc.in)
 	}
 	f.Add(twKVSFragment(1, 1000))
 	f.Add(twManyClusters(2))
-	for _, name := range []string{"laced.mka", "gst.mkv"} {
-		f.Add(mkvSample(f, name))
+	for _, tc := range mkvFiles {
+		f.Add(mkvSample(f, tc.name))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := NewMKVReader(bytes.NewReader(b))
