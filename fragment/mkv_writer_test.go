@@ -147,3 +147,91 @@ func TestMKVWriterAllocs(t *testing.T) {
 		t.Errorf("%v allocations per fragment", n)
 	}
 }
+
+// TestMKVRoundTrip converts real fragments fMP4 → MKV → fMP4 and checks
+// that every sample's bytes and timestamps survive, and the metadata too.
+func TestMKVRoundTrip(t *testing.T) {
+	for _, clip := range []string{"h264_aac.ts", "h264_bframes_aac.ts", "h265_aac.ts", "h264_opus.ts"} {
+		t.Run(clip, func(t *testing.T) {
+			tracks, frags := ffmpegFragments(t, clip, 4)
+			init, err := MarshalInit(tracks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range frags {
+				orig := AppendFMP4(nil, f)
+				mkv, err := FMP4ToMKV(init, orig, f.Metadata)
+				if err != nil {
+					t.Fatal(err)
+				}
+				init2, frag2, meta, err := MKVToFMP4(mkv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(init, init2) {
+					t.Errorf("fragment %d: init segment differs after the round trip", f.Number)
+				}
+				if !bytes.Equal(orig, frag2) {
+					got, err := ParseFMP4(frag2, tracks)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for ti := range f.Samples {
+						for j, s := range f.Samples[ti] {
+							g := got.Samples[ti][j]
+							if g.DTS != s.DTS || g.PTSOffset != s.PTSOffset || g.Duration != s.Duration || g.Keyframe != s.Keyframe || !bytes.Equal(g.Payload, s.Payload) {
+								t.Fatalf("fragment %d track %d sample %d: %+v, want %+v", f.Number, ti, j, g, s)
+							}
+						}
+					}
+					t.Fatalf("fragment %d differs after the round trip", f.Number)
+				}
+				if meta.Number != f.Number || !meta.ProducerStart.Equal(f.ProducerStart.Truncate(time.Millisecond)) ||
+					!meta.ServerTime.Equal(f.ServerTime.Truncate(time.Millisecond)) || meta.Tags["site"] != "lab" {
+					t.Errorf("fragment %d: metadata %+v", f.Number, meta)
+				}
+			}
+		})
+	}
+}
+
+// TestMKVFromOtherMuxers reads MKV written by ffmpeg (no timing tag) and
+// converts it to fMP4 that ffmpeg decodes strictly.
+func TestMKVFromOtherMuxers(t *testing.T) {
+	testenv.RequireFFmpeg(t)
+	for _, clip := range []string{"h264_aac.ts", "h264_bframes_aac.ts", "h265_aac.ts", "h264_opus.ts"} {
+		t.Run(clip, func(t *testing.T) {
+			mkvPath := filepath.Join(t.TempDir(), "x.mkv")
+			if b, err := exec.Command("ffmpeg", "-nostdin", "-v", "error", "-i", filepath.Join("..", "testdata", clip), "-t", "3", "-c", "copy", mkvPath).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, b)
+			}
+			data, err := os.ReadFile(mkvPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := NewMKVReader(bytes.NewReader(data))
+			n := 0
+			for {
+				c, err := r.Next()
+				if err != nil {
+					break
+				}
+				f, err := c.Fragment()
+				if err != nil {
+					t.Fatal(err)
+				}
+				init, err := MarshalInit(f.TrackConfigs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := testenv.CheckMedia(context.Background(), init, AppendFMP4(nil, f)); err != nil {
+					t.Errorf("cluster %d as fMP4: %v", n, err)
+				}
+				n++
+			}
+			if n == 0 {
+				t.Fatal("no cluster")
+			}
+		})
+	}
+}
