@@ -43,8 +43,9 @@ const (
 // may come anywhere in a segment, before or after clusters; they apply to the
 // clusters that follow them.
 //
-// Track-level content encodings (compression, encryption) are not applied:
-// frames are returned as stored.
+// Laced blocks (Xiph, fixed-size and EBML lacing) are expanded into their
+// frames; empty laced frames are dropped. Track-level content encodings
+// (compression, encryption) are not applied: frames are returned as stored.
 //
 // The limits below bound what hostile input can make the reader allocate;
 // zero means the default. Malformed input is an error wrapping ErrInvalidMKV
@@ -194,7 +195,10 @@ type MKVFrame struct {
 	// unknown.
 	Duration int64
 	// Keyframe is the SimpleBlock keyframe flag, or true for a BlockGroup
-	// without ReferenceBlock.
+	// without ReferenceBlock. It is what the stream says: GStreamer's
+	// matroskamux, for one, leaves it unset on audio frames (which ffmpeg
+	// nevertheless treats as keyframes, AAC and Opus frames being
+	// independently decodable).
 	Keyframe bool
 	// Data is the frame as stored: for H.264 and H.265, length-prefixed NAL
 	// units. It is valid until the next call to Next; its capacity is its
@@ -818,6 +822,9 @@ func (r *MKVReader) block(b mrElem, tc uint64, simple, key bool, dur int64) erro
 	}
 	for i := range count {
 		s := r.lace[i]
+		if s == 0 && count > 1 {
+			continue // an empty laced frame carries nothing (and would let 5 bytes make 256 frames)
+		}
 		r.frames = append(r.frames, MKVFrame{
 			Track:    tn,
 			Time:     t + int64(i)*step,
