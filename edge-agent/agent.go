@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
+	"github.com/tributary-io/tributary/ingest/putmedia"
 )
 
 // Agent runs the configured streams. Start it once; Close stops every
@@ -40,8 +41,14 @@ type Agent struct {
 
 	spool    *spool
 	uploader *uploader
-	upCancel context.CancelFunc
-	upDone   chan struct{}
+
+	mu           sync.Mutex // guards pipelines (push streams are added while running) and closing
+	closing      bool
+	layout       archive.Layout
+	storeLatency latencyObserver
+	pushCounters putmedia.Counters
+	upCancel     context.CancelFunc
+	upDone       chan struct{}
 
 	pipelines []*pipeline
 	registry  *prometheus.Registry
@@ -101,25 +108,15 @@ func (a *Agent) Start(ctx context.Context) error {
 		}
 	}
 
-	seqDir := filepath.Join(cfg.DataDir, "state")
+	a.layout, a.storeLatency = layout, latency
 	for _, sc := range cfg.Streams {
 		if sc.Disabled {
 			continue
 		}
-		p, err := newPipeline(sc, a.Store, layout, seqDir, a.Logger, latency)
+		p, err := a.newStream(sc)
 		if err != nil {
 			a.closeSpool()
 			return err
-		}
-		if a.spool != nil {
-			p.spool = a.spool
-			if p.crashLost {
-				a.spool.countLost(sc.Name, LostCrash)
-			}
-			// numbering continues after whatever the spool holds
-			if n := a.spool.maxNumber(sc.Name); n >= p.seq.next {
-				p.seq.next, p.seq.reserved = n+1, n+1
-			}
 		}
 		a.pipelines = append(a.pipelines, p)
 	}
@@ -141,7 +138,11 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, p := range a.pipelines {
-		p.start(a.ctx)
+		if p.source != nil {
+			p.start(a.ctx)
+		} else {
+			p.startPush(a.ctx)
+		}
 	}
 	go a.retentionLoop(a.ctx, layout)
 	if a.uploader != nil {
@@ -169,6 +170,32 @@ func (a *Agent) Start(ctx context.Context) error {
 	return nil
 }
 
+// newStream builds a stream's pipeline (not started).
+func (a *Agent) newStream(sc StreamConfig) (*pipeline, error) {
+	p, err := newPipeline(sc, a.Store, a.layout, filepath.Join(a.Config.DataDir, "state"), a.Logger, a.storeLatency)
+	if err != nil {
+		return nil, err
+	}
+	if a.spool != nil {
+		p.spool = a.spool
+		if p.crashLost {
+			a.spool.countLost(sc.Name, LostCrash)
+		}
+		// numbering continues after whatever the spool holds
+		if n := a.spool.maxNumber(sc.Name); n >= p.seq.next {
+			p.seq.next, p.seq.reserved = n+1, n+1
+		}
+	}
+	return p, nil
+}
+
+// streams returns the current pipelines (push streams may be added).
+func (a *Agent) streams() []*pipeline {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]*pipeline(nil), a.pipelines...)
+}
+
 // classify says whether an archive error is worth retrying, and its class
 // for metrics.
 func (a *Agent) classify(err error) (bool, string) {
@@ -186,7 +213,7 @@ func (a *Agent) retentionLoop(ctx context.Context, layout archive.Layout) {
 		SetLifecycle(ctx context.Context, prefix string, days int) error
 	}
 	var streams []StreamConfig
-	for _, p := range a.pipelines {
+	for _, p := range a.streams() {
 		if p.cfg.Retention > 0 {
 			streams = append(streams, p.cfg)
 		}
@@ -246,8 +273,11 @@ func (a *Agent) Addr() string {
 // then the HTTP server.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
+		a.mu.Lock()
+		a.closing = true
+		a.mu.Unlock()
 		var wg sync.WaitGroup
-		for _, p := range a.pipelines {
+		for _, p := range a.streams() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -285,8 +315,9 @@ func (a *Agent) Close() error {
 
 // Status returns every stream's status.
 func (a *Agent) Status() []StreamStatus {
-	out := make([]StreamStatus, 0, len(a.pipelines))
-	for _, p := range a.pipelines {
+	ps := a.streams()
+	out := make([]StreamStatus, 0, len(ps))
+	for _, p := range ps {
 		out = append(out, p.snapshot())
 	}
 	return out
@@ -314,7 +345,7 @@ func (a *Agent) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/status/{stream}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("stream")
-		for _, p := range a.pipelines {
+		for _, p := range a.streams() {
 			if p.cfg.Name == name {
 				writeJSON(w, http.StatusOK, p.snapshot())
 				return
@@ -340,6 +371,7 @@ func (a *Agent) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.Handle("POST /v1/streams/{stream}/putmedia", a.putMediaHandler())
 	if a.Handler != nil {
 		mux.Handle("/", a.Handler)
 	} else {

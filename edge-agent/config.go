@@ -38,8 +38,10 @@ type Config struct {
 	Spool SpoolConfig `yaml:"spool"`
 	// Defaults apply to every stream that does not set its own.
 	Defaults StreamDefaults `yaml:"defaults"`
-	// Streams to pull.
+	// Streams to pull (with a url) or to accept pushes for (without).
 	Streams []StreamConfig `yaml:"streams"`
+	// PutMedia configures push ingest (POST /v1/streams/{s}/putmedia).
+	PutMedia PutMediaConfig `yaml:"putmedia"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
 }
@@ -92,6 +94,26 @@ type S3Config struct {
 	CreateBucket bool `yaml:"create_bucket"`
 	// PartSize: objects above it are uploaded in parts. Default 16MiB.
 	PartSize ByteSize `yaml:"part_size"`
+}
+
+// PutMediaConfig configures push ingest.
+type PutMediaConfig struct {
+	// Enabled accepts pushes. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// Auth: "token" (a bearer token from tokens or the stream's token is
+	// required) or "none". Default token.
+	Auth string `yaml:"auth"`
+	// Tokens accepted for every stream.
+	Tokens []string `yaml:"tokens"`
+	// AllowNewStreams creates a stream on its first push when it is not in
+	// streams. Default true.
+	AllowNewStreams *bool `yaml:"allow_new_streams"`
+	// MaxTracks a producer may send. Default 3.
+	MaxTracks int `yaml:"max_tracks"`
+	// MaxRate is the highest sustained rate of one producer. Default 16MiB (per second).
+	MaxRate ByteSize `yaml:"max_rate"`
+	// MaxFrameSize bounds one frame. Default 16MiB.
+	MaxFrameSize ByteSize `yaml:"max_frame_size"`
 }
 
 // Spool strategies when the spool is full.
@@ -193,6 +215,8 @@ type StreamConfig struct {
 	Retention Duration `yaml:"retention"`
 	// Container overrides defaults.container.
 	Container string `yaml:"container"`
+	// Token is a bearer token accepted for pushes to this stream.
+	Token string `yaml:"token"`
 }
 
 // Duration is a time.Duration written as a string ("2s", "500ms").
@@ -480,6 +504,27 @@ func (c *Config) fillDefaults() {
 	if c.Archive.S3.PartSize == 0 {
 		c.Archive.S3.PartSize = 16 << 20
 	}
+	pm := &c.PutMedia
+	if pm.Enabled == nil {
+		t := true
+		pm.Enabled = &t
+	}
+	if pm.AllowNewStreams == nil {
+		t := true
+		pm.AllowNewStreams = &t
+	}
+	if pm.Auth == "" {
+		pm.Auth = "token"
+	}
+	if pm.MaxTracks == 0 {
+		pm.MaxTracks = 3
+	}
+	if pm.MaxRate == 0 {
+		pm.MaxRate = 16 << 20
+	}
+	if pm.MaxFrameSize == 0 {
+		pm.MaxFrameSize = 16 << 20
+	}
 	sp := &c.Spool
 	if sp.Enabled == "" {
 		sp.Enabled = "auto"
@@ -579,6 +624,14 @@ func (c *Config) Validate() error {
 	default:
 		return bad("archive.type", "%q is not one of local, s3", c.Archive.Type)
 	}
+	switch c.PutMedia.Auth {
+	case "token", "none":
+	default:
+		return bad("putmedia.auth", "%q is not one of token, none", c.PutMedia.Auth)
+	}
+	if c.PutMedia.MaxTracks < 1 || c.PutMedia.MaxTracks > 16 {
+		return bad("putmedia.max_tracks", "%d is outside 1 to 16", c.PutMedia.MaxTracks)
+	}
 	switch c.Spool.Enabled {
 	case "auto", "true", "false":
 	default:
@@ -621,9 +674,7 @@ func (c *Config) Validate() error {
 			return bad(key+".name", "%q is also the name of streams[%d]", s.Name, j)
 		}
 		names[s.Name] = i
-		if s.URL == "" {
-			return bad(key+".url", "missing")
-		}
+		// a stream without a url takes pushes (PutMedia)
 		if err := validTransport(key+".transport", s.Transport); err != nil {
 			return err
 		}

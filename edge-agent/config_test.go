@@ -75,7 +75,7 @@ var badConfigs = []struct {
 	{"bad size", "defaults:\n  fragment: {max_bytes: lots}\n", "not a size"},
 	{"bad name", "streams:\n  - name: ../etc\n    url: rtsp://h/\n", "streams[0].name"},
 	{"dup name", "streams:\n  - {name: a, url: rtsp://h/}\n  - {name: a, url: rtsp://h/}\n", "streams[1].name"},
-	{"no url", "streams:\n  - name: a\n", "streams[0].url: missing"},
+	{"bad putmedia auth", "putmedia: {auth: maybe}\n", "putmedia.auth"},
 	{"bad transport", "streams:\n  - {name: a, url: rtsp://h/, transport: sctp}\n", "streams[0].transport"},
 	{"streams not a list", "streams: {a: 1}\n", "streams (line 1): must be a list"},
 	{"bad archive type", "archive: {type: ftp}\n", "archive.type"},

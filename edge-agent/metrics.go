@@ -61,7 +61,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(mSpoolMax, prometheus.GaugeValue, float64(st.MaxBytes))
 		ch <- prometheus.MustNewConstMetric(mSpoolPaused, prometheus.GaugeValue, paused)
 	}
-	for _, p := range m.agent.pipelines {
+	for _, p := range m.agent.streams() {
 		s := p.snapshot()
 		c := s.Counters
 		n := s.Name

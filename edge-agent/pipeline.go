@@ -16,6 +16,7 @@ import (
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
+	"github.com/tributary-io/tributary/ingest/putmedia"
 	"github.com/tributary-io/tributary/ingest/rtsp"
 )
 
@@ -61,6 +62,13 @@ type pipeline struct {
 
 	mu     sync.Mutex
 	status StreamStatus
+
+	// push streams (no source): one producer at a time holds the stream
+	stopping chan struct{} // closed when a push stream shuts down
+	pushMu   sync.Mutex
+	pushCond *sync.Cond
+	pushBusy bool
+	acks     atomic.Pointer[func(putmedia.Ack)]
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -108,12 +116,15 @@ func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, s
 		latency: lat,
 		done:    make(chan struct{}),
 	}
-	p.source = &rtsp.Source{
-		URL:          cfg.URL,
-		Transport:    cfg.Transport,
-		StallTimeout: time.Duration(cfg.StallTimeout),
-		Counters:     &p.counters,
-		Logger:       p.log.With("component", "rtsp"),
+	p.pushCond = sync.NewCond(&p.pushMu)
+	if cfg.URL != "" {
+		p.source = &rtsp.Source{
+			URL:          cfg.URL,
+			Transport:    cfg.Transport,
+			StallTimeout: time.Duration(cfg.StallTimeout),
+			Counters:     &p.counters,
+			Logger:       p.log.With("component", "rtsp"),
+		}
 	}
 	p.cutter = fragment.Cutter{
 		Target:      time.Duration(cfg.Fragment.Target),
@@ -229,6 +240,11 @@ func (p *pipeline) ClockChanged(from, to string, diff time.Duration, stepped boo
 func (p *pipeline) EndSession(error) { p.cutter.Flush() }
 
 func (p *pipeline) onDrop(err error, samples int, bytes int64) {
+	code := putmedia.CodeMaxFragmentDuration
+	if errors.Is(err, fragment.ErrGOPTooLarge) {
+		code = putmedia.CodeMaxFragmentSize
+	}
+	p.ackError(code, time.Now(), err)
 	p.droppedGOPs.Add(1)
 	p.droppedSamples.Add(uint64(samples))
 	p.log.Warn("GOP dropped", "err", err, "samples", samples, "bytes", bytes)
@@ -283,6 +299,7 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	meta.Tracks = append([]fragment.TrackRef(nil), f.Tracks...)
 	p.lastEnd = f.ProducerEnd
 	p.seq.SetLastEnd(f.ProducerEnd) // saved with the next block reservation
+	p.ackReceived(meta)
 	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: contentType(f.Container), closed: closed})
 }
 
@@ -355,6 +372,7 @@ func (p *pipeline) enqueue(j storeJob) {
 				p.spool.countLost(p.cfg.Name, LostQueueFull)
 			}
 			p.log.Error("archive is not keeping up; fragment dropped", "number", j.meta.Number)
+			p.ackError(putmedia.CodeInternal, j.meta.ProducerStart, errors.New("the archive is not keeping up: fragment dropped"))
 			p.setError(errors.New("archive is not keeping up: fragments dropped"))
 		}
 	}
@@ -402,6 +420,7 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 		p.storeErrors.Add(1)
 		if j.meta != nil {
 			p.fragmentsLost.Add(1)
+			p.ackError(putmedia.CodeArchival, j.meta.ProducerStart, err)
 		}
 		p.log.Error("archive write failed", "key", j.key, "err", err)
 		p.setError(fmt.Errorf("archive: %w", err))
@@ -425,6 +444,7 @@ func (p *pipeline) stored(j storeJob) fragment.Metadata {
 	p.mu.Lock()
 	p.status.LastFragment = &m
 	p.mu.Unlock()
+	p.ackPersisted(m)
 	return m
 }
 
@@ -442,6 +462,7 @@ func (p *pipeline) writeSpool(j storeJob) {
 	}
 	if err := p.spool.add(*j.meta, *j.buf, j.init.tracks); err != nil {
 		p.fragmentsLost.Add(1)
+		p.ackError(putmedia.CodeArchival, j.meta.ProducerStart, err)
 		if errors.Is(err, ErrSpoolFull) {
 			p.denied.Add(1)
 			p.setError(err)

@@ -2,7 +2,6 @@ package edgeagent_test
 
 import (
 	"context"
-	"strings"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 

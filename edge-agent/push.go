@@ -1,0 +1,193 @@
+package edgeagent
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/ingest"
+	"github.com/tributary-io/tributary/ingest/putmedia"
+)
+
+// StateWaiting is the state of a push stream with no producer connected.
+const StateWaiting = "waiting"
+
+// startPush starts a push stream's pipeline: its store goroutine only; a
+// producer's PutMedia session drives the Sink while it holds the stream.
+func (p *pipeline) startPush(ctx context.Context) {
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.stopping = make(chan struct{})
+	storeDone := make(chan struct{})
+	go func() {
+		defer close(storeDone)
+		p.storeLoop()
+	}()
+	p.onState(StateWaiting, nil, 0)
+	go func() {
+		defer close(p.done)
+		<-ctx.Done()
+		close(p.stopping) // the producer's session ends and releases the stream
+		p.pushMu.Lock()
+		for p.pushBusy {
+			p.pushCond.Wait()
+		}
+		p.pushMu.Unlock()
+		p.cutter.Flush()
+		close(p.queue)
+		<-storeDone
+		p.seq.SetLastEnd(p.lastEnd)
+		if err := p.seq.Close(); err != nil {
+			p.log.Error("saving fragment numbering", "err", err)
+		}
+	}()
+}
+
+// pushTarget is a push stream held by one producer.
+type pushTarget struct{ *pipeline }
+
+func (t pushTarget) CutAtNextKeyframe() { t.cutter.CutAtNextKeyframe() }
+
+func (t pushTarget) SetAcks(f func(putmedia.Ack)) {
+	if f == nil {
+		t.acks.Store(nil)
+		return
+	}
+	t.acks.Store(&f)
+}
+
+func (t pushTarget) Done() <-chan struct{} { return t.stopping }
+
+func (t pushTarget) Release() {
+	t.acks.Store(nil)
+	t.pushMu.Lock()
+	t.pushBusy = false
+	t.pushMu.Unlock()
+	t.pushCond.Broadcast()
+	t.onState(StateWaiting, nil, 0)
+}
+
+// ack sends a fragment event to the producer pushing this stream, if any.
+func (p *pipeline) ack(a putmedia.Ack) {
+	if f := p.acks.Load(); f != nil {
+		(*f)(a)
+	}
+}
+
+// Acquire implements putmedia.Targets: it hands a push stream to one
+// producer, creating the stream on its first push when the config allows.
+func (a *Agent) Acquire(ctx context.Context, stream string) (putmedia.Target, error) {
+	a.mu.Lock()
+	var p *pipeline
+	for _, q := range a.pipelines {
+		if q.cfg.Name == stream {
+			p = q
+		}
+	}
+	if p == nil {
+		if a.closing {
+			a.mu.Unlock()
+			return nil, fmt.Errorf("%w: the agent is stopping", putmedia.ErrUnknownStream)
+		}
+		if !*a.Config.PutMedia.AllowNewStreams {
+			a.mu.Unlock()
+			return nil, fmt.Errorf("%w: %q", putmedia.ErrUnknownStream, stream)
+		}
+		sc := a.Config.streamDefaults(stream)
+		np, err := a.newStream(sc)
+		if err != nil {
+			a.mu.Unlock()
+			return nil, err
+		}
+		a.pipelines = append(a.pipelines, np)
+		np.startPush(a.ctx)
+		p = np
+		a.Logger.Info("new push stream", "stream", stream)
+	}
+	a.mu.Unlock()
+	if p.source != nil {
+		return nil, fmt.Errorf("%w: %q", putmedia.ErrNotPushable, stream)
+	}
+	p.pushMu.Lock()
+	defer p.pushMu.Unlock()
+	select {
+	case <-p.stopping:
+		return nil, fmt.Errorf("%w: the stream is stopping", putmedia.ErrBusy)
+	default:
+	}
+	if p.pushBusy {
+		return nil, fmt.Errorf("%w: %q", putmedia.ErrBusy, stream)
+	}
+	p.pushBusy = true
+	p.onState(ingest.StateStreaming, nil, 0)
+	return pushTarget{p}, nil
+}
+
+// authorizePush checks a PutMedia request's bearer token.
+func (a *Agent) authorizePush(r *http.Request, stream string) error {
+	pc := a.Config.PutMedia
+	if !*pc.Enabled {
+		return putmedia.ErrForbidden
+	}
+	if pc.Auth == "none" {
+		return nil
+	}
+	tokens := pc.Tokens
+	for _, sc := range a.Config.Streams {
+		if sc.Name == stream && sc.Token != "" {
+			tokens = append(tokens[:len(tokens):len(tokens)], sc.Token)
+		}
+	}
+	if len(tokens) == 0 {
+		return fmt.Errorf("%w: no putmedia.tokens are configured", putmedia.ErrForbidden)
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return putmedia.ErrUnauthorized
+	}
+	for _, t := range tokens {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
+			return nil
+		}
+	}
+	return putmedia.ErrUnauthorized
+}
+
+// putMediaHandler is the agent's POST /v1/streams/{stream}/putmedia.
+func (a *Agent) putMediaHandler() *putmedia.Handler {
+	pc := a.Config.PutMedia
+	return &putmedia.Handler{
+		Targets:           a,
+		Authorize:         a.authorizePush,
+		MaxTracks:         pc.MaxTracks,
+		MaxBytesPerSecond: int64(pc.MaxRate),
+		MaxFrameSize:      int64(pc.MaxFrameSize),
+		Counters:          &a.pushCounters,
+		Logger:            a.Logger,
+	}
+}
+
+// streamDefaults is the configuration of a stream created by a push.
+func (c *Config) streamDefaults(name string) StreamConfig {
+	d := c.Defaults
+	return StreamConfig{
+		Name: name, Transport: d.Transport, StallTimeout: d.StallTimeout, Fragment: d.Fragment,
+		Container: d.Container, Retention: c.Archive.Retention,
+	}
+}
+
+// pushAckReceived and friends map pipeline events to acks.
+func (p *pipeline) ackReceived(m fragment.Metadata) {
+	p.ack(putmedia.FragmentAck(putmedia.EventReceived, m))
+}
+
+func (p *pipeline) ackPersisted(m fragment.Metadata) {
+	p.ack(putmedia.FragmentAck(putmedia.EventPersisted, m))
+}
+
+func (p *pipeline) ackError(code putmedia.ErrorCode, at time.Time, err error) {
+	p.ack(putmedia.ErrorAck(code, at.UnixMilli(), err.Error()))
+}
