@@ -104,7 +104,16 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.uploader = &uploader{
 			spool: sp, store: a.Store, layout: layout, workers: cfg.Spool.UploadConcurrency,
 			log: a.Logger.With("component", "uploader"), classify: a.classify,
-			onUploaded: func(m fragment.Metadata, d time.Duration) { uploadLatency.Observe(d.Seconds()) },
+			onUploaded: func(m fragment.Metadata, d time.Duration) {
+				uploadLatency.Observe(d.Seconds())
+				if cfg.PutMedia.PersistedOn == "archive" {
+					for _, p := range a.streams() {
+						if p.cfg.Name == m.Stream {
+							p.ackPersisted(m)
+						}
+					}
+				}
+			},
 		}
 	}
 
@@ -176,6 +185,7 @@ func (a *Agent) newStream(sc StreamConfig) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.persistOnUpload = a.Config.PutMedia.PersistedOn == "archive"
 	if a.spool != nil {
 		p.spool = a.spool
 		if p.crashLost {

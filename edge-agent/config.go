@@ -114,6 +114,10 @@ type PutMediaConfig struct {
 	MaxRate ByteSize `yaml:"max_rate"`
 	// MaxFrameSize bounds one frame. Default 16MiB.
 	MaxFrameSize ByteSize `yaml:"max_frame_size"`
+	// PersistedOn says when a fragment is acknowledged PERSISTED: "durable"
+	// (fsynced to the spool, or to a local archive) or "archive" (in the
+	// object store, after the upload). Default durable.
+	PersistedOn string `yaml:"persisted_on"`
 }
 
 // Spool strategies when the spool is full.
@@ -525,6 +529,9 @@ func (c *Config) fillDefaults() {
 	if pm.MaxFrameSize == 0 {
 		pm.MaxFrameSize = 16 << 20
 	}
+	if pm.PersistedOn == "" {
+		pm.PersistedOn = "durable"
+	}
 	sp := &c.Spool
 	if sp.Enabled == "" {
 		sp.Enabled = "auto"
@@ -628,6 +635,9 @@ func (c *Config) Validate() error {
 	case "token", "none":
 	default:
 		return bad("putmedia.auth", "%q is not one of token, none", c.PutMedia.Auth)
+	}
+	if c.PutMedia.PersistedOn != "durable" && c.PutMedia.PersistedOn != "archive" {
+		return bad("putmedia.persisted_on", "%q is not one of durable, archive", c.PutMedia.PersistedOn)
 	}
 	if c.PutMedia.MaxTracks < 1 || c.PutMedia.MaxTracks > 16 {
 		return bad("putmedia.max_tracks", "%d is outside 1 to 16", c.PutMedia.MaxTracks)

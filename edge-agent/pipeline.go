@@ -49,16 +49,17 @@ type pipeline struct {
 	lastEnd  time.Time
 
 	// counters owned by the pipeline
-	fragments      atomic.Uint64
-	fragmentBytes  atomic.Uint64
-	fragmentsLost  atomic.Uint64
-	droppedGOPs    atomic.Uint64
-	droppedSamples atomic.Uint64
-	storeErrors    atomic.Uint64
-	denied         atomic.Uint64 // fragments refused by a full spool (deny_new)
-	crashLost      bool          // the previous run's fragment in progress was lost
-	latency        latencyObserver
-	curHour        time.Time // hour of the latest stored fragment (store goroutine)
+	fragments       atomic.Uint64
+	fragmentBytes   atomic.Uint64
+	fragmentsLost   atomic.Uint64
+	droppedGOPs     atomic.Uint64
+	droppedSamples  atomic.Uint64
+	storeErrors     atomic.Uint64
+	denied          atomic.Uint64 // fragments refused by a full spool (deny_new)
+	crashLost       bool          // the previous run's fragment in progress was lost
+	persistOnUpload bool          // PERSISTED acks wait for the upload to the archive
+	latency         latencyObserver
+	curHour         time.Time // hour of the latest stored fragment (store goroutine)
 
 	mu     sync.Mutex
 	status StreamStatus
@@ -444,7 +445,9 @@ func (p *pipeline) stored(j storeJob) fragment.Metadata {
 	p.mu.Lock()
 	p.status.LastFragment = &m
 	p.mu.Unlock()
-	p.ackPersisted(m)
+	if !p.persistOnUpload || p.spool == nil {
+		p.ackPersisted(m)
+	}
 	return m
 }
 

@@ -37,7 +37,10 @@ func startPushAgent(t testing.TB, mutate func(*edgeagent.Config), streams ...edg
 		t.Fatal(err)
 	}
 	store := &archive.Local{Root: cfg.Archive.Path}
-	a := &edgeagent.Agent{Config: cfg, Logger: testLogger(t), Store: store}
+	a := &edgeagent.Agent{Config: cfg, Logger: testLogger(t)}
+	if cfg.Archive.Type == "local" {
+		a.Store = store
+	}
 	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -315,4 +318,48 @@ func pushFragments(t *testing.T, n int) ([]fragment.Track, []*fragment.Fragment)
 		tracks = f.tracks
 	}
 	return tracks, out
+}
+
+// TestPutMediaPersistedOnArchive: with persisted_on: archive, PERSISTED
+// means the fragment is in the bucket (versitygw), not only in the spool.
+func TestPutMediaPersistedOnArchive(t *testing.T) {
+	t.Parallel()
+	gw := testenv.StartVersityGW(t)
+	a, _ := startPushAgent(t, func(c *edgeagent.Config) {
+		c.Archive = s3Config(gw, "pushed")
+		c.PutMedia.PersistedOn = "archive"
+	})
+	store := s3Store(t, gw, "pushed")
+	url := pushURL(a, "cam")
+	req, _ := http.NewRequest(http.MethodPost, url, ffmpegMKV(t, "h264_aac.ts", 6, true))
+	req.Header.Set("Authorization", "Bearer "+pushToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	persisted := 0
+	for sc.Scan() {
+		var ack putmedia.Ack
+		if json.Unmarshal(sc.Bytes(), &ack) != nil || ack.EventType != putmedia.EventPersisted {
+			continue
+		}
+		persisted++
+		// the fragment is in the bucket when PERSISTED says so
+		res, err := archive.ListFragments(context.Background(), store, archive.Layout{}, archive.ListRequest{Stream: "cam", Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, m := range res.Fragments {
+			found = found || fmt.Sprint(m.Number) == ack.FragmentNumber
+		}
+		if !found {
+			t.Errorf("fragment %s acknowledged PERSISTED but not in the bucket", ack.FragmentNumber)
+		}
+	}
+	if persisted < 2 {
+		t.Errorf("%d PERSISTED acks", persisted)
+	}
 }

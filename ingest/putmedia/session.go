@@ -64,6 +64,8 @@ func (s *session) run(body io.Reader) {
 			switch {
 			case errors.Is(err, io.EOF):
 				end(nil)
+			case errors.Is(err, io.ErrUnexpectedEOF):
+				fail(CodeStreamRead, lastCluster/1e6, err)
 			case errors.Is(err, errRate):
 				fail(CodeRateExceeded, lastCluster/1e6, err)
 			case errors.Is(err, fragment.ErrMKVLimit):
@@ -87,6 +89,7 @@ func (s *session) run(body io.Reader) {
 				fail(CodeTooManyTracks, 0, fmt.Errorf("%d tracks, at most %d", len(c.Tracks), s.h.MaxTracks))
 				return
 			}
+			prev := tracks
 			tracks, byNumber = nil, map[uint64]int{}
 			var ts []fragment.Track
 			for _, mt := range c.Tracks {
@@ -113,10 +116,18 @@ func (s *session) run(body io.Reader) {
 				tracks = append(tracks, st)
 				ts = append(ts, t)
 			}
-			end(nil)
-			s.target.StartSession(ingest.Session{Tracks: ts, Transport: "putmedia", Started: time.Now()})
-			started = true
-			haveBase = false
+			if started && sameTracks(prev, ts) {
+				// the same tracks in a new segment (a KVS-style producer
+				// sends one per fragment): the session goes on
+				for i := range tracks {
+					tracks[i] = prev[i]
+				}
+			} else {
+				end(nil)
+				s.target.StartSession(ingest.Session{Tracks: ts, Transport: "putmedia", Started: time.Now()})
+				started = true
+				haveBase = false
+			}
 		}
 		clusterNs := c.Timecode * int64(c.TimecodeScale)
 		if !haveBase {
@@ -162,6 +173,18 @@ func (s *session) run(body io.Reader) {
 }
 
 func ptr(v int64) *int64 { return &v }
+
+func sameTracks(prev []*trackState, ts []fragment.Track) bool {
+	if len(prev) != len(ts) {
+		return false
+	}
+	for i := range prev {
+		if !prev[i].t.Equal(&ts[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 // sample converts a frame whose absolute time is t (ns) to a sample on the
 // session timeline that starts at base.
