@@ -18,6 +18,11 @@ import (
 // fragmented MP4 (one fragment per keyframe), and ParseInit/ParseFMP4 read
 // it back. The fragments are numbered from 1 and given producer times.
 func ffmpegFragments(t testing.TB, clip string, seconds int) ([]Track, []*Fragment) {
+	return ffmpegFragmentsOf(t, filepath.Join("..", "testdata", clip), seconds)
+}
+
+// ffmpegFragmentsOf is ffmpegFragments for a clip at any path.
+func ffmpegFragmentsOf(t testing.TB, clipPath string, seconds int) ([]Track, []*Fragment) {
 	t.Helper()
 	testenv.RequireFFmpeg(t)
 	// two steps: a plain MP4 first, so that the AAC config is known when
@@ -25,7 +30,7 @@ func ffmpegFragments(t testing.TB, clip string, seconds int) ([]Track, []*Fragme
 	plain := filepath.Join(t.TempDir(), "plain.mp4")
 	out := filepath.Join(t.TempDir(), "clip.mp4")
 	for _, args := range [][]string{
-		{"-i", filepath.Join("..", "testdata", clip), "-t", strconv.Itoa(seconds), "-c", "copy", plain},
+		{"-i", clipPath, "-t", strconv.Itoa(seconds), "-c", "copy", plain},
 		{"-i", plain, "-c", "copy", "-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof", out},
 	} {
 		cmd := exec.Command("ffmpeg", append([]string{"-nostdin", "-v", "error"}, args...)...)
@@ -234,4 +239,64 @@ func TestMKVFromOtherMuxers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// clip1080 makes a 10 s 1080p30 4 Mbit/s H.264 + AAC clip (once per run).
+func clip1080(b *testing.B) string {
+	testenv.RequireFFmpeg(b)
+	p := filepath.Join(os.TempDir(), "tributary-bench-1080p.ts")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	out, err := exec.Command("ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "10", "-c:v", "libx264", "-preset", "ultrafast",
+		"-b:v", "4M", "-maxrate", "4M", "-bufsize", "8M", "-g", "30", "-bf", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+		"-f", "mpegts", p+".tmp").CombinedOutput()
+	if err != nil {
+		b.Fatalf("ffmpeg: %v: %s", err, out)
+	}
+	if err := os.Rename(p+".tmp", p); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+func benchWrite(b *testing.B, write func(dst []byte, f *Fragment) []byte) {
+	_, frags := ffmpegFragmentsOf(b, clip1080(b), 10)
+	var bytesPer, frames int64
+	for _, f := range frags {
+		for _, ss := range f.Samples {
+			frames += int64(len(ss))
+			for _, s := range ss {
+				bytesPer += int64(len(s.Payload))
+			}
+		}
+	}
+	buf := make([]byte, 0, 4<<20)
+	b.SetBytes(bytesPer)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for _, f := range frags {
+			buf = write(buf[:0], f)
+		}
+	}
+	b.ReportMetric(float64(frames)*float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+}
+
+// BenchmarkMKVWrite writes 10 s of a 4 Mbit/s 1080p30 H.264 + AAC stream as
+// MKV fragments; BenchmarkFMP4Write does the same as fMP4, for comparison.
+func BenchmarkMKVWrite(b *testing.B) {
+	var w MKVWriter
+	benchWrite(b, func(dst []byte, f *Fragment) []byte {
+		out, err := w.Append(dst, f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return out
+	})
+}
+
+func BenchmarkFMP4Write(b *testing.B) {
+	benchWrite(b, AppendFMP4)
 }
