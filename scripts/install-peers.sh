@@ -25,6 +25,8 @@ fi
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v mkvinfo >/dev/null 2>&1 || need+=(mkvtoolnix)
+# chromium: headless, plays HLS with the vendored hls.js in viewer and playback tests.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" >/dev/null 2>&1 \
 	|| ! command -v gst-inspect-1.0 >/dev/null 2>&1 \
 	|| ! gst-inspect-1.0 x264enc >/dev/null 2>&1 \
