@@ -20,6 +20,7 @@ import (
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
+	"github.com/tributary-io/tributary/playback"
 )
 
 // Agent runs the configured streams. Start it once; Close stops every
@@ -47,6 +48,8 @@ type Agent struct {
 	layout       archive.Layout
 	storeLatency latencyObserver
 	pushCounters putmedia.Counters
+	hub          hub
+	access       playback.Access
 	upCancel     context.CancelFunc
 	upDone       chan struct{}
 
@@ -106,6 +109,7 @@ func (a *Agent) Start(ctx context.Context) error {
 			log: a.Logger.With("component", "uploader"), classify: a.classify,
 			onUploaded: func(m fragment.Metadata, d time.Duration) {
 				uploadLatency.Observe(d.Seconds())
+				a.hub.notify(m)
 				if cfg.PutMedia.PersistedOn == "archive" {
 					for _, p := range a.streams() {
 						if p.cfg.Name == m.Stream {
@@ -128,6 +132,15 @@ func (a *Agent) Start(ctx context.Context) error {
 			return err
 		}
 		a.pipelines = append(a.pipelines, p)
+	}
+	acc, err := a.apiAccess()
+	if err != nil {
+		a.closeSpool()
+		return err
+	}
+	a.access = acc
+	if a.Handler == nil {
+		a.Handler = &playback.Server{Store: a.Store, Layout: layout, Access: acc, Live: a, Logger: a.Logger.With("component", "playback")}
 	}
 	if cfg.HTTP.Listen != "off" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
@@ -186,6 +199,7 @@ func (a *Agent) newStream(sc StreamConfig) (*pipeline, error) {
 		return nil, err
 	}
 	p.persistOnUpload = a.Config.PutMedia.PersistedOn == "archive"
+	p.landed = a.hub.notify
 	if a.spool != nil {
 		p.spool = a.spool
 		if p.crashLost {

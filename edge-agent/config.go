@@ -42,6 +42,8 @@ type Config struct {
 	Streams []StreamConfig `yaml:"streams"`
 	// PutMedia configures push ingest (POST /v1/streams/{s}/putmedia).
 	PutMedia PutMediaConfig `yaml:"putmedia"`
+	// API configures access to the playback API and the viewer.
+	API APIConfig `yaml:"api"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
 }
@@ -94,6 +96,21 @@ type S3Config struct {
 	CreateBucket bool `yaml:"create_bucket"`
 	// PartSize: objects above it are uploaded in parts. Default 16MiB.
 	PartSize ByteSize `yaml:"part_size"`
+}
+
+// APIConfig configures access to the playback API: bearer tokens, signed
+// playback sessions (so players fetch without headers) and CORS.
+type APIConfig struct {
+	// Auth: "token" or "none" (anyone may read). Default token.
+	Auth string `yaml:"auth"`
+	// Tokens accepted as "Authorization: Bearer …". With none, the agent
+	// makes one and keeps it in <data_dir>/api-token (mode 0600).
+	Tokens []string `yaml:"tokens"`
+	// SigningKeyFile holds the key that signs playback sessions. Default
+	// "<data_dir>/api-signing.key", created when missing.
+	SigningKeyFile string `yaml:"signing_key_file"`
+	// CORSOrigins browser players may call from. Default ["*"].
+	CORSOrigins []string `yaml:"cors_origins"`
 }
 
 // PutMediaConfig configures push ingest.
@@ -508,6 +525,15 @@ func (c *Config) fillDefaults() {
 	if c.Archive.S3.PartSize == 0 {
 		c.Archive.S3.PartSize = 16 << 20
 	}
+	if c.API.Auth == "" {
+		c.API.Auth = "token"
+	}
+	if c.API.SigningKeyFile == "" {
+		c.API.SigningKeyFile = filepath.Join(c.DataDir, "api-signing.key")
+	}
+	if len(c.API.CORSOrigins) == 0 {
+		c.API.CORSOrigins = []string{"*"}
+	}
 	pm := &c.PutMedia
 	if pm.Enabled == nil {
 		t := true
@@ -630,6 +656,11 @@ func (c *Config) Validate() error {
 		}
 	default:
 		return bad("archive.type", "%q is not one of local, s3", c.Archive.Type)
+	}
+	switch c.API.Auth {
+	case "token", "none":
+	default:
+		return bad("api.auth", "%q is not one of token, none", c.API.Auth)
 	}
 	switch c.PutMedia.Auth {
 	case "token", "none":

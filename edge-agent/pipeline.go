@@ -55,9 +55,10 @@ type pipeline struct {
 	droppedGOPs     atomic.Uint64
 	droppedSamples  atomic.Uint64
 	storeErrors     atomic.Uint64
-	denied          atomic.Uint64 // fragments refused by a full spool (deny_new)
-	crashLost       bool          // the previous run's fragment in progress was lost
-	persistOnUpload bool          // PERSISTED acks wait for the upload to the archive
+	denied          atomic.Uint64           // fragments refused by a full spool (deny_new)
+	crashLost       bool                    // the previous run's fragment in progress was lost
+	persistOnUpload bool                    // PERSISTED acks wait for the upload to the archive
+	landed          func(fragment.Metadata) // told when a fragment is in the archive
 	latency         latencyObserver
 	curHour         time.Time // hour of the latest stored fragment (store goroutine)
 
@@ -447,6 +448,9 @@ func (p *pipeline) stored(j storeJob) fragment.Metadata {
 	p.mu.Unlock()
 	if !p.persistOnUpload || p.spool == nil {
 		p.ackPersisted(m)
+	}
+	if p.spool == nil && p.landed != nil {
+		p.landed(m) // in the archive now
 	}
 	return m
 }

@@ -124,6 +124,11 @@ func Run(ctx context.Context, o Options) error {
 	if cfg.Spool.Active(cfg.Archive.Type) {
 		fmt.Fprintf(o.Out, "  spool        %s\n", cfg.Spool.Path)
 	}
+	viewer := "http://" + agent.Addr() + "/"
+	if tok := agent.APIToken(); tok != "" {
+		viewer += "#token=" + tok
+	}
+	fmt.Fprintf(o.Out, "  viewer       %s\n", viewer)
 	fmt.Fprintf(o.Out, "  status       http://%s/v1/status\n", agent.Addr())
 	fmt.Fprintf(o.Out, "  metrics      http://%s/metrics\n", agent.Addr())
 	if o.Duration > 0 {

@@ -1,0 +1,127 @@
+package playback
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Errors of access control.
+var (
+	ErrUnauthorized = errors.New("a bearer token or a signed URL is required")
+	ErrForbidden    = errors.New("the signature is wrong or has expired")
+)
+
+// Access configures who may use the API.
+type Access struct {
+	// Disabled turns access control off (anyone may read). Default false:
+	// a request needs a token or a signature.
+	Disabled bool
+	// Tokens are the bearer tokens accepted.
+	Tokens []string
+	// SigningKey signs playback session URLs (HMAC-SHA256). Required
+	// unless Disabled; at least 32 bytes.
+	SigningKey []byte
+	// MaxSessionTTL bounds the lifetime of a signed session. Default 24 h.
+	MaxSessionTTL time.Duration
+	// CORSOrigins are the origins browser players may call from; "*" for
+	// any. Default "*".
+	CORSOrigins []string
+}
+
+// Session is a signature authorising GET requests under one stream until
+// Exp, carried as the query parameters exp and sig.
+type Session struct {
+	Exp   int64  `json:"exp"`
+	Sig   string `json:"sig"`
+	Query string `json:"query"`
+}
+
+func (a *Access) sign(stream string, exp int64) string {
+	m := hmac.New(sha256.New, a.SigningKey)
+	m.Write([]byte("stream:"))
+	m.Write([]byte(stream))
+	m.Write([]byte{0})
+	m.Write([]byte(strconv.FormatInt(exp, 10)))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// NewSession signs a session for stream, valid for ttl (bounded by
+// MaxSessionTTL).
+func (a *Access) NewSession(stream string, ttl time.Duration, now time.Time) Session {
+	max := a.MaxSessionTTL
+	if max <= 0 {
+		max = 24 * time.Hour
+	}
+	if ttl <= 0 || ttl > max {
+		ttl = max
+	}
+	exp := now.Add(ttl).Unix()
+	sig := a.sign(stream, exp)
+	return Session{Exp: exp, Sig: sig, Query: "exp=" + strconv.FormatInt(exp, 10) + "&sig=" + sig}
+}
+
+// check authorises a request for stream ("" for a request about no one
+// stream); it returns the session query to propagate into playlists ("" when
+// authorised by token or with access off).
+func (a *Access) check(r *http.Request, stream string, now time.Time) (string, error) {
+	if a.Disabled {
+		return "", nil
+	}
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		for _, t := range a.Tokens {
+			if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
+				return "", nil
+			}
+		}
+		return "", ErrUnauthorized
+	}
+	q := r.URL.Query()
+	sig, expS := q.Get("sig"), q.Get("exp")
+	if sig == "" && expS == "" {
+		return "", ErrUnauthorized
+	}
+	if stream == "" || (r.Method != http.MethodGet && r.Method != http.MethodHead) || len(a.SigningKey) == 0 {
+		return "", ErrForbidden
+	}
+	exp, err := strconv.ParseInt(expS, 10, 64)
+	if err != nil {
+		return "", ErrForbidden
+	}
+	want := a.sign(stream, exp)
+	if subtle.ConstantTimeCompare([]byte(sig), []byte(want)) != 1 || now.Unix() > exp {
+		return "", ErrForbidden
+	}
+	return "exp=" + url.QueryEscape(expS) + "&sig=" + url.QueryEscape(sig), nil
+}
+
+// cors sets the CORS headers of a response.
+func (a *Access) cors(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return
+	}
+	allowed := len(a.CORSOrigins) == 0
+	for _, o := range a.CORSOrigins {
+		if o == "*" || o == origin {
+			allowed = true
+		}
+	}
+	if !allowed {
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Range, Content-Type")
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
+	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range")
+	h.Set("Access-Control-Max-Age", "600")
+}

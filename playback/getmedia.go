@@ -1,0 +1,265 @@
+package playback
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tributary-io/tributary/archive"
+	"github.com/tributary-io/tributary/fragment"
+)
+
+// continuationToken is the GetMedia token that resumes after a fragment:
+// the base64url of its key (the same form as ListFragments' tokens).
+func continuationToken(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+
+func (s *Server) tokenKey(stream, token string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return "", badParam("start", "token: not base64url")
+	}
+	key := string(b)
+	st, _, _, _, err := archive.ParseFragmentKey(key)
+	prefix, _ := s.Layout.FragmentsPrefix(stream)
+	if err != nil || st != stream || !strings.HasPrefix(key, prefix) {
+		return "", badParam("start", "token: not a token of this stream")
+	}
+	return key, nil
+}
+
+// mediaWriter writes fragments as KVS-style MKV to a client.
+type mediaWriter struct {
+	s   *Server
+	w   io.Writer
+	rc  *http.ResponseController
+	mkv fragment.MKVWriter
+	buf []byte
+}
+
+func (mw *mediaWriter) write(ctx context.Context, m fragment.Metadata) error {
+	f, err := mw.s.readFragment(ctx, m)
+	if err != nil {
+		return err
+	}
+	tags := make(map[string]string, len(m.Tags)+2)
+	for k, v := range m.Tags {
+		tags[k] = v
+	}
+	tags[fragment.TagContinuationToken] = continuationToken(m.Key)
+	tags[fragment.TagMillisBehindNow] = strconv.FormatInt(max(mw.s.Now().Sub(m.ProducerEnd).Milliseconds(), 0), 10)
+	f.Tags = tags
+	if mw.buf, err = mw.mkv.Append(mw.buf[:0], f); err != nil {
+		return err
+	}
+	if _, err := mw.w.Write(mw.buf); err != nil {
+		return err
+	}
+	return mw.rc.Flush()
+}
+
+// getMedia streams MKV from a start selector, then tails new fragments as
+// they land, until the client goes away.
+func (s *Server) getMedia(w http.ResponseWriter, r *http.Request, req request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	sel, err := ParseStartSelector(q.Get("start"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	end, err := ParseTime("end", q.Get("end"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if _, err := s.info(ctx, req.stream); err != nil {
+		s.fail(w, err)
+		return
+	}
+	// the cursor: fragments after this key are sent ("" = from the first
+	// that matches the list request below)
+	after := ""
+	var minNumber uint64 // fragment:N: fragments before N that overlap its start are skipped
+	list := archive.ListRequest{Stream: req.stream, Limit: 100}
+	switch sel.Kind {
+	case SelectNow:
+		last, err := s.latest(ctx, req.stream, 1)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		if len(last) == 1 {
+			after = last[0].Key
+		} else {
+			list.Start = s.Now()
+		}
+	case SelectEarliest:
+	case SelectProducer:
+		list.Start = sel.Time
+	case SelectServer:
+		list.Selector, list.Start = archive.SelectorServer, sel.Time
+	case SelectToken:
+		if after, err = s.tokenKey(req.stream, sel.Token); err != nil {
+			s.fail(w, err)
+			return
+		}
+	case SelectFragment:
+		found, err := s.findNumbers(ctx, req.stream, []uint64{sel.Number})
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		m, ok := found[sel.Number]
+		if !ok {
+			s.fail(w, fmt.Errorf("%w: fragment %d of %s", archive.ErrNotFound, sel.Number, req.stream))
+			return
+		}
+		list.Start = m.ProducerStart
+		minNumber = sel.Number
+	}
+	var notify <-chan fragment.Metadata
+	if s.Live != nil {
+		ch, stop := s.Live.Subscribe(req.stream)
+		defer stop()
+		notify = ch
+	}
+	w.Header().Set("Content-Type", "video/x-matroska")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	mw := &mediaWriter{s: s, w: w, rc: http.NewResponseController(w)}
+	_ = mw.rc.Flush()
+	poll := time.NewTicker(s.PollInterval)
+	defer poll.Stop()
+	for {
+		if after != "" {
+			list.Token = continuationToken(after)
+		}
+		res, err := archive.ListFragments(ctx, s.Store, s.Layout, list)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.Logger.Warn("getmedia: listing", "stream", req.stream, "err", err)
+			}
+			return
+		}
+		for _, m := range res.Fragments {
+			if !end.IsZero() && m.ProducerStart.After(end) {
+				return
+			}
+			if m.Number < minNumber {
+				after = m.Key
+				continue
+			}
+			if err := mw.write(ctx, m); err != nil {
+				if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+					s.Logger.Warn("getmedia: fragment", "stream", req.stream, "key", m.Key, "err", err)
+				}
+				return
+			}
+			after = m.Key
+		}
+		if res.NextToken != "" {
+			continue // more already there
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-notify:
+		case <-poll.C:
+		}
+	}
+}
+
+// findNumbers finds fragments by number, scanning the stream from its
+// earliest fragment (numbers grow with time, so the scan stops once past
+// the largest).
+func (s *Server) findNumbers(ctx context.Context, stream string, numbers []uint64) (map[uint64]fragment.Metadata, error) {
+	want := map[uint64]bool{}
+	var top uint64
+	for _, n := range numbers {
+		want[n] = true
+		top = max(top, n)
+	}
+	found := map[uint64]fragment.Metadata{}
+	req := archive.ListRequest{Stream: stream, Limit: archive.MaxListFragmentsLimit}
+	scanned := 0
+	for {
+		res, err := archive.ListFragments(ctx, s.Store, s.Layout, req)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range res.Fragments {
+			if want[m.Number] {
+				found[m.Number] = m
+			}
+			if m.Number > top+1000 || len(found) == len(want) {
+				return found, nil
+			}
+		}
+		scanned += len(res.Fragments)
+		if res.NextToken == "" || scanned > maxRangeFragments*5 {
+			return found, nil
+		}
+		req.Token = res.NextToken
+	}
+}
+
+// fragmentList is the body of GetMediaForFragmentList.
+type fragmentList struct {
+	// Fragments are fragment numbers, as strings (as KVS gives them) or numbers.
+	Fragments []json.Number `json:"fragments"`
+}
+
+// getMediaForFragmentList streams the listed fragments, in the order given.
+func (s *Server) getMediaForFragmentList(w http.ResponseWriter, r *http.Request, req request) {
+	var body fragmentList
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.UseNumber()
+	if err := dec.Decode(&body); err != nil {
+		s.fail(w, badParam("body", "not JSON {\"fragments\": [\"1\", \"2\"]}: %v", err))
+		return
+	}
+	if len(body.Fragments) == 0 || len(body.Fragments) > 1000 {
+		s.fail(w, badParam("fragments", "%d fragments: give 1 to 1000", len(body.Fragments)))
+		return
+	}
+	var numbers []uint64
+	for _, n := range body.Fragments {
+		v, err := strconv.ParseUint(n.String(), 10, 64)
+		if err != nil || v == 0 {
+			s.fail(w, badParam("fragments", "%q is not a fragment number", n.String()))
+			return
+		}
+		numbers = append(numbers, v)
+	}
+	if _, err := s.info(r.Context(), req.stream); err != nil {
+		s.fail(w, err)
+		return
+	}
+	found, err := s.findNumbers(r.Context(), req.stream, numbers)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	for _, n := range numbers {
+		if _, ok := found[n]; !ok {
+			s.fail(w, fmt.Errorf("%w: fragment %d of %s", archive.ErrNotFound, n, req.stream))
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "video/x-matroska")
+	w.WriteHeader(http.StatusOK)
+	mw := &mediaWriter{s: s, w: w, rc: http.NewResponseController(w)}
+	for _, n := range numbers {
+		if err := mw.write(r.Context(), found[n]); err != nil {
+			s.Logger.Warn("getmediaforfragmentlist", "stream", req.stream, "number", n, "err", err)
+			return
+		}
+	}
+}
