@@ -1,0 +1,266 @@
+package testenv
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// InstallChromium is the command named in skip messages of tests that need
+// a headless Chromium.
+const InstallChromium = "make peers (or: apt-get install -y chromium)"
+
+// hlsPlayPage is the page PlayHLS opens: it plays a playlist with hls.js and
+// POSTs a PlayResult to /report.
+//
+//go:embed hlsplay.html
+var hlsPlayPage []byte
+
+// Timeouts of PlayHLS beyond the requested play time.
+const (
+	// playStartGrace is how long the page waits for playback to start.
+	playStartGrace = 20 * time.Second
+	// playReportSlack bounds Chromium's start and the report's way back.
+	playReportSlack = 30 * time.Second
+)
+
+// chromiumNames are the binaries RequireChromium looks for on PATH, in order.
+var chromiumNames = []string{"chromium", "chromium-browser", "google-chrome-stable", "google-chrome"}
+
+// RequireChromium returns the path of a Chromium binary ($TRIBUTARY_CHROMIUM
+// when set, else chromium, chromium-browser or google-chrome on PATH), or
+// fails the test under CI and skips it otherwise, naming "make peers".
+func RequireChromium(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("TRIBUTARY_CHROMIUM"); p != "" {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+		Missing(t, "chromium ($TRIBUTARY_CHROMIUM="+p+" is not an executable)", InstallChromium)
+	}
+	for _, name := range chromiumNames {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	Missing(t, "chromium", InstallChromium)
+	return ""
+}
+
+// VendoredHLSJS returns the path of the hls.js the viewer embeds
+// (playback/viewer/vendor/hls.min.js at the repository root), or fails the
+// test when it is missing (scripts/update-hlsjs.sh vendors it).
+func VendoredHLSJS(t testing.TB) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, "playback", "viewer", "vendor", "hls.min.js")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("vendored hls.js: %v (run scripts/update-hlsjs.sh)", err)
+	}
+	return p
+}
+
+// PlayResult is what the test page reports.
+type PlayResult struct {
+	// CurrentTime is the media element's currentTime at the end, in
+	// seconds (the position reached, which for a playlist that does not
+	// start at 0 is more than the time played).
+	CurrentTime float64
+	// Errors holds every hls.js ERROR event (fatal or not), every media
+	// element error, page exceptions, a play() refusal, and "playback never
+	// started" when it did not; empty when playback was clean. hls.js
+	// reports a broken segment with non-fatal errors only and plays on, so
+	// check that Errors is empty, not only that CurrentTime advanced.
+	Errors []string
+	// LatencyMS is Date.now() - hls.playingDate at the end (how far behind
+	// the wall clock the picture is, from EXT-X-PROGRAM-DATE-TIME), 0 when
+	// unknown.
+	LatencyMS float64
+	// Events are notable events for debugging, each prefixed with the
+	// milliseconds since the page loaded: MANIFEST_PARSED (levels,
+	// codecs), the first LEVEL_LOADED (live, targetduration), the first
+	// FRAG_LOADED, media events (playing, waiting, ended…), why the report
+	// was sent, then "counts: FRAG_BUFFERED=n FRAG_LOADED=n LEVEL_LOADED=n
+	// …" and the buffered ranges.
+	Events []string
+}
+
+// PlayHLS plays playlistURL with hls.js (the file at hlsJSPath, usually
+// VendoredHLSJS) in a headless Chromium and returns what the page saw. It
+// plays for d counted from the first 'playing' event, or until the media
+// ends, a fatal hls.js error or a media error, whichever comes first;
+// playback that has not started 20 s after the page loaded is reported as
+// an error. lowLatency sets hls.js's lowLatencyMode.
+//
+// Origins: the page (and hls.min.js) is served by a harness HTTP server
+// PlayHLS starts on 127.0.0.1 with a random port, which also receives the
+// page's report (POST /report). playlistURL belongs to the server under test,
+// a different origin, so that server must answer CORS for the page's origin
+// (http://127.0.0.1:PORT): Access-Control-Allow-Origin "*" or the request's
+// Origin, as the playback server does by default (Access.CORSOrigins empty or
+// "*"). A server that does not gives an hls.js manifestLoadError (a network
+// error, HTTP status 0) in Errors. Signed URLs work as they are: the
+// playlist's query is kept, and the playlist's own URIs carry theirs.
+//
+// PlayHLS fails the test when Chromium cannot be started, exits early or
+// never reports (within d + 50 s); Chromium and its children are killed (the
+// whole process group) before it returns. Call it from the test's goroutine.
+func PlayHLS(t testing.TB, hlsJSPath, playlistURL string, d time.Duration, lowLatency bool) PlayResult {
+	t.Helper()
+	bin := RequireChromium(t)
+	js, err := os.ReadFile(hlsJSPath)
+	if err != nil {
+		t.Fatalf("PlayHLS: hls.js: %v", err)
+	}
+	if d <= 0 {
+		d = 5 * time.Second
+	}
+
+	reports := make(chan PlayResult, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(hlsPlayPage)
+	})
+	mux.HandleFunc("GET /hls.min.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(js)
+	})
+	mux.HandleFunc("POST /report", func(w http.ResponseWriter, r *http.Request) {
+		var res PlayResult
+		if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(&res); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case reports <- res:
+		default: // a second report (a beacon after a fetch) is ignored
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("/", http.NotFound)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	q := url.Values{}
+	q.Set("src", playlistURL)
+	q.Set("d", fmt.Sprint(d.Milliseconds()))
+	q.Set("grace", fmt.Sprint(playStartGrace.Milliseconds()))
+	if lowLatency {
+		q.Set("ll", "1")
+	}
+	pageURL := srv.URL + "/?" + q.Encode()
+
+	// Not t.TempDir: a Chromium helper may still be writing as the test
+	// ends, and a profile that cannot be removed must not fail the test.
+	profile, err := os.MkdirTemp("", "tributary-chromium-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(profile)
+	logPath := filepath.Join(profile, "chromium.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+
+	cmd := exec.Command(bin,
+		"--headless",
+		"--no-sandbox",
+		"--disable-gpu",
+		"--disable-background-networking",
+		"--no-first-run",
+		"--no-default-browser-check",
+		"--disable-component-update",
+		"--disable-sync",
+		"--disable-breakpad",
+		"--disable-extensions",
+		"--disable-dev-shm-usage",
+		"--disable-background-timer-throttling",
+		"--disable-renderer-backgrounding",
+		"--disable-backgrounding-occluded-windows",
+		"--autoplay-policy=no-user-gesture-required",
+		"--mute-audio",
+		"--user-data-dir="+filepath.Join(profile, "profile"),
+		pageURL,
+	)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = profile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("PlayHLS: starting %s: %v", bin, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	exited := false
+	defer func() {
+		// the whole group: the browser, its renderer, GPU and utility
+		// processes, and the crash handler
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if !exited {
+			<-done
+		}
+	}()
+
+	timeout := d + playStartGrace + playReportSlack
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case res := <-reports:
+		t.Logf("PlayHLS %s: currentTime %.2f s, %d errors, latency %.0f ms, after %v",
+			redactQuery(playlistURL), res.CurrentTime, len(res.Errors), res.LatencyMS, time.Since(began).Round(10*time.Millisecond))
+		return res
+	case err := <-done:
+		exited = true
+		t.Fatalf("PlayHLS: chromium exited before the page reported (%v); its log:\n%s", err, fileTail(logPath, 4096))
+	case <-timer.C:
+		t.Fatalf("PlayHLS: no report from the page within %v; chromium's log:\n%s", timeout, fileTail(logPath, 4096))
+	}
+	return PlayResult{}
+}
+
+// redactQuery drops a URL's query (signatures) for logs.
+func redactQuery(u string) string {
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		return u[:i] + "?…"
+	}
+	return u
+}
+
+// fileTail returns the last n bytes of a file.
+func fileTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err.Error()
+	}
+	if fi.Size() > n {
+		if _, err := f.Seek(fi.Size()-n, io.SeekStart); err != nil {
+			return err.Error()
+		}
+	}
+	b, _ := io.ReadAll(f)
+	return strings.TrimSpace(string(b))
+}
