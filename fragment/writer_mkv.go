@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"time"
 )
 
 // TagTiming is the Tributary tag that carries a fragment's exact sample
@@ -38,28 +39,68 @@ const maxBlockOffset = 30000
 // Append appends the MKV encoding of f to dst. f.TrackConfigs describe the
 // tracks; Metadata gives the tags.
 func (w *MKVWriter) Append(dst []byte, f *Fragment) ([]byte, error) {
-	if w.hash == "" || w.hash != f.InitHash || f.InitHash == "" {
-		tr, err := encodeMKVTracks(f.TrackConfigs)
-		if err != nil {
-			return dst, err
-		}
-		w.tracks, w.hash = tr, f.InitHash
+	if err := w.tracksOf(f); err != nil {
+		return dst, err
 	}
 	dst = appendEBMLHeader(dst)
 	seg := len(dst)
 	dst = appendMasterStart(dst, mkvSegment)
+	dst = appendInfo(dst, f.Duration)
+	dst = append(dst, w.tracks...)
+	dst = w.appendBody(dst, f)
+	return closeMaster(dst, seg), nil
+}
 
-	// Info
+// AppendStreamStart begins a stream of fragments in one Matroska segment of
+// unknown size, as a live stream is (ffmpeg reads it, which it does not
+// with one segment per fragment): EBML header, Segment, Info and the Tracks
+// of f's configuration. AppendStreamFragment then adds each fragment; a
+// fragment of another configuration needs a new AppendStreamStart.
+func (w *MKVWriter) AppendStreamStart(dst []byte, f *Fragment) ([]byte, error) {
+	if err := w.tracksOf(f); err != nil {
+		return dst, err
+	}
+	dst = appendEBMLHeader(dst)
+	dst = appendID(dst, mkvSegment)
+	dst = append(dst, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF) // unknown size
+	dst = appendInfo(dst, 0)
+	return append(dst, w.tracks...), nil
+}
+
+// AppendStreamFragment appends a fragment's Tags and Clusters to a stream
+// begun by AppendStreamStart.
+func (w *MKVWriter) AppendStreamFragment(dst []byte, f *Fragment) []byte {
+	return w.appendBody(dst, f)
+}
+
+// Hash is the configuration (InitHash) of the Tracks last written.
+func (w *MKVWriter) Hash() string { return w.hash }
+
+func (w *MKVWriter) tracksOf(f *Fragment) error {
+	if w.hash == "" || w.hash != f.InitHash || f.InitHash == "" {
+		tr, err := encodeMKVTracks(f.TrackConfigs)
+		if err != nil {
+			return err
+		}
+		w.tracks, w.hash = tr, f.InitHash
+	}
+	return nil
+}
+
+func appendInfo(dst []byte, d time.Duration) []byte {
 	info := len(dst)
 	dst = appendMasterStart(dst, mkvInfo)
 	dst = appendUint(dst, mkvTimecodeScale, 1000000)
 	dst = appendString(dst, mkvMuxingApp, "tributary")
 	dst = appendString(dst, mkvWritingApp, "tributary")
-	dst = appendFloat(dst, mkvDuration, float64(f.Duration)/1e6)
-	dst = closeMaster(dst, info)
+	if d > 0 {
+		dst = appendFloat(dst, mkvDuration, float64(d)/1e6)
+	}
+	return closeMaster(dst, info)
+}
 
-	dst = append(dst, w.tracks...)
-
+// appendBody writes a fragment's Tags and Clusters.
+func (w *MKVWriter) appendBody(dst []byte, f *Fragment) []byte {
 	// Tags
 	tags := len(dst)
 	dst = appendMasterStart(dst, mkvTags)
@@ -127,8 +168,7 @@ func (w *MKVWriter) Append(dst []byte, f *Fragment) ([]byte, error) {
 		dst = appendMasterStart(dst, mkvCluster)
 		dst = appendUint(dst, mkvTimecode, uint64(max(base, 0)))
 	}
-	dst = closeMaster(dst, cluster)
-	return closeMaster(dst, seg), nil
+	return closeMaster(dst, cluster)
 }
 
 // AppendMKV appends the MKV encoding of f to dst with a throwaway writer.

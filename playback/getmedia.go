@@ -34,13 +34,19 @@ func (s *Server) tokenKey(stream, token string) (string, error) {
 	return key, nil
 }
 
-// mediaWriter writes fragments as KVS-style MKV to a client.
+// mediaWriter writes fragments as MKV to a client: one Segment of unknown
+// size (a new one when the codec configuration changes), and per fragment
+// a Tags element with the KVS tags (fragment number, server and producer
+// timestamps, continuation token, milliseconds behind now) followed by the
+// fragment's Cluster. KVS writes a whole segment per fragment; one segment
+// reads the same with a streaming MKV parser and, unlike KVS's, with ffmpeg.
 type mediaWriter struct {
 	s   *Server
 	w   io.Writer
 	rc  *http.ResponseController
-	mkv fragment.MKVWriter
-	buf []byte
+	mkv     fragment.MKVWriter
+	buf     []byte
+	started bool
 }
 
 func (mw *mediaWriter) write(ctx context.Context, m fragment.Metadata) error {
@@ -55,9 +61,15 @@ func (mw *mediaWriter) write(ctx context.Context, m fragment.Metadata) error {
 	tags[fragment.TagContinuationToken] = continuationToken(m.Key)
 	tags[fragment.TagMillisBehindNow] = strconv.FormatInt(max(mw.s.Now().Sub(m.ProducerEnd).Milliseconds(), 0), 10)
 	f.Tags = tags
-	if mw.buf, err = mw.mkv.Append(mw.buf[:0], f); err != nil {
-		return err
+	mw.buf = mw.buf[:0]
+	if !mw.started || f.InitHash != mw.mkv.Hash() {
+		// one segment for as long as the codec configuration holds
+		if mw.buf, err = mw.mkv.AppendStreamStart(mw.buf, f); err != nil {
+			return err
+		}
+		mw.started = true
 	}
+	mw.buf = mw.mkv.AppendStreamFragment(mw.buf, f)
 	if _, err := mw.w.Write(mw.buf); err != nil {
 		return err
 	}

@@ -262,7 +262,11 @@ func (s *Server) mediaPlaylist(req request, p hlsParams, frags []fragment.Metada
 		}
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", m.ProducerStart.UTC().Format("2006-01-02T15:04:05.000Z"))
 		fmt.Fprintf(&b, "#EXTINF:%.3f,\n", m.Duration.Seconds())
-		b.WriteString(withSession("f/"+strings.TrimPrefix(m.Key, prefix), req.session))
+		uri := "f/" + strings.TrimPrefix(m.Key, prefix)
+		if strings.HasSuffix(uri, ".mkv") {
+			uri += ".m4s" // served remuxed to fMP4; players go by the extension
+		}
+		b.WriteString(withSession(uri, req.session))
 		b.WriteByte('\n')
 		lastEnd = m.ProducerEnd
 	}
@@ -295,7 +299,10 @@ func (s *Server) hlsSegment(w http.ResponseWriter, r *http.Request, req request)
 		s.fail(w, err)
 		return
 	}
-	key := prefix + r.PathValue("path")
+	key := prefix + strings.TrimSuffix(r.PathValue("path"), ".mkv.m4s")
+	if strings.HasSuffix(r.PathValue("path"), ".mkv.m4s") {
+		key += ".mkv"
+	}
 	stream, _, _, container, err := archive.ParseFragmentKey(key)
 	if err != nil || stream != req.stream {
 		s.fail(w, badParam("path", "%q is not a fragment of %s", r.PathValue("path"), req.stream))
