@@ -481,3 +481,25 @@ func TestStreamsAndTimeline(t *testing.T) {
 		t.Errorf("second page: %s", body)
 	}
 }
+
+// TestHLSJSChromium plays live and on-demand HLS with hls.js in headless
+// Chromium: currentTime advances and hls.js reports no error at all.
+func TestHLSJSChromium(t *testing.T) {
+	testenv.RequireChromium(t)
+	e := recording(t)
+	hlsjs := testenv.VendoredHLSJS(t)
+	sess := e.session(t, "door")
+	start := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	for _, c := range []struct{ name, q string }{
+		{"live", "mode=live"},
+		{"on_demand", "mode=on_demand&start=" + start + "&end=" + time.Now().UTC().Format(time.RFC3339)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := testenv.PlayHLS(t, hlsjs, e.base+"/v1/streams/door/hls/master.m3u8?"+c.q+"&"+sess, 6*time.Second, c.name == "live")
+			t.Logf("%s: played %.1f s, latency %.0f ms, events %v", c.name, res.CurrentTime, res.LatencyMS, res.Events)
+			if res.CurrentTime < 3 || len(res.Errors) > 0 {
+				t.Errorf("%s: currentTime %.2f, errors %v", c.name, res.CurrentTime, res.Errors)
+			}
+		})
+	}
+}
