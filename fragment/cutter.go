@@ -40,6 +40,15 @@ type Cutter struct {
 	// OnDrop, when set, is told when samples are dropped: err is
 	// ErrGOPTooLong or ErrGOPTooLarge, samples and bytes what was dropped.
 	OnDrop func(err error, samples int, bytes int64)
+	// PartTarget, when positive with EmitPart set, has the Cutter hand out
+	// the fragment in progress in parts of about this duration (LL-HLS
+	// partial segments): consecutive runs of exactly the samples the
+	// fragment will hold, the last one marked Final when it closes.
+	PartTarget time.Duration
+	// EmitPart receives each part; like Emit's, it is valid only during the
+	// call. A part marked Aborted (no samples) says the fragment in progress
+	// was dropped (a GOP over the caps) and its parts are void.
+	EmitPart func(*Part)
 
 	tracks  []Track
 	leader  int
@@ -63,6 +72,25 @@ type Cutter struct {
 	forceDisc   bool
 	clockSource string
 	hash        string
+
+	partFrom    []int // per track: the first sample not yet in a part
+	partStartNs int64
+	partN       int
+	part        Part
+}
+
+// Part is a run of samples of the fragment in progress.
+type Part struct {
+	Fragment
+	// Index of the part in its fragment, from 0.
+	Index int
+	// Final is set on the last part of a fragment (emitted when it closes).
+	Final bool
+	// Independent is set when the part starts with a keyframe of the
+	// leading track.
+	Independent bool
+	// Aborted says the fragment in progress was dropped.
+	Aborted bool
 }
 
 type arena struct {
@@ -256,6 +284,13 @@ func (c *Cutter) writeLeader(s Sample) {
 	if !c.started {
 		return
 	}
+	if c.PartTarget > 0 && c.EmitPart != nil {
+		if nowNs := ticksToNs(s.DTS, c.tracks[c.leader].TimeScale); time.Duration(nowNs-c.partStartNs) >= c.PartTarget &&
+			len(c.cur.samples[c.leader]) > c.partFrom[c.leader] {
+			c.emitPart(nowNs, false)
+			c.partStartNs = nowNs
+		}
+	}
 	c.cur.add(c.leader, s)
 	c.lastLeader = s
 	c.haveLast = true
@@ -272,6 +307,12 @@ func (c *Cutter) fillLeaderDuration(dts int64) {
 func (c *Cutter) open(k Sample, nowNs int64) {
 	c.started = true
 	c.cutNext = false
+	if cap(c.partFrom) < len(c.tracks) {
+		c.partFrom = make([]int, len(c.tracks))
+	}
+	c.partFrom = c.partFrom[:len(c.tracks)]
+	clear(c.partFrom)
+	c.partStartNs, c.partN = nowNs, 0
 	c.curStartNs = nowNs
 	c.curStart = k.Time
 }
@@ -297,6 +338,10 @@ func (c *Cutter) checkCaps(_ int64) {
 	}
 	if c.OnDrop != nil {
 		c.OnDrop(err, n, c.cur.bytes)
+	}
+	if c.PartTarget > 0 && c.EmitPart != nil && c.partN > 0 {
+		c.part = Part{Aborted: true}
+		c.EmitPart(&c.part)
 	}
 	c.cur.reset(len(c.tracks))
 	c.started = false
@@ -338,6 +383,7 @@ func (c *Cutter) close(endNs, endTime int64) {
 			}
 		}
 	}
+	c.emitPart(-1, true)
 	c.emit(cur, endNs, endTime)
 	c.cur, c.next = c.next, cur
 	c.started = false
@@ -383,6 +429,7 @@ func (c *Cutter) Flush() {
 		}
 	}
 	endTime := c.curStart + (endNs - c.curStartNs)
+	c.emitPart(-1, true)
 	c.emit(c.cur, endNs, endTime)
 	c.cur.reset(len(c.tracks))
 	c.started = false
@@ -436,4 +483,56 @@ func (c *Cutter) emit(a *arena, endNs, endTime int64) {
 	if c.Emit != nil {
 		c.Emit(f)
 	}
+}
+
+// emitPart hands out the samples of the fragment in progress not yet in a
+// part: all of them when final, else those before boundaryNs (the leading
+// track's next sample).
+func (c *Cutter) emitPart(boundaryNs int64, final bool) {
+	if c.PartTarget <= 0 || c.EmitPart == nil {
+		return
+	}
+	p := &c.part
+	p.Fragment.TrackConfigs = c.tracks
+	if cap(p.Fragment.Samples) < len(c.tracks) {
+		p.Fragment.Samples = make([][]Sample, len(c.tracks))
+	}
+	p.Fragment.Samples = p.Fragment.Samples[:len(c.tracks)]
+	empty := true
+	for j := range c.tracks {
+		ss := c.cur.samples[j]
+		from := min(c.partFrom[j], len(ss))
+		to := len(ss)
+		if !final && j != c.leader {
+			cut := nsToTicks(boundaryNs, c.tracks[j].TimeScale)
+			for to > from && (ss[to-1].DTS >= cut || ss[to-1].Duration == 0) {
+				to--
+			}
+		}
+		p.Fragment.Samples[j] = ss[from:to]
+		c.partFrom[j] = to
+		if to > from {
+			empty = false
+		}
+	}
+	if empty && !final {
+		return
+	}
+	ls := p.Fragment.Samples[c.leader]
+	p.Index, p.Final, p.Aborted = c.partN, final, false
+	p.Independent = len(ls) > 0 && ls[0].Keyframe
+	var startNs, endNs int64
+	if len(ls) > 0 {
+		ts := c.tracks[c.leader].TimeScale
+		startNs = ticksToNs(ls[0].DTS, ts)
+		last := ls[len(ls)-1]
+		endNs = ticksToNs(last.DTS+int64(last.Duration), ts)
+	}
+	p.Fragment.Metadata = Metadata{
+		ProducerStart: time.Unix(0, c.curStart+(startNs-c.curStartNs)),
+		Duration:      time.Duration(endNs - startNs),
+		InitHash:      c.hash,
+	}
+	c.partN++
+	c.EmitPart(p)
 }

@@ -336,3 +336,64 @@ func TestCutterSteadyStateAllocs(t *testing.T) {
 		t.Errorf("%v allocations per sample in steady state", allocs)
 	}
 }
+
+// TestCutterParts: the parts of a fragment are exactly its samples, in
+// order, each part at most about PartTarget long, the last one Final.
+func TestCutterParts(t *testing.T) {
+	c := &Cutter{Target: 2 * time.Second, PartTarget: 500 * time.Millisecond}
+	frags := collect(c)
+	type part struct {
+		samples    [][]Sample
+		final, ind bool
+		dur        time.Duration
+	}
+	var parts []part
+	c.EmitPart = func(p *Part) {
+		cp := part{final: p.Final, ind: p.Independent, dur: p.Duration}
+		for _, ss := range p.Samples {
+			cp.samples = append(cp.samples, append([]Sample(nil), ss...))
+		}
+		parts = append(parts, cp)
+	}
+	c.Reset(testTracks(), false)
+	(&feed{fps: 30, gop: 30, audio: true, bframes: true, base: time.Unix(1e9, 0)}).run(c, 9*time.Second)
+	c.Flush()
+	pi := 0
+	for fi, f := range *frags {
+		got := make([][]Sample, len(f.Samples))
+		n := 0
+		for {
+			p := parts[pi]
+			pi++
+			n++
+			if p.dur > 600*time.Millisecond {
+				t.Errorf("fragment %d part %d lasts %v", fi, n, p.dur)
+			}
+			if n == 1 && !p.ind {
+				t.Errorf("fragment %d: first part not independent", fi)
+			}
+			for ti := range p.samples {
+				got[ti] = append(got[ti], p.samples[ti]...)
+			}
+			if p.final {
+				break
+			}
+		}
+		for ti := range f.Samples {
+			if len(got[ti]) != len(f.Samples[ti]) {
+				t.Fatalf("fragment %d track %d: parts hold %d samples, the fragment %d", fi, ti, len(got[ti]), len(f.Samples[ti]))
+			}
+			for j := range got[ti] {
+				if got[ti][j].DTS != f.Samples[ti][j].DTS || got[ti][j].Duration != f.Samples[ti][j].Duration {
+					t.Fatalf("fragment %d track %d sample %d differs in its part", fi, ti, j)
+				}
+			}
+		}
+		if n < 3 && fi < len(*frags)-1 {
+			t.Errorf("fragment %d in %d parts", fi, n)
+		}
+	}
+	if pi != len(parts) {
+		t.Errorf("%d parts left over", len(parts)-pi)
+	}
+}
