@@ -398,7 +398,7 @@ function renderMode() {
   let pos = '';
   if (state.mode === 'replay') pos = 'Replaying from ' + clock(state.from) + ', then following live';
   if (state.mode === 'range') pos = 'Playing ' + clock(state.from) + ' – ' + clock(state.to);
-  if (at && state.mode !== 'live') pos += ' · now at ' + clock(at) + ' (' + ago(at) + ')';
+  if (at && state.mode !== 'live') pos += ' · showing ' + clock(at) + ' (' + ago(at) + ')';
   $('position').textContent = pos;
 }
 
