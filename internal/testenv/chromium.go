@@ -203,6 +203,10 @@ func PlayHLS(t testing.TB, hlsJSPath, playlistURL string, d time.Duration, lowLa
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = profile
+	// keep the crash handler's database and caches out of $HOME
+	cmd.Env = append(os.Environ(),
+		"XDG_CONFIG_HOME="+filepath.Join(profile, "config"),
+		"XDG_CACHE_HOME="+filepath.Join(profile, "cache"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	began := time.Now()
 	if err := cmd.Start(); err != nil {
