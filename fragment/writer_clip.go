@@ -190,7 +190,6 @@ type clipTrack struct {
 	stss    []uint32 // 1-based numbers of sync samples, once a non-sync one was seen
 	stsc    []stscRun
 	offsets []uint64 // chunk offsets, relative to the mdat payload until finish
-	bytes   int64
 
 	hasLast  bool
 	lastDTS  int64  // clip DTS of the last sample (ticks)
@@ -213,8 +212,9 @@ func (t *clipTrack) nominalDuration() uint32 {
 func (t *clipTrack) next() int64 { return t.lastDTS + int64(t.lastDur) }
 
 // addSample appends one sample of size bytes at clip DTS dts (raised to
-// keep DTS increasing); inRange is false for a sample kept only as a reference of
-// earlier-presented ones (B-frames past the end).
+// keep DTS increasing); inRange is false for a sample kept only as a
+// reference of earlier-presented ones (a P-frame past the end whose
+// B-frames present before it).
 func (t *clipTrack) addSample(s *Sample, size int, dts int64, inRange bool) {
 	n := uint32(len(t.sizes))
 	if t.hasLast {
@@ -235,7 +235,6 @@ func (t *clipTrack) addSample(s *Sample, size int, dts int64, inRange bool) {
 	}
 	t.hasLast, t.lastDTS, t.lastDur = true, dts, dur
 	t.sizes = append(t.sizes, uint32(size))
-	t.bytes += int64(size)
 	if k := len(t.ctts); k > 0 && t.ctts[k-1].offset == s.PTSOffset {
 		t.ctts[k-1].count++
 	} else {
@@ -741,11 +740,11 @@ func (p *clipPlanner) finish(src ClipSource) (*Clip, error) {
 		if !t.hasEnd || end < p0 {
 			end = p0
 		}
-		e := edit{mediaTime: p0 - t.base}
+		e := edit{mediaTime: max(p0-t.base, 0)}
 		emptyNs := ticksToNsRound(p0, t.timescale)
 		endNs := ticksToNsRound(end, t.timescale)
-		e.empty = roundDiv(emptyNs*clipMovieTimeScale, int64(time.Second))
-		e.dur = roundDiv(endNs*clipMovieTimeScale, int64(time.Second)) - e.empty
+		e.empty = roundDiv(emptyNs, int64(time.Second/clipMovieTimeScale))
+		e.dur = roundDiv(endNs, int64(time.Second/clipMovieTimeScale)) - e.empty
 		edits[k] = e
 		movieDur = max(movieDur, e.empty+e.dur)
 		maxNs = max(maxNs, endNs)

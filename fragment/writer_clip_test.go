@@ -799,9 +799,6 @@ func (s *loopSource) Rewind(context.Context) error {
 // 2 s, 1.8 GB) to io.Discard and checks that the heap stays small: the
 // writer holds sample tables, not media.
 func TestWriteClip1h(t *testing.T) {
-	if testing.Short() {
-		t.Skip("1 h clip: skipped with -short")
-	}
 	src := newLoopSource(t, 1800)
 	t0 := src.tmpl.ProducerStart
 	runtime.GC()
@@ -880,9 +877,6 @@ func (w *headerWriter) Write(p []byte) (int, error) {
 // TestWriteClipOver4GB writes a clip of more than 4 GiB: the mdat has a
 // 64-bit size and the co64 offsets go past 4 GiB.
 func TestWriteClipOver4GB(t *testing.T) {
-	if testing.Short() {
-		t.Skip("4.5 GiB clip: skipped with -short")
-	}
 	tracks, _ := ffmpegFragments(t, "h264.ts", 1)
 	payload := make([]byte, 1<<20)
 	const perFrag, nfrag = 50, 92 // 4.49 GiB
