@@ -2,12 +2,14 @@ package fragment
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -111,14 +113,19 @@ var ErrClipTruncated = errors.New("clip ends early")
 // begins later (audio that starts a few ms after the keyframe, a track that
 // appears mid-clip) with an empty edit.
 //
-// Codec-configuration changes (a new SPS, a new AudioSpecificConfig) become
-// extra sample entries in the track's stsd, and stsc points each fragment's
-// chunk at its entry: ffmpeg and browsers switch decoder configuration at
-// the chunk. The track set is the union over the clip's fragments (by track
-// ID); a track may appear, disappear and come back. What a single MP4 track
-// cannot carry ends the clip before the fragment that brings it, and
-// Truncated says so: a track ID whose kind, codec or timescale changes.
-// Data tracks (JSON) are left out of the file.
+// Codec-configuration changes of a video track (a new SPS: another
+// resolution) become extra sample entries in its stsd, stsc points each
+// fragment's chunk at its entry, and the first sample after each switch
+// also carries the new VPS/SPS/PPS in band: ffmpeg, GStreamer and Safari
+// follow the sample entries, Chromium (which keeps the first one) follows
+// the in-band parameter sets. An audio track's configuration change (a new
+// AudioSpecificConfig, sample rate or channel count) ends the clip before
+// the fragment that brings it, as does a track ID whose kind, codec or
+// timescale changes: MP4 has no in-band way to signal those, and players
+// that keep the first sample entry would fail on the rest. Truncated says
+// where and why. The track set is the union over the clip's fragments (by
+// track ID); a track may appear, disappear and come back. Data tracks
+// (JSON) are left out of the file.
 func PlanClip(ctx context.Context, src ClipSource, from, to time.Time) (*Clip, error) {
 	if !to.After(from) {
 		return nil, fmt.Errorf("%w: end %s is not after start %s", ErrEmptyClip, to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
@@ -157,6 +164,8 @@ type clipChunk struct {
 	ftrack     int32  // track index in the fragment
 	track      int32  // index in Clip.tracks
 	begin, end int32
+	entry      int32 // the sample entry
+	inband     bool  // its parameter sets go in front of the first sample
 }
 
 type sttsRun struct{ count, delta uint32 }
@@ -171,16 +180,19 @@ type stscRun struct{ firstChunk, samplesPerChunk, entry uint32 }
 // clipTrack is one track of the clip: its sample entries, its sample
 // tables and where its timeline stands.
 type clipTrack struct {
-	id        uint32
-	kind      Kind
-	codec     Codec
-	timescale uint32
-	configs   []Track  // one per sample entry
-	entries   [][]byte // the sample entries (avc1, mp4a, …), as MarshalInit writes them
-	hdlr      []byte   // whole boxes taken from MarshalInit
-	xmhd      []byte   // vmhd or smhd
-	dinf      []byte
-	lastEntry int
+	id         uint32
+	kind       Kind
+	codec      Codec
+	timescale  uint32
+	configs    []Track  // every configuration seen
+	entryOf    []int    // the sample entry of each configuration
+	lastConfig int      // the configuration of the last fragment
+	entries    [][]byte // the sample entries (avc1, mp4a, …), as MarshalInit writes them
+	inband     [][]byte // per entry: its parameter sets in band (H.264, H.265)
+	lastChunk  int      // the sample entry of the last chunk
+	hdlr       []byte   // whole boxes taken from MarshalInit
+	xmhd       []byte   // vmhd or smhd
+	dinf       []byte
 
 	sizes   []uint32
 	stts    []sttsRun
@@ -270,28 +282,52 @@ func (t *clipTrack) pushStts(d uint32) {
 }
 
 // entryFor returns the index of the sample entry of configuration c,
-// adding one when c is new; ok is false when c cannot share the track.
-func (t *clipTrack) entryFor(c *Track) (int, bool, error) {
-	if t.configs[t.lastEntry].Equal(c) {
-		return t.lastEntry, true, nil
+// adding one when c is new; why says what keeps c from sharing the track.
+func (t *clipTrack) entryFor(c *Track) (entry int, why string, err error) {
+	if t.configs[t.lastConfig].Equal(c) {
+		return t.entryOf[t.lastConfig], "", nil
 	}
 	for i := range t.configs {
 		if t.configs[i].Equal(c) {
-			t.lastEntry = i
-			return i, true, nil
+			t.lastConfig = i
+			return t.entryOf[i], "", nil
 		}
 	}
 	if c.Kind != t.kind || c.Codec != t.codec || c.TimeScale != t.timescale {
-		return 0, false, nil
+		return 0, fmt.Sprintf("changes from %s %s/%d to %s %s/%d, which one MP4 track cannot carry",
+			t.kind, t.codec, t.timescale, c.Kind, c.Codec, c.TimeScale), nil
 	}
 	parts, err := clipTrackParts(*c)
 	if err != nil {
-		return 0, false, err
+		return 0, "", err
+	}
+	entry = slices.IndexFunc(t.entries, func(e []byte) bool { return bytes.Equal(e, parts.entry) })
+	if entry < 0 {
+		if t.kind != KindVideo {
+			return 0, fmt.Sprintf("changes its %s configuration, which MP4 cannot signal in band (and Chromium ignores later sample entries)", t.codec), nil
+		}
+		entry = len(t.entries)
+		t.entries = append(t.entries, parts.entry)
+		t.inband = append(t.inband, inbandParams(c))
 	}
 	t.configs = append(t.configs, *c)
-	t.entries = append(t.entries, parts.entry)
-	t.lastEntry = len(t.configs) - 1
-	return t.lastEntry, true, nil
+	t.entryOf = append(t.entryOf, entry)
+	t.lastConfig = len(t.configs) - 1
+	return entry, "", nil
+}
+
+// inbandParams returns the parameter sets of an H.264 or H.265 track as
+// length-prefixed NAL units, to go in band in front of the first sample
+// after a change of sample entry.
+func inbandParams(c *Track) []byte {
+	var out []byte
+	for _, ps := range [][]byte{c.VPS, c.SPS, c.PPS} {
+		if len(ps) > 0 && (c.Codec == CodecH265 || c.Codec == CodecH264) {
+			out = binary.BigEndian.AppendUint32(out, uint32(len(ps)))
+			out = append(out, ps...)
+		}
+	}
+	return out
 }
 
 // trackParts are the boxes of one track taken from MarshalInit.
@@ -433,36 +469,39 @@ func clipLeader(f *Fragment, all bool) int {
 func isDataTrack(t *Track) bool { return t.Kind == KindData || t.Codec.Kind() == KindData }
 
 // track returns the clip track of configuration tc and its sample entry,
-// adding either when new; ok is false when tc cannot share the track of its
-// ID, and ci is -1 for a data track.
-func (p *clipPlanner) track(tc *Track, number uint64) (ci, entry int, ok bool, err error) {
+// adding either when new; why says what keeps tc from sharing the track of
+// its ID, and ci is -1 for a data track.
+func (p *clipPlanner) track(tc *Track, number uint64) (ci, entry int, why string, err error) {
 	if isDataTrack(tc) {
-		return -1, 0, true, nil
+		return -1, 0, "", nil
 	}
 	if tc.TimeScale == 0 {
-		return 0, 0, false, fmt.Errorf("clip: fragment %d: track %d has timescale 0", number, tc.ID)
+		return 0, 0, "", fmt.Errorf("clip: fragment %d: track %d has timescale 0", number, tc.ID)
 	}
 	ci, found := p.byID[tc.ID]
 	if !found {
 		parts, err := clipTrackParts(*tc)
 		if err != nil {
-			return 0, 0, false, fmt.Errorf("clip: fragment %d track %d: %w", number, tc.ID, err)
+			return 0, 0, "", fmt.Errorf("clip: fragment %d track %d: %w", number, tc.ID, err)
 		}
 		ci = len(p.tracks)
 		p.tracks = append(p.tracks, &clipTrack{id: tc.ID, kind: tc.Kind, codec: tc.Codec, timescale: tc.TimeScale,
-			configs: []Track{*tc}, entries: [][]byte{parts.entry}, hdlr: parts.hdlr, xmhd: parts.xmhd, dinf: parts.dinf})
+			configs: []Track{*tc}, entryOf: []int{0}, entries: [][]byte{parts.entry}, inband: [][]byte{inbandParams(tc)},
+			hdlr: parts.hdlr, xmhd: parts.xmhd, dinf: parts.dinf})
 		p.byID[tc.ID] = ci
 	}
-	entry, ok, err = p.tracks[ci].entryFor(tc)
+	entry, why, err = p.tracks[ci].entryFor(tc)
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("clip: fragment %d track %d: %w", number, tc.ID, err)
+		return 0, 0, "", fmt.Errorf("clip: fragment %d track %d: %w", number, tc.ID, err)
 	}
-	return ci, entry, ok, nil
+	return ci, entry, why, nil
 }
 
 // chunk records samples [b, e) of track ftrack of the fi-th fragment as
 // one chunk of clip track ci; dts gives each sample's clip DTS, size its
-// payload size and inRange whether it starts before the end.
+// payload size and inRange whether it starts before the end. A chunk whose
+// sample entry differs from the previous chunk's gets the entry's parameter
+// sets in band too, for players that keep the first sample entry.
 func (p *clipPlanner) chunk(ci, entry, fi, ftrack int, number uint64, ss []Sample, b, e int,
 	dts func(j int) int64, size func(j int) int, inRange func(j int) bool) {
 	ct := p.tracks[ci]
@@ -472,13 +511,19 @@ func (p *clipPlanner) chunk(ci, entry, fi, ftrack int, number uint64, ss []Sampl
 		ct.stsc = append(ct.stsc, stscRun{k + 1, spc, en})
 	}
 	ct.offsets = append(ct.offsets, uint64(p.mdat))
+	inband := entry != ct.lastChunk && len(ct.inband[entry]) > 0
+	ct.lastChunk = entry
 	for j := b; j < e; j++ {
 		n := size(j)
+		if j == b && inband {
+			n += len(ct.inband[entry])
+		}
 		ct.addSample(&ss[j], n, dts(j), inRange(j))
 		p.mdat += int64(n)
 	}
 	p.samples += e - b
-	p.chunks = append(p.chunks, clipChunk{number: number, frag: int32(fi), ftrack: int32(ftrack), track: int32(ci), begin: int32(b), end: int32(e)})
+	p.chunks = append(p.chunks, clipChunk{number: number, frag: int32(fi), ftrack: int32(ftrack), track: int32(ci),
+		begin: int32(b), end: int32(e), entry: int32(entry), inband: inband})
 }
 
 // add plans fragment f (the fi-th of the source); done means the clip
@@ -557,16 +602,14 @@ func (p *clipPlanner) add(f *Fragment, fi int) (done bool, err error) {
 			continue
 		}
 		tc := &f.TrackConfigs[i]
-		ci, e, ok, err := p.track(tc, f.Number)
+		ci, e, why, err := p.track(tc, f.Number)
 		if err != nil {
 			return false, err
 		}
-		if !ok {
+		if why != "" {
 			if le > lb {
-				ct := p.tracks[ci]
-				p.truncated = fmt.Errorf("%w at %s (fragment %d): track %d changes from %s %s/%d to %s %s/%d, which one MP4 track cannot carry",
-					ErrClipTruncated, time.Unix(0, ps).UTC().Format(time.RFC3339Nano), f.Number, tc.ID,
-					ct.kind, ct.codec, ct.timescale, tc.Kind, tc.Codec, tc.TimeScale)
+				p.truncated = fmt.Errorf("%w at %s (fragment %d): track %d %s",
+					ErrClipTruncated, time.Unix(0, ps).UTC().Format(time.RFC3339Nano), f.Number, tc.ID, why)
 			}
 			return true, nil
 		}
@@ -681,11 +724,11 @@ func (p *clipPlanner) addPrevAudio() error {
 		if b >= e {
 			continue
 		}
-		ci, entry, ok, err := p.track(&c.configs[i], c.number)
+		ci, entry, why, err := p.track(&c.configs[i], c.number)
 		if err != nil {
 			return err
 		}
-		if !ok || ci < 0 {
+		if why != "" || ci < 0 {
 			continue
 		}
 		ts, sizes := c.configs[i].TimeScale, c.sizes[i]
@@ -1010,14 +1053,18 @@ func (c *Clip) Stream(ctx context.Context, w io.Writer) (int64, error) {
 				return cw.n, fmt.Errorf("clip: the source changed between passes: fragment %d is number %d, was %d", fi, f.Number, ch.number)
 			}
 			t := c.tracks[ch.track]
-			for _, s := range f.Samples[ch.ftrack][ch.begin:ch.end] {
-				if uint32(len(s.Payload)) != t.sizes[counts[ch.track]] || len(s.Payload) > math.MaxUint32 {
+			for j, s := range f.Samples[ch.ftrack][ch.begin:ch.end] {
+				var params []byte
+				if j == 0 && ch.inband {
+					params = t.inband[ch.entry]
+				}
+				if want := t.sizes[counts[ch.track]]; int64(len(s.Payload))+int64(len(params)) != int64(want) {
 					bw.Flush()
 					return cw.n, fmt.Errorf("clip: the source changed between passes: fragment %d track %d sample of %d bytes, was %d",
-						f.Number, t.id, len(s.Payload), t.sizes[counts[ch.track]])
+						f.Number, t.id, len(s.Payload), int64(want)-int64(len(params)))
 				}
 				counts[ch.track]++
-				if _, err := bw.Write(s.Payload); err != nil {
+				if err := writeSample(bw, s.Payload, params, t.codec); err != nil {
 					return cw.n, err
 				}
 			}
@@ -1027,6 +1074,35 @@ func (c *Clip) Stream(ctx context.Context, w io.Writer) (int64, error) {
 		return cw.n, err
 	}
 	return cw.n, nil
+}
+
+// writeSample writes a sample's payload with params (parameter sets,
+// length-prefixed) in front, after the access unit delimiter if the payload
+// starts with one.
+func writeSample(w *bufio.Writer, payload, params []byte, codec Codec) error {
+	if len(params) > 0 {
+		if len(payload) > 4 {
+			n := int64(binary.BigEndian.Uint32(payload))
+			aud := false
+			switch codec {
+			case CodecH264:
+				aud = payload[4]&0x1f == 9
+			case CodecH265:
+				aud = payload[4]>>1&0x3f == 35
+			}
+			if aud && n <= int64(len(payload)-4) {
+				if _, err := w.Write(payload[:4+n]); err != nil {
+					return err
+				}
+				payload = payload[4+n:]
+			}
+		}
+		if _, err := w.Write(params); err != nil {
+			return err
+		}
+	}
+	_, err := w.Write(payload)
+	return err
 }
 
 type countWriter struct {

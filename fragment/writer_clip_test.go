@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -448,6 +451,49 @@ func TestWriteClipCodecChange(t *testing.T) {
 		t.Errorf("video %s of %v s, want h264 up to the change (%v)", codec, dur, end.Sub(from))
 	}
 	t.Log(c.Truncated())
+}
+
+// TestWriteClipAudioConfigChange: an audio configuration change ends the
+// clip; a change of track fields that leaves the sample entry as it was
+// does not.
+func TestWriteClipAudioConfigChange(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		change    func(*Track)
+		truncated bool
+	}{
+		{"AAC stereo", func(a *Track) { a.Config, a.Channels = []byte{0x11, 0x90}, 2 }, true},
+		{"same sample entry", func(a *Track) { a.Width = 7 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, frags := ffmpegFragments(t, "h264_aac.ts", 6)
+			for _, f := range frags[3:] {
+				f.TrackConfigs = slices.Clone(f.TrackConfigs)
+				tc.change(&f.TrackConfigs[1])
+				f.InitHash = ConfigHash(f.TrackConfigs)
+			}
+			from, to := frags[0].ProducerStart, frags[len(frags)-1].ProducerStart
+			p, c := writeClipFile(t, frags, from, to)
+			want := to.Sub(from)
+			if tc.truncated {
+				want = frags[3].ProducerStart.Sub(from)
+				if !errors.Is(c.Truncated(), ErrClipTruncated) {
+					t.Errorf("Truncated() = %v, want ErrClipTruncated", c.Truncated())
+				}
+				t.Log(c.Truncated())
+			} else if c.Truncated() != nil {
+				t.Errorf("Truncated() = %v", c.Truncated())
+			}
+			r := ffprobe(t, p, "-show_streams")
+			if _, _, dur, _, _ := r.stream("video"); !near(dur, want.Seconds(), 1.0/30) {
+				t.Errorf("video of %v s, want %v", dur, want)
+			}
+			b, _ := os.ReadFile(p)
+			if got := stsdEntries(t, b); !slices.Equal(got[1], []string{"mp4a"}) {
+				t.Errorf("audio sample entries %v, want one mp4a", got[1])
+			}
+		})
+	}
 }
 
 // shiftFrags moves fragments from index k on by wall in producer time and
@@ -929,4 +975,132 @@ func TestWriteClipOver4GB(t *testing.T) {
 	if tr, err := ParseInit(b[:fsize+msize]); err != nil || !tr[0].Equal(&tracks[0]) {
 		t.Errorf("ParseInit: %v %v", tr, err)
 	}
+}
+
+// clipPlayPage plays the clip at /clip.mp4 in a <video> and POSTs what it
+// saw to /report when it ends, fails, or after 30 s.
+const clipPlayPage = `<!doctype html><html><body><video id=v muted playsinline></video><script>
+const v = document.getElementById('v'), sizes = [];
+v.addEventListener('resize', () => sizes.push(v.videoWidth + 'x' + v.videoHeight));
+let sent = false;
+function report(why) {
+  if (sent) return; sent = true;
+  const q = v.getVideoPlaybackQuality();
+  fetch('/report', {method: 'POST', body: JSON.stringify({why, time: v.currentTime, duration: v.duration,
+    error: v.error ? v.error.code + ' ' + v.error.message : '', sizes, frames: q.totalVideoFrames})});
+}
+v.addEventListener('ended', () => report('ended'));
+v.addEventListener('error', () => report('error'));
+setTimeout(() => report('timeout'), 30000);
+v.src = '/clip.mp4';
+v.playbackRate = 4;
+v.play().catch(e => report('play: ' + e));
+</script></body></html>`
+
+type chromiumReport struct {
+	Why      string
+	Time     float64
+	Duration float64
+	Error    string
+	Sizes    []string
+	Frames   int
+}
+
+// playInChromium serves the clip of frags between from and to the way the
+// playback API does (PlanClip, Content-Length, Stream, no range requests)
+// and plays it in a headless Chromium to its end.
+func playInChromium(t *testing.T, frags []*Fragment, from, to time.Time) chromiumReport {
+	t.Helper()
+	bin := testenv.RequireChromium(t)
+	reports := make(chan chromiumReport, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, clipPlayPage)
+	})
+	mux.HandleFunc("GET /clip.mp4", func(w http.ResponseWriter, r *http.Request) {
+		c, err := PlanClip(r.Context(), &sliceSource{frags: frags}, from, to)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "video/mp4")
+		w.Header().Set("Content-Length", strconv.FormatInt(c.Size(), 10))
+		if _, err := c.Stream(r.Context(), w); err != nil {
+			t.Logf("serving the clip: %v", err)
+		}
+	})
+	mux.HandleFunc("POST /report", func(w http.ResponseWriter, r *http.Request) {
+		var rep chromiumReport
+		if err := json.NewDecoder(r.Body).Decode(&rep); err == nil {
+			select {
+			case reports <- rep:
+			default:
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	profile, err := os.MkdirTemp("", "tributary-clip-chromium-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(profile)
+	var log bytes.Buffer
+	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-breakpad",
+		"--disable-extensions", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+		"--user-data-dir="+filepath.Join(profile, "profile"), srv.URL+"/")
+	cmd.Stdout, cmd.Stderr, cmd.Dir = &log, &log, profile
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(profile, "config"), "XDG_CACHE_HOME="+filepath.Join(profile, "cache"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the browser and its helpers, all started here
+		<-done
+	}()
+	select {
+	case rep := <-reports:
+		return rep
+	case <-time.After(60 * time.Second):
+		t.Fatal("no report from Chromium within 60 s")
+	}
+	return chromiumReport{}
+}
+
+// TestWriteClipChromium plays clips in a browser, served as the playback
+// API serves them: B-frames with an edit list, and SPS changes, which
+// Chromium follows through the in-band parameter sets (it keeps the first
+// sample entry).
+func TestWriteClipChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays clips in Chromium: skipped with -short")
+	}
+	t.Run("B-frames", func(t *testing.T) {
+		_, frags := ffmpegFragments(t, "h264_bframes_aac.ts", 8)
+		t0 := frags[0].ProducerStart
+		from, to := t0.Add(2500*time.Millisecond), t0.Add(6200*time.Millisecond)
+		frames, _, dur := videoSpan(frags, from, to)
+		rep := playInChromium(t, frags, from, to)
+		if rep.Why != "ended" || rep.Error != "" || rep.Frames < frames-2 || !near(rep.Duration, dur.Seconds(), 0.05) {
+			t.Errorf("Chromium: %+v; want the end of %v s and %d frames", rep, dur.Seconds(), frames)
+		}
+	})
+	t.Run("SPS changes", func(t *testing.T) {
+		_, frags := ffmpegFragments(t, "h264_reschange.ts", 8)
+		outOfBandParams(t, frags)
+		t0 := frags[0].ProducerStart
+		from, to := t0.Add(2500*time.Millisecond), t0.Add(8*time.Second)
+		frames, _, dur := videoSpan(frags, from, to)
+		rep := playInChromium(t, frags, from, to)
+		if rep.Why != "ended" || rep.Error != "" || rep.Frames < frames-2 || !near(rep.Duration, dur.Seconds(), 0.05) ||
+			!slices.Contains(rep.Sizes, "640x360") || !slices.Contains(rep.Sizes, "320x180") {
+			t.Errorf("Chromium: %+v; want the end of %v s, %d frames of 640x360 then 320x180", rep, dur.Seconds(), frames)
+		}
+	})
 }
