@@ -58,7 +58,8 @@ func WriteClip(ctx context.Context, w io.Writer, src ClipSource, from, to time.T
 
 // Clip is a progressive MP4 clip laid out by PlanClip: its header (ftyp and
 // moov, with the sample tables of every track) is built, and Stream copies
-// the media. It holds a few bytes per sample and nothing of the media.
+// the media. It holds the header (a few bytes per sample) and a list of
+// chunks (one per fragment and track), nothing of the media.
 type Clip struct {
 	src       ClipSource
 	header    []byte // ftyp, moov and the mdat header
@@ -98,9 +99,12 @@ var ErrClipTruncated = errors.New("clip ends early")
 // keyframe of the leading track (the first video track, else the first
 // track with samples) at or before from in the first fragment that reaches
 // past from, or its first keyframe when it has none before from. Reading
-// stops at the first fragment whose leading track starts at or after to, so
-// the source may run on past the range. The source should start at the
-// fragment that holds from (earlier ones are read and skipped).
+// stops with the fragment in which the leading track reaches to (its other
+// tracks' samples before to are kept), so the source may run on past the
+// range. The source should start at the fragment that holds from, or the
+// one before it (audio that arrived early may sit at the end of the
+// fragment before the keyframe, and is taken from there); earlier ones are
+// read and skipped.
 //
 // Timing: each fragment's leading track continues exactly where the
 // previous fragment's leading track ended (its last sample's duration), and
@@ -116,9 +120,9 @@ var ErrClipTruncated = errors.New("clip ends early")
 // Codec-configuration changes of a video track (a new SPS: another
 // resolution) become extra sample entries in its stsd, stsc points each
 // fragment's chunk at its entry, and the first sample after each switch
-// also carries the new VPS/SPS/PPS in band: ffmpeg, GStreamer and Safari
-// follow the sample entries, Chromium (which keeps the first one) follows
-// the in-band parameter sets. An audio track's configuration change (a new
+// also carries the new VPS/SPS/PPS in band: players that follow sample
+// entries (ffmpeg) switch there, and those that keep the first one
+// (Chromium) follow the parameter sets in band. An audio track's configuration change (a new
 // AudioSpecificConfig, sample rate or channel count) ends the clip before
 // the fragment that brings it, as does a track ID whose kind, codec or
 // timescale changes: MP4 has no in-band way to signal those, and players
@@ -211,6 +215,7 @@ type clipTrack struct {
 	endPTS   int64  // end of presentation of the samples before to
 	hasEnd   bool
 	coAt     int // position of the co64 entries in the header
+	szAt     int // position of the stsz entries in the header
 }
 
 func (t *clipTrack) nominalDuration() uint32 {
@@ -962,6 +967,7 @@ func (p *clipPlanner) finish(src ClipSource) (*Clip, error) {
 		b.openFull("stsz", 0, 0)
 		b.u32(0)
 		b.u32(uint32(len(t.sizes)))
+		t.szAt = len(b.b)
 		for _, v := range t.sizes {
 			b.u32(v)
 		}
@@ -998,7 +1004,8 @@ func (p *clipPlanner) finish(src ClipSource) (*Clip, error) {
 			binary.BigEndian.PutUint64(b.b[at:], base+o)
 			at += 8
 		}
-		t.offsets = nil // no longer needed
+		// the header holds the tables now; Stream checks sizes against its stsz
+		t.sizes, t.stts, t.ctts, t.stss, t.stsc, t.offsets = nil, nil, nil, nil, nil, nil
 	}
 	if mdatHdr == 16 {
 		b.u32(1)
@@ -1058,7 +1065,7 @@ func (c *Clip) Stream(ctx context.Context, w io.Writer) (int64, error) {
 				if j == 0 && ch.inband {
 					params = t.inband[ch.entry]
 				}
-				if want := t.sizes[counts[ch.track]]; int64(len(s.Payload))+int64(len(params)) != int64(want) {
+				if want := binary.BigEndian.Uint32(c.header[t.szAt+4*counts[ch.track]:]); int64(len(s.Payload))+int64(len(params)) != int64(want) {
 					bw.Flush()
 					return cw.n, fmt.Errorf("clip: the source changed between passes: fragment %d track %d sample of %d bytes, was %d",
 						f.Number, t.id, len(s.Payload), int64(want)-int64(len(params)))

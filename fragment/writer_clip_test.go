@@ -854,7 +854,7 @@ func TestWriteClip1h(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		tick := time.NewTicker(20 * time.Millisecond)
+		tick := time.NewTicker(2 * time.Millisecond)
 		defer tick.Stop()
 		var m runtime.MemStats
 		for {
@@ -870,7 +870,13 @@ func TestWriteClip1h(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	n, err := WriteClip(context.Background(), io.Discard, src, t0, t0.Add(time.Hour))
+	c, err := PlanClip(context.Background(), src, t0, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	planned := time.Since(start)
+	hw := &headerWriter{buf: make([]byte, len(c.header))}
+	n, err := c.Stream(context.Background(), hw)
 	elapsed := time.Since(start)
 	close(stop)
 	wg.Wait()
@@ -880,16 +886,78 @@ func TestWriteClip1h(t *testing.T) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	media := src.bytes * 1800
-	if n < media || n > media+8<<20 {
-		t.Errorf("wrote %d bytes for %d of media", n, media)
+	if n < media || n > media+8<<20 || n != c.Size() {
+		t.Errorf("wrote %d bytes for %d of media, Size() %d", n, media, c.Size())
 	}
 	const limit = 64 << 20
 	if p := peak.Load(); p > limit {
 		t.Errorf("peak heap in use %d MB, want under %d MB", p>>20, limit>>20)
 	}
-	t.Logf("1 h clip of 4 Mbit/s: %.2f GB in %v (%.0f MB/s); peak heap in use %.1f MB (%.1f MB before), %.1f MB allocated in all",
-		float64(n)/1e9, elapsed.Round(time.Millisecond), float64(n)/1e6/elapsed.Seconds(),
+	if a := after.TotalAlloc - before.TotalAlloc; a > limit {
+		t.Errorf("allocated %d MB in all, want under %d MB", a>>20, limit>>20)
+	}
+	// the tables: every frame, and the audio still with the video after an hour
+	info := clipHeaderInfo(t, hw.buf)
+	if len(info) != 2 || info[0].samples != 1800*60 || !near(info[0].seconds, 3600, 1.0/30) || !near(info[1].seconds, info[0].seconds, 0.03) ||
+		info[0].chunks != 1800 || info[0].bytes+info[1].bytes+int64(len(c.header)) != n {
+		t.Errorf("tracks %+v", info)
+	}
+	t.Logf("1 h clip of 4 Mbit/s: %.2f GB (header %.2f MB) in %v (first pass %v, %.0f MB/s); peak heap in use %.1f MB (%.1f MB before), %.1f MB allocated in all",
+		float64(n)/1e9, float64(len(c.header))/1e6, elapsed.Round(time.Millisecond), planned.Round(time.Millisecond), float64(n)/1e6/elapsed.Seconds(),
 		float64(peak.Load())/(1<<20), float64(before.HeapInuse)/(1<<20), float64(after.TotalAlloc-before.TotalAlloc)/(1<<20))
+}
+
+type trackInfo struct {
+	id              uint32
+	samples, chunks int
+	seconds         float64 // media duration
+	bytes           int64   // sum of the sample sizes
+}
+
+// clipHeaderInfo reads the sample tables of an MP4 header (ftyp, moov and
+// the start of the mdat).
+func clipHeaderInfo(t *testing.T, b []byte) []trackInfo {
+	fsize := int(binary.BigEndian.Uint32(b))
+	moov, err := findBox(b[fsize:fsize+int(binary.BigEndian.Uint32(b[fsize:]))], "moov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []trackInfo
+	eachBox(moov, func(typ string, trak []byte) error {
+		if typ != "trak" {
+			return nil
+		}
+		ti := trackInfo{id: trackID(trak)}
+		mdhd, err := findBox(trak, "mdia", "mdhd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mdhd[0] == 0 {
+			ti.seconds = float64(binary.BigEndian.Uint32(mdhd[16:])) / float64(binary.BigEndian.Uint32(mdhd[12:]))
+		} else {
+			ti.seconds = float64(binary.BigEndian.Uint64(mdhd[24:])) / float64(binary.BigEndian.Uint32(mdhd[20:]))
+		}
+		stbl, err := findBox(trak, "mdia", "minf", "stbl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stsz, err := findBox(stbl, "stsz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ti.samples = int(binary.BigEndian.Uint32(stsz[8:]))
+		for i := range ti.samples {
+			ti.bytes += int64(binary.BigEndian.Uint32(stsz[12+4*i:]))
+		}
+		co64, err := findBox(stbl, "co64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ti.chunks = int(binary.BigEndian.Uint32(co64[4:]))
+		out = append(out, ti)
+		return nil
+	})
+	return out
 }
 
 // BenchmarkWriteClip1h writes an hour of a 4 Mbit/s stream to io.Discard.
