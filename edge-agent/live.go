@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/playback"
 )
 
 // hub tells subscribers (live HLS, GetMedia tails) when a fragment of a
@@ -58,4 +59,38 @@ func (a *Agent) StreamState(stream string) string {
 		}
 	}
 	return ""
+}
+
+// Ring implements playback.Live: the stream's live edge for low-latency HLS.
+func (a *Agent) Ring(stream string) *playback.LiveRing {
+	for _, p := range a.streams() {
+		if p.cfg.Name == stream {
+			return p.ring
+		}
+	}
+	return nil
+}
+
+// onPart puts a part of the fragment in progress on the live edge, while
+// someone watches.
+func (p *pipeline) onPart(part *fragment.Part) {
+	if !p.ring.Active() {
+		return
+	}
+	if part.Aborted {
+		p.ring.Abort()
+		return
+	}
+	if part.InitHash != p.ringHash {
+		b, err := fragment.MarshalInit(part.TrackConfigs)
+		if err != nil {
+			return
+		}
+		p.ring.SetInit(part.InitHash, b)
+		p.ringHash = part.InitHash
+	}
+	msn := p.seq.next // the number the fragment will get when it closes
+	part.Number = msn<<8 | uint64(part.Index&0xff)
+	data := fragment.AppendFMP4(nil, &part.Fragment)
+	p.ring.AddPart(msn, part.Index, part.ProducerStart, data, part.Duration, part.Independent)
 }

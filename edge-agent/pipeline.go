@@ -18,7 +18,11 @@ import (
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
 	"github.com/tributary-io/tributary/ingest/rtsp"
+	"github.com/tributary-io/tributary/playback"
 )
+
+// livePart is the longest part of the low-latency HLS live edge.
+const livePart = 400 * time.Millisecond
 
 // storeQueueSize is how many closed fragments may wait for the archive
 // before new ones are dropped (counted and logged).
@@ -59,6 +63,8 @@ type pipeline struct {
 	crashLost       bool                    // the previous run's fragment in progress was lost
 	persistOnUpload bool                    // PERSISTED acks wait for the upload to the archive
 	landed          func(fragment.Metadata) // told when a fragment is in the archive
+	ring            *playback.LiveRing      // the live edge (low-latency HLS)
+	ringHash        string                  // init segment the ring has (source goroutine)
 	latency         latencyObserver
 	curHour         time.Time // hour of the latest stored fragment (store goroutine)
 
@@ -128,12 +134,15 @@ func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, s
 			Logger:       p.log.With("component", "rtsp"),
 		}
 	}
+	p.ring = &playback.LiveRing{PartTarget: livePart}
 	p.cutter = fragment.Cutter{
 		Target:      time.Duration(cfg.Fragment.Target),
 		MaxDuration: time.Duration(cfg.Fragment.MaxDuration),
 		MaxBytes:    int64(cfg.Fragment.MaxBytes),
 		Emit:        p.emit,
 		OnDrop:      p.onDrop,
+		PartTarget:  livePart,
+		EmitPart:    p.onPart,
 	}
 	if end := seq.LastEnd(); !end.IsZero() {
 		p.cutter.SetPrevious(end)
@@ -201,6 +210,7 @@ func (p *pipeline) stop() {
 func (p *pipeline) StartSession(s ingest.Session) {
 	if p.sessions > 0 {
 		p.counters.Reconnects.Add(1)
+		p.ring.Discontinuity()
 	}
 	p.cutter.Reset(s.Tracks, p.sessions > 0)
 	p.sessions++
@@ -297,6 +307,14 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 		return
 	}
 	f.Key = key
+	if p.ring.Active() {
+		// the live edge serves fMP4 whatever the archive's container
+		seg := bytes.Clone(*buf)
+		if p.cfg.Container == fragment.ContainerMKV {
+			seg = fragment.AppendFMP4(nil, f)
+		}
+		p.ring.CloseSegment(n, f.Duration, seg)
+	}
 	meta := f.Metadata
 	meta.Tracks = append([]fragment.TrackRef(nil), f.Tracks...)
 	p.lastEnd = f.ProducerEnd

@@ -41,9 +41,9 @@ func (s *Server) tokenKey(stream, token string) (string, error) {
 // fragment's Cluster. KVS writes a whole segment per fragment; one segment
 // reads the same with a streaming MKV parser and, unlike KVS's, with ffmpeg.
 type mediaWriter struct {
-	s   *Server
-	w   io.Writer
-	rc  *http.ResponseController
+	s       *Server
+	w       io.Writer
+	rc      *http.ResponseController
 	mkv     fragment.MKVWriter
 	buf     []byte
 	started bool

@@ -164,7 +164,13 @@ func (s *Server) hlsMaster(w http.ResponseWriter, r *http.Request, req request) 
 		}
 	}
 	b.WriteString("\n")
-	b.WriteString(withSession("media.m3u8?"+p.query(), req.session))
+	if ring := s.llRing(req.stream); ring != nil && p.mode == ModeLive {
+		// inside an agent, live is low-latency HLS from the live edge
+		ring.touch()
+		b.WriteString(withSession("ll.m3u8", req.session))
+	} else {
+		b.WriteString(withSession("media.m3u8?"+p.query(), req.session))
+	}
 	b.WriteString("\n")
 	servePlaylist(w, b.String(), p.mode != ModeOnDemand)
 }
@@ -246,7 +252,8 @@ func (s *Server) mediaPlaylist(req request, p hlsParams, frags []fragment.Metada
 	if p.mode == ModeOnDemand {
 		b.WriteString("#EXT-X-PLAYLIST-TYPE:VOD\n")
 	} else if p.mode == ModeLiveReplay {
-		b.WriteString("#EXT-X-PLAYLIST-TYPE:EVENT\n")
+		// an EVENT playlist: players would start at the live edge
+		b.WriteString("#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-START:TIME-OFFSET=0,PRECISE=YES\n")
 	}
 	b.WriteString("#EXT-X-INDEPENDENT-SEGMENTS\n")
 	lastInit := ""

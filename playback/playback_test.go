@@ -500,6 +500,11 @@ func TestHLSJSChromium(t *testing.T) {
 			if res.CurrentTime < 3 || len(res.Errors) > 0 {
 				t.Errorf("%s: currentTime %.2f, errors %v", c.name, res.CurrentTime, res.Errors)
 			}
+			// low-latency HLS from the agent's live edge (the target is
+			// 1.5 s; the bound leaves room for a loaded CI machine)
+			if c.name == "live" && (res.LatencyMS <= 0 || res.LatencyMS > 2500) {
+				t.Errorf("live latency %.0f ms", res.LatencyMS)
+			}
 		})
 	}
 }

@@ -27,6 +27,8 @@ type Live interface {
 	// fragment of stream as it lands in the archive, and a function that
 	// ends the subscription. A slow reader misses notices, never blocks.
 	Subscribe(stream string) (<-chan fragment.Metadata, func())
+	// Ring returns the stream's live edge for low-latency HLS, or nil.
+	Ring(stream string) *LiveRing
 }
 
 // Server is the playback API over an archive.
@@ -79,6 +81,10 @@ func (s *Server) init() {
 		m.HandleFunc("GET /v1/streams/{stream}/hls/media.m3u8", s.authed(s.hlsMedia))
 		m.HandleFunc("GET /v1/streams/{stream}/hls/init/{hash}", s.authed(s.hlsInit))
 		m.HandleFunc("GET /v1/streams/{stream}/hls/f/{path...}", s.authed(s.hlsSegment))
+		m.HandleFunc("GET /v1/streams/{stream}/hls/ll.m3u8", s.authed(s.hlsLL))
+		m.HandleFunc("GET /v1/streams/{stream}/hls/ll/part/{name}", s.authed(s.hlsLLPart))
+		m.HandleFunc("GET /v1/streams/{stream}/hls/ll/seg/{name}", s.authed(s.hlsLLSegment))
+		m.HandleFunc("GET /v1/streams/{stream}/hls/ll/init/{hash}", s.authed(s.hlsLLInit))
 		m.HandleFunc("GET /v1/streams/{stream}/media", s.authed(s.getMedia))
 		m.HandleFunc("POST /v1/streams/{stream}/media/fragments", s.authed(s.getMediaForFragmentList))
 		m.HandleFunc("GET /v1/streams/{stream}/clip.mp4", s.authed(s.clip))
