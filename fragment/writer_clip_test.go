@@ -786,7 +786,8 @@ type loopSource struct {
 }
 
 // newLoopSource builds a 2 s template of H.264 + AAC whose video payloads
-// are the real ones padded to 4 Mbit/s.
+// are the real ones padded to 4 Mbit/s with filler data (still a valid
+// stream).
 func newLoopSource(t testing.TB, n int) *loopSource {
 	_, frags := ffmpegFragments(t, "h264_aac.ts", 4)
 	a, b := frags[1], frags[2] // two 1 s GOPs
@@ -803,9 +804,20 @@ func newLoopSource(t testing.TB, n int) *loopSource {
 	const target = 4_000_000 / 8 * 2 // bytes of 2 s of 4 Mbit/s
 	s := &loopSource{tmpl: tmpl, n: n, samples: make([][]Sample, 2)}
 	for j := range tmpl.Samples[0] {
+		// the frame, then a filler-data NAL unit up to its share of 4 Mbit/s
 		v := &tmpl.Samples[0][j]
 		p := make([]byte, len(v.Payload)*target/videoBytes)
-		copy(p, v.Payload)
+		n := copy(p, v.Payload)
+		if fill := len(p) - n - 4; fill >= 2 {
+			binary.BigEndian.PutUint32(p[n:], uint32(fill))
+			p[n+4] = 12 // filler data
+			for k := n + 5; k < len(p)-1; k++ {
+				p[k] = 0xff
+			}
+			p[len(p)-1] = 0x80
+		} else {
+			p = p[:n]
+		}
 		v.Payload = p
 	}
 	for _, ss := range tmpl.Samples {
