@@ -3,6 +3,7 @@ package playback_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -506,5 +507,56 @@ func TestHLSJSChromium(t *testing.T) {
 				t.Errorf("live latency %.0f ms", res.LatencyMS)
 			}
 		})
+	}
+}
+
+func TestClipAndImages(t *testing.T) {
+	e := recording(t)
+	end := time.Now().Add(-time.Second).UTC()
+	start := end.Add(-7 * time.Second)
+	q := "start=" + start.Format(time.RFC3339Nano) + "&end=" + end.Format(time.RFC3339Nano)
+	for _, stream := range []string{"door", "yard"} {
+		code, body := e.get(t, "/v1/streams/"+stream+"/clip.mp4?"+q, true)
+		if code != 200 || len(body) < 10000 {
+			t.Fatalf("%s clip: %d, %d bytes: %.200s", stream, code, len(body), body)
+		}
+		p := filepath.Join(t.TempDir(), "clip.mp4")
+		os.WriteFile(p, body, 0o644)
+		if err := testenv.CheckFile(context.Background(), p); err != nil {
+			t.Errorf("%s clip: %v", stream, err)
+		}
+		out, _ := exec.Command("ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", p).Output()
+		d, _ := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+		if d < 6 || d > 9 {
+			t.Errorf("%s clip lasts %.2f s for a 7 s range", stream, d)
+		}
+	}
+	code, body := e.get(t, "/v1/streams/door/images?"+q+"&interval=2s&width=320", true)
+	var res struct{ Images []playback.Image }
+	if code != 200 || json.Unmarshal(body, &res) != nil || len(res.Images) < 3 {
+		t.Fatalf("images: %d %.300s", code, body)
+	}
+	for i, im := range res.Images {
+		b, err := base64.StdEncoding.DecodeString(im.Data)
+		if err != nil || len(b) < 100 || b[0] != 0xFF || b[1] != 0xD8 {
+			t.Fatalf("image %d is not a JPEG", i)
+		}
+		p := filepath.Join(t.TempDir(), "i.jpg")
+		os.WriteFile(p, b, 0o644)
+		if err := testenv.CheckFile(context.Background(), p); err != nil {
+			t.Errorf("image %d: %v", i, err)
+		}
+	}
+	for _, c := range []struct{ q, why string }{
+		{"start=" + start.Format(time.RFC3339), "no end"},
+		{q + "&interval=100ms", "interval below 200 ms"},
+		{q + "&format=gif", "format"},
+	} {
+		if code, _ := e.get(t, "/v1/streams/door/images?"+c.q, true); code != 400 {
+			t.Errorf("%s: %d", c.why, code)
+		}
+	}
+	if code, _ := e.get(t, "/v1/streams/door/clip.mp4?start=2001-01-01T00:00:00Z&end=2001-01-01T00:01:00Z", true); code != 404 {
+		t.Errorf("clip of an empty range: %d", code)
 	}
 }

@@ -159,7 +159,7 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrBadParam), errors.Is(err, archive.ErrInvalidRequest), errors.Is(err, archive.ErrInvalidToken),
 		errors.Is(err, fragment.ErrInvalidStreamName):
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-	case errors.Is(err, errNoStream):
+	case errors.Is(err, errNoStream), errors.Is(err, errNoFootage):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, archive.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
