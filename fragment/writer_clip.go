@@ -172,14 +172,14 @@ type clipChunk struct {
 	inband     bool  // its parameter sets go in front of the first sample
 }
 
-type sttsRun struct{ count, delta uint32 }
+type clipSttsRun struct{ count, delta uint32 }
 
-type cttsRun struct {
+type clipCttsRun struct {
 	count  uint32
 	offset int32
 }
 
-type stscRun struct{ firstChunk, samplesPerChunk, entry uint32 }
+type clipStscRun struct{ firstChunk, samplesPerChunk, entry uint32 }
 
 // clipTrack is one track of the clip: its sample entries, its sample
 // tables and where its timeline stands.
@@ -199,12 +199,12 @@ type clipTrack struct {
 	dinf       []byte
 
 	sizes   []uint32
-	stts    []sttsRun
-	ctts    []cttsRun
+	stts    []clipSttsRun
+	ctts    []clipCttsRun
 	anyCtts bool
 	allSync bool
 	stss    []uint32 // 1-based numbers of sync samples, once a non-sync one was seen
-	stsc    []stscRun
+	stsc    []clipStscRun
 	offsets []uint64 // chunk offsets, relative to the mdat payload until finish
 
 	hasLast  bool
@@ -255,7 +255,7 @@ func (t *clipTrack) addSample(s *Sample, size int, dts int64, inRange bool) {
 	if k := len(t.ctts); k > 0 && t.ctts[k-1].offset == s.PTSOffset {
 		t.ctts[k-1].count++
 	} else {
-		t.ctts = append(t.ctts, cttsRun{1, s.PTSOffset})
+		t.ctts = append(t.ctts, clipCttsRun{1, s.PTSOffset})
 	}
 	if s.PTSOffset != 0 {
 		t.anyCtts = true
@@ -283,7 +283,7 @@ func (t *clipTrack) pushStts(d uint32) {
 		t.stts[k-1].count++
 		return
 	}
-	t.stts = append(t.stts, sttsRun{1, d})
+	t.stts = append(t.stts, clipSttsRun{1, d})
 }
 
 // entryFor returns the index of the sample entry of configuration c,
@@ -313,7 +313,7 @@ func (t *clipTrack) entryFor(c *Track) (entry int, why string, err error) {
 		}
 		entry = len(t.entries)
 		t.entries = append(t.entries, parts.entry)
-		t.inband = append(t.inband, inbandParams(c))
+		t.inband = append(t.inband, clipInbandParams(c))
 	}
 	t.configs = append(t.configs, *c)
 	t.entryOf = append(t.entryOf, entry)
@@ -321,10 +321,10 @@ func (t *clipTrack) entryFor(c *Track) (entry int, why string, err error) {
 	return entry, "", nil
 }
 
-// inbandParams returns the parameter sets of an H.264 or H.265 track as
+// clipInbandParams returns the parameter sets of an H.264 or H.265 track as
 // length-prefixed NAL units, to go in band in front of the first sample
 // after a change of sample entry.
-func inbandParams(c *Track) []byte {
+func clipInbandParams(c *Track) []byte {
 	var out []byte
 	for _, ps := range [][]byte{c.VPS, c.SPS, c.PPS} {
 		if len(ps) > 0 && (c.Codec == CodecH265 || c.Codec == CodecH264) {
@@ -335,13 +335,13 @@ func inbandParams(c *Track) []byte {
 	return out
 }
 
-// trackParts are the boxes of one track taken from MarshalInit.
-type trackParts struct {
+// clipParts are the boxes of one track taken from MarshalInit.
+type clipParts struct {
 	entry, hdlr, xmhd, dinf []byte
 }
 
-func clipTrackParts(t Track) (trackParts, error) {
-	var p trackParts
+func clipTrackParts(t Track) (clipParts, error) {
+	var p clipParts
 	init, err := MarshalInit([]Track{t})
 	if err != nil {
 		return p, err
@@ -370,24 +370,24 @@ func clipTrackParts(t Track) (trackParts, error) {
 		return p, err
 	}
 	p.entry = stsd[8 : 8+size]
-	if p.hdlr, err = wholeBox(mdia, "hdlr"); err != nil {
+	if p.hdlr, err = clipWholeBox(mdia, "hdlr"); err != nil {
 		return p, err
 	}
 	xm := "smhd"
 	if t.Kind == KindVideo {
 		xm = "vmhd"
 	}
-	if p.xmhd, err = wholeBox(minf, xm); err != nil {
+	if p.xmhd, err = clipWholeBox(minf, xm); err != nil {
 		return p, err
 	}
-	if p.dinf, err = wholeBox(minf, "dinf"); err != nil {
+	if p.dinf, err = clipWholeBox(minf, "dinf"); err != nil {
 		return p, err
 	}
 	return p, nil
 }
 
-// wholeBox returns the first box of type typ in b, header included.
-func wholeBox(b []byte, typ string) ([]byte, error) {
+// clipWholeBox returns the first box of type typ in b, header included.
+func clipWholeBox(b []byte, typ string) ([]byte, error) {
 	for len(b) > 0 {
 		size, t, _, err := boxHeader(b)
 		if err != nil {
@@ -464,20 +464,20 @@ func clipLeader(f *Fragment, all bool) int {
 		}
 	}
 	for i := range f.Samples {
-		if len(f.Samples[i]) > 0 && i < len(f.TrackConfigs) && (all || !isDataTrack(&f.TrackConfigs[i])) {
+		if len(f.Samples[i]) > 0 && i < len(f.TrackConfigs) && (all || !clipIsData(&f.TrackConfigs[i])) {
 			return i
 		}
 	}
 	return -1
 }
 
-func isDataTrack(t *Track) bool { return t.Kind == KindData || t.Codec.Kind() == KindData }
+func clipIsData(t *Track) bool { return t.Kind == KindData || t.Codec.Kind() == KindData }
 
 // track returns the clip track of configuration tc and its sample entry,
 // adding either when new; why says what keeps tc from sharing the track of
 // its ID, and ci is -1 for a data track.
 func (p *clipPlanner) track(tc *Track, number uint64) (ci, entry int, why string, err error) {
-	if isDataTrack(tc) {
+	if clipIsData(tc) {
 		return -1, 0, "", nil
 	}
 	if tc.TimeScale == 0 {
@@ -491,7 +491,7 @@ func (p *clipPlanner) track(tc *Track, number uint64) (ci, entry int, why string
 		}
 		ci = len(p.tracks)
 		p.tracks = append(p.tracks, &clipTrack{id: tc.ID, kind: tc.Kind, codec: tc.Codec, timescale: tc.TimeScale,
-			configs: []Track{*tc}, entryOf: []int{0}, entries: [][]byte{parts.entry}, inband: [][]byte{inbandParams(tc)},
+			configs: []Track{*tc}, entryOf: []int{0}, entries: [][]byte{parts.entry}, inband: [][]byte{clipInbandParams(tc)},
 			hdlr: parts.hdlr, xmhd: parts.xmhd, dinf: parts.dinf})
 		p.byID[tc.ID] = ci
 	}
@@ -513,7 +513,7 @@ func (p *clipPlanner) chunk(ci, entry, fi, ftrack int, number uint64, ss []Sampl
 	k := uint32(len(ct.offsets))
 	spc, en := uint32(e-b), uint32(entry+1)
 	if r := len(ct.stsc); r == 0 || ct.stsc[r-1].samplesPerChunk != spc || ct.stsc[r-1].entry != en {
-		ct.stsc = append(ct.stsc, stscRun{k + 1, spc, en})
+		ct.stsc = append(ct.stsc, clipStscRun{k + 1, spc, en})
 	}
 	ct.offsets = append(ct.offsets, uint64(p.mdat))
 	inband := entry != ct.lastChunk && len(ct.inband[entry]) > 0
@@ -632,13 +632,13 @@ func (p *clipPlanner) add(f *Fragment, fi int) (done bool, err error) {
 	case lct == p.prevLeader && p.tracks[lct].hasLast:
 		leadOff = p.tracks[lct].next() - ls[0].DTS
 	default:
-		n := nsToTicksRound(p.cursorNs, lts)
+		n := clipNsToTicks(p.cursorNs, lts)
 		if p.tracks[lct].hasLast {
 			n = max(n, p.tracks[lct].next())
 		}
 		leadOff = n - ls[0].DTS
 	}
-	offNs := ticksToNsRound(leadOff, lts)
+	offNs := clipTicksToNs(leadOff, lts)
 
 	if startFrag && lb == 0 && p.prev.ok && p.prev.fi == fi-1 {
 		if err := p.addPrevAudio(); err != nil {
@@ -675,7 +675,7 @@ func (p *clipPlanner) add(f *Fragment, fi int) (done bool, err error) {
 			if b >= e {
 				continue
 			}
-			off = nsToTicksRound(offNs, ts)
+			off = clipNsToTicks(offNs, ts)
 			if ct.hasLast {
 				// keep the track continuous with its previous fragment
 				nat := ct.next()
@@ -702,7 +702,7 @@ func (p *clipPlanner) add(f *Fragment, fi int) (done bool, err error) {
 			func(j int) bool { return wall(i, &ss[j]) < p.to })
 	}
 	if t := p.tracks[lct]; t.hasLast {
-		p.cursorNs = ticksToNsRound(t.next(), t.timescale)
+		p.cursorNs = clipTicksToNs(t.next(), t.timescale)
 	}
 	p.prevLeader = lct
 	return le < len(ls), nil
@@ -738,7 +738,7 @@ func (p *clipPlanner) addPrevAudio() error {
 		}
 		ts, sizes := c.configs[i].TimeScale, c.sizes[i]
 		p.chunk(ci, entry, c.fi, i, c.number, ss, b, e,
-			func(j int) int64 { return nsToTicksRound(ss[j].Time-p.startWall, ts) - int64(ss[j].PTSOffset) },
+			func(j int) int64 { return clipNsToTicks(ss[j].Time-p.startWall, ts) - int64(ss[j].PTSOffset) },
 			func(j int) int { return int(sizes[j]) },
 			func(j int) bool { return true })
 	}
@@ -760,7 +760,7 @@ func (p *clipPlanner) finish(src ClipSource) (*Clip, error) {
 	}
 	c.tracks = p.tracks
 
-	var b boxWriter
+	var b clipBoxWriter
 	// ftyp
 	b.open("ftyp")
 	b.b = append(b.b, "isom"...)
@@ -789,8 +789,8 @@ func (p *clipPlanner) finish(src ClipSource) (*Clip, error) {
 			end = p0
 		}
 		e := edit{mediaTime: max(p0-t.base, 0)}
-		emptyNs := ticksToNsRound(p0, t.timescale)
-		endNs := ticksToNsRound(end, t.timescale)
+		emptyNs := clipTicksToNs(p0, t.timescale)
+		endNs := clipTicksToNs(end, t.timescale)
 		e.empty = roundDiv(emptyNs, int64(time.Second/clipMovieTimeScale))
 		e.dur = roundDiv(endNs, int64(time.Second/clipMovieTimeScale)) - e.empty
 		edits[k] = e
@@ -799,7 +799,7 @@ func (p *clipPlanner) finish(src ClipSource) (*Clip, error) {
 		nextID = max(nextID, t.id+1)
 	}
 	c.duration = time.Duration(maxNs)
-	created := uint64(max(p.startWall/int64(time.Second)+mp4EpochOffset, 0))
+	created := uint64(max(p.startWall/int64(time.Second)+clipMP4Epoch, 0))
 
 	b.open("moov")
 	// mvhd
@@ -1019,8 +1019,8 @@ func (p *clipPlanner) finish(src ClipSource) (*Clip, error) {
 	return c, nil
 }
 
-// mp4EpochOffset is the number of seconds from 1904-01-01 to 1970-01-01.
-const mp4EpochOffset = 2082844800
+// clipMP4Epoch is the number of seconds from 1904-01-01 to 1970-01-01.
+const clipMP4Epoch = 2082844800
 
 // Stream rewinds the source and writes the clip: the header, then the
 // samples of every chunk, read from the source in the order the chunk
@@ -1032,7 +1032,7 @@ func (c *Clip) Stream(ctx context.Context, w io.Writer) (int64, error) {
 	if err := c.src.Rewind(ctx); err != nil {
 		return 0, fmt.Errorf("clip: rewinding the source: %w", err)
 	}
-	cw := &countWriter{w: w}
+	cw := &clipCountWriter{w: w}
 	bw := bufio.NewWriterSize(cw, 256<<10)
 	if _, err := bw.Write(c.header); err != nil {
 		return cw.n, err
@@ -1071,7 +1071,7 @@ func (c *Clip) Stream(ctx context.Context, w io.Writer) (int64, error) {
 						f.Number, t.id, len(s.Payload), int64(want)-int64(len(params)))
 				}
 				counts[ch.track]++
-				if err := writeSample(bw, s.Payload, params, t.codec); err != nil {
+				if err := writeClipSample(bw, s.Payload, params, t.codec); err != nil {
 					return cw.n, err
 				}
 			}
@@ -1083,10 +1083,10 @@ func (c *Clip) Stream(ctx context.Context, w io.Writer) (int64, error) {
 	return cw.n, nil
 }
 
-// writeSample writes a sample's payload with params (parameter sets,
+// writeClipSample writes a sample's payload with params (parameter sets,
 // length-prefixed) in front, after the access unit delimiter if the payload
 // starts with one.
-func writeSample(w *bufio.Writer, payload, params []byte, codec Codec) error {
+func writeClipSample(w *bufio.Writer, payload, params []byte, codec Codec) error {
 	if len(params) > 0 {
 		if len(payload) > 4 {
 			n := int64(binary.BigEndian.Uint32(payload))
@@ -1112,58 +1112,58 @@ func writeSample(w *bufio.Writer, payload, params []byte, codec Codec) error {
 	return err
 }
 
-type countWriter struct {
+type clipCountWriter struct {
 	w io.Writer
 	n int64
 }
 
-func (c *countWriter) Write(p []byte) (int, error) {
+func (c *clipCountWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
 }
 
-// boxWriter builds boxes whose sizes are patched when they close.
-type boxWriter struct {
+// clipBoxWriter builds boxes whose sizes are patched when they close.
+type clipBoxWriter struct {
 	b     []byte
 	stack []int
 }
 
-func (x *boxWriter) open(typ string) {
+func (x *clipBoxWriter) open(typ string) {
 	x.stack = append(x.stack, len(x.b))
 	x.b = appendBoxHeader(x.b, 0, typ)
 }
 
-func (x *boxWriter) openFull(typ string, version byte, flags uint32) {
+func (x *clipBoxWriter) openFull(typ string, version byte, flags uint32) {
 	x.open(typ)
 	x.u32(uint32(version)<<24 | flags&0xffffff)
 }
 
-func (x *boxWriter) close() {
+func (x *clipBoxWriter) close() {
 	at := x.stack[len(x.stack)-1]
 	x.stack = x.stack[:len(x.stack)-1]
 	binary.BigEndian.PutUint32(x.b[at:], uint32(len(x.b)-at))
 }
 
-func (x *boxWriter) u16(v uint16) { x.b = binary.BigEndian.AppendUint16(x.b, v) }
-func (x *boxWriter) u32(v uint32) { x.b = binary.BigEndian.AppendUint32(x.b, v) }
-func (x *boxWriter) u64(v uint64) { x.b = binary.BigEndian.AppendUint64(x.b, v) }
+func (x *clipBoxWriter) u16(v uint16) { x.b = binary.BigEndian.AppendUint16(x.b, v) }
+func (x *clipBoxWriter) u32(v uint32) { x.b = binary.BigEndian.AppendUint32(x.b, v) }
+func (x *clipBoxWriter) u64(v uint64) { x.b = binary.BigEndian.AppendUint64(x.b, v) }
 
-func (x *boxWriter) zeros(n int) {
+func (x *clipBoxWriter) zeros(n int) {
 	for range n {
 		x.b = append(x.b, 0)
 	}
 }
 
 // matrix writes the identity transformation matrix.
-func (x *boxWriter) matrix() {
+func (x *clipBoxWriter) matrix() {
 	for _, v := range [9]uint32{0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000} {
 		x.u32(v)
 	}
 }
 
 // qtText writes a QuickTime user-data text box ('©day', '©too').
-func (x *boxWriter) qtText(typ, text string) {
+func (x *clipBoxWriter) qtText(typ, text string) {
 	x.open(typ)
 	x.u16(uint16(len(text)))
 	x.u16(0x55c4) // und
@@ -1171,13 +1171,13 @@ func (x *boxWriter) qtText(typ, text string) {
 	x.close()
 }
 
-func nsToTicksRound(ns int64, timescale uint32) int64 {
+func clipNsToTicks(ns int64, timescale uint32) int64 {
 	ts := int64(timescale)
 	sec := int64(time.Second)
 	return (ns/sec)*ts + roundDiv((ns%sec)*ts, sec)
 }
 
-func ticksToNsRound(v int64, timescale uint32) int64 {
+func clipTicksToNs(v int64, timescale uint32) int64 {
 	ts := int64(timescale)
 	return (v/ts)*int64(time.Second) + roundDiv((v%ts)*int64(time.Second), ts)
 }

@@ -25,15 +25,15 @@ import (
 	"github.com/tributary-io/tributary/internal/testenv"
 )
 
-// sliceSource is a ClipSource over fragments in memory.
-type sliceSource struct {
+// clipSliceSource is a ClipSource over fragments in memory.
+type clipSliceSource struct {
 	frags   []*Fragment
 	i       int
 	rewinds int
 	reads   int
 }
 
-func (s *sliceSource) Next(context.Context) (*Fragment, error) {
+func (s *clipSliceSource) Next(context.Context) (*Fragment, error) {
 	if s.i >= len(s.frags) {
 		return nil, io.EOF
 	}
@@ -42,7 +42,7 @@ func (s *sliceSource) Next(context.Context) (*Fragment, error) {
 	return s.frags[s.i-1], nil
 }
 
-func (s *sliceSource) Rewind(context.Context) error {
+func (s *clipSliceSource) Rewind(context.Context) error {
 	s.i = 0
 	s.rewinds++
 	return nil
@@ -62,7 +62,7 @@ func clipWall(f *Fragment, i int, s *Sample) time.Time {
 // decodes it without a complaint.
 func writeClipFile(t *testing.T, frags []*Fragment, from, to time.Time) (string, *Clip) {
 	t.Helper()
-	src := &sliceSource{frags: frags}
+	src := &clipSliceSource{frags: frags}
 	c, err := PlanClip(context.Background(), src, from, to)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func writeClipFile(t *testing.T, frags []*Fragment, from, to time.Time) (string,
 	return p, c
 }
 
-type probeResult struct {
+type clipProbeResult struct {
 	Format struct {
 		Duration string            `json:"duration"`
 		Tags     map[string]string `json:"tags"`
@@ -125,20 +125,20 @@ type probeResult struct {
 	} `json:"frames"`
 }
 
-func ffprobe(t *testing.T, path string, args ...string) probeResult {
+func clipProbe(t *testing.T, path string, args ...string) clipProbeResult {
 	t.Helper()
 	out, err := exec.Command("ffprobe", append(append([]string{"-v", "error", "-of", "json"}, args...), path)...).Output()
 	if err != nil {
 		t.Fatalf("ffprobe: %v", err)
 	}
-	var r probeResult
+	var r clipProbeResult
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func seconds(t *testing.T, s string) float64 {
+func clipSeconds(t *testing.T, s string) float64 {
 	t.Helper()
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil {
@@ -147,8 +147,8 @@ func seconds(t *testing.T, s string) float64 {
 	return v
 }
 
-// streamOf returns the first stream of a type ("video", "audio").
-func (r probeResult) stream(typ string) (codec string, start, dur float64, frames int, ok bool) {
+// stream returns the first stream of a type ("video", "audio").
+func (r clipProbeResult) stream(typ string) (codec string, start, dur float64, frames int, ok bool) {
 	for _, s := range r.Streams {
 		if s.CodecType == typ {
 			start, _ = strconv.ParseFloat(s.StartTime, 64)
@@ -164,7 +164,7 @@ func (r probeResult) stream(typ string) (codec string, start, dur float64, frame
 // first track of a kind: the number of samples and the time from the
 // keyframe the start snaps to (of the video; start is passed for audio)
 // to the end of the last sample that starts before to.
-func span(frags []*Fragment, kind Kind, from, to, start time.Time) (n int, first time.Time, dur time.Duration) {
+func clipSpan(frags []*Fragment, kind Kind, from, to, start time.Time) (n int, first time.Time, dur time.Duration) {
 	var end time.Time
 	for _, f := range frags {
 		for i, ss := range f.Samples {
@@ -192,16 +192,16 @@ func span(frags []*Fragment, kind Kind, from, to, start time.Time) (n int, first
 	return n, first, end.Sub(start)
 }
 
-// videoSpan is span of the video.
-func videoSpan(frags []*Fragment, from, to time.Time) (frames int, start time.Time, dur time.Duration) {
-	return span(frags, KindVideo, from, to, time.Time{})
+// clipVideoSpan is span of the video.
+func clipVideoSpan(frags []*Fragment, from, to time.Time) (frames int, start time.Time, dur time.Duration) {
+	return clipSpan(frags, KindVideo, from, to, time.Time{})
 }
 
-func near(got, want, tol float64) bool { return math.Abs(got-want) <= tol }
+func clipNear(got, want, tol float64) bool { return math.Abs(got-want) <= tol }
 
-// pcmuFragments adds a G.711 µ-law track (testdata/pcmu_8k.raw, 20 ms
+// clipPCMUFragments adds a G.711 µ-law track (testdata/pcmu_8k.raw, 20 ms
 // frames) to video-only fragments, on the video's timeline.
-func pcmuFragments(t *testing.T, frags []*Fragment) []*Fragment {
+func clipPCMUFragments(t *testing.T, frags []*Fragment) []*Fragment {
 	raw, err := os.ReadFile(filepath.Join("..", "testdata", "pcmu_8k.raw"))
 	if err != nil {
 		t.Fatal(err)
@@ -238,25 +238,25 @@ func TestWriteClipCodecs(t *testing.T) {
 			var frags []*Fragment
 			if tc.audio == "pcm_mulaw" {
 				_, frags = ffmpegFragments(t, "h264.ts", 6)
-				frags = pcmuFragments(t, frags)
+				frags = clipPCMUFragments(t, frags)
 			} else {
 				_, frags = ffmpegFragments(t, tc.clip, 6)
 			}
 			// the whole clip but its last fragment, which ffmpeg's -t may have cut inside a GOP
 			from, to := frags[0].ProducerStart, frags[len(frags)-1].ProducerStart
 			p, c := writeClipFile(t, frags, from, to)
-			wantFrames, _, wantDur := videoSpan(frags, from, to)
-			r := ffprobe(t, p, "-show_format", "-show_streams")
+			wantFrames, _, wantDur := clipVideoSpan(frags, from, to)
+			r := clipProbe(t, p, "-show_format", "-show_streams")
 			codec, start, dur, frames, ok := r.stream("video")
-			if !ok || codec != tc.video || start != 0 || frames != wantFrames || !near(dur, wantDur.Seconds(), 1.0/30) {
+			if !ok || codec != tc.video || start != 0 || frames != wantFrames || !clipNear(dur, wantDur.Seconds(), 1.0/30) {
 				t.Errorf("video %s from %v, %v s, %d frames; want %s from 0, %v s, %d frames", codec, start, dur, frames, tc.video, wantDur.Seconds(), wantFrames)
 			}
-			_, _, audioEnd := span(frags, KindAudio, from, to, from)
+			_, _, audioEnd := clipSpan(frags, KindAudio, from, to, from)
 			acodec, astart, adur, _, ok := r.stream("audio")
-			if !ok || acodec != tc.audio || astart < 0 || astart > 0.03 || !near(astart+adur, audioEnd.Seconds(), 0.001) {
+			if !ok || acodec != tc.audio || astart < 0 || astart > 0.03 || !clipNear(astart+adur, audioEnd.Seconds(), 0.001) {
 				t.Errorf("audio %s from %v for %v s; want %s within 30 ms of 0 and to end at %v s", acodec, astart, adur, tc.audio, audioEnd.Seconds())
 			}
-			if d := seconds(t, r.Format.Duration); !near(d, wantDur.Seconds(), 0.05) || !near(d, c.Duration().Seconds(), 0.002) {
+			if d := clipSeconds(t, r.Format.Duration); !clipNear(d, wantDur.Seconds(), 0.05) || !clipNear(d, c.Duration().Seconds(), 0.002) {
 				t.Errorf("format duration %v s, Duration() %v; want %v", d, c.Duration(), wantDur)
 			}
 			if !c.Start().Equal(from) || c.Truncated() != nil {
@@ -283,21 +283,21 @@ func TestWriteClipMiddle(t *testing.T) {
 			t0 := frags[0].ProducerStart
 			from, to := t0.Add(2500*time.Millisecond), t0.Add(5200*time.Millisecond)
 			p, c := writeClipFile(t, frags, from, to)
-			wantFrames, wantStart, wantDur := videoSpan(frags, from, to)
+			wantFrames, wantStart, wantDur := clipVideoSpan(frags, from, to)
 			if !c.Start().Equal(wantStart) || wantStart.After(from) || from.Sub(wantStart) > time.Second {
 				t.Errorf("Start() %v, want the keyframe before %v: %v", c.Start(), from, wantStart)
 			}
-			r := ffprobe(t, p, "-show_format", "-show_streams", "-select_streams", "v:0", "-show_frames", "-read_intervals", "%+#1",
+			r := clipProbe(t, p, "-show_format", "-show_streams", "-select_streams", "v:0", "-show_frames", "-read_intervals", "%+#1",
 				"-show_entries", "frame=key_frame,pict_type,pts_time:stream=codec_type,start_time,duration,nb_frames:format=duration:format_tags")
-			if len(r.Frames) != 1 || r.Frames[0].KeyFrame != 1 || r.Frames[0].PictType != "I" || seconds(t, r.Frames[0].PtsTime) != 0 {
+			if len(r.Frames) != 1 || r.Frames[0].KeyFrame != 1 || r.Frames[0].PictType != "I" || clipSeconds(t, r.Frames[0].PtsTime) != 0 {
 				t.Errorf("first frame %+v, want a keyframe at 0", r.Frames)
 			}
 			_, start, dur, frames, _ := r.stream("video")
 			// with B-frames the file holds the reference after the last frame, which the edit list hides
-			if start != 0 || !near(dur, wantDur.Seconds(), 1.0/30) || frames < wantFrames || frames > wantFrames+2 {
+			if start != 0 || !clipNear(dur, wantDur.Seconds(), 1.0/30) || frames < wantFrames || frames > wantFrames+2 {
 				t.Errorf("video from %v, %v s, %d frames; want from 0, %v s, %d frames", start, dur, frames, wantDur.Seconds(), wantFrames)
 			}
-			if d := seconds(t, r.Format.Duration); !near(d, wantDur.Seconds(), 1.0/30) {
+			if d := clipSeconds(t, r.Format.Duration); !clipNear(d, wantDur.Seconds(), 1.0/30) {
 				t.Errorf("format duration %v, want %v ± 1 frame", d, wantDur)
 			}
 			if got, want := r.Format.Tags["creation_time"], wantStart.UTC().Truncate(time.Second).Format("2006-01-02T15:04:05.000000Z"); got != want {
@@ -310,11 +310,11 @@ func TestWriteClipMiddle(t *testing.T) {
 	}
 }
 
-// outOfBandParams moves the in-band SPS and PPS of H.264 fragments into
+// clipOutOfBandParams moves the in-band SPS and PPS of H.264 fragments into
 // their track configuration (what the cutter does when a camera changes
 // its SPS) and drops them, with the access unit delimiters, from the
 // payloads, so that only the sample entries tell a decoder the size.
-func outOfBandParams(t *testing.T, frags []*Fragment) {
+func clipOutOfBandParams(t *testing.T, frags []*Fragment) {
 	for _, f := range frags {
 		tracks := slices.Clone(f.TrackConfigs)
 		for i, ss := range f.Samples {
@@ -353,8 +353,8 @@ func outOfBandParams(t *testing.T, frags []*Fragment) {
 	}
 }
 
-// stsdEntries returns the sample entry types of every track of an MP4.
-func stsdEntries(t *testing.T, b []byte) [][]string {
+// clipStsdEntries returns the sample entry types of every track of an MP4.
+func clipStsdEntries(t *testing.T, b []byte) [][]string {
 	moov, err := findBox(b, "moov")
 	if err != nil {
 		t.Fatal(err)
@@ -387,9 +387,9 @@ func stsdEntries(t *testing.T, b []byte) [][]string {
 // entry per configuration, and ffmpeg decodes both sizes.
 func TestWriteClipConfigChange(t *testing.T) {
 	_, frags := ffmpegFragments(t, "h264_reschange.ts", 8)
-	outOfBandParams(t, frags)
+	clipOutOfBandParams(t, frags)
 	_, again := ffmpegFragments(t, "h264_reschange.ts", 3)
-	outOfBandParams(t, again)
+	clipOutOfBandParams(t, again)
 	shift := frags[len(frags)-1].ProducerEnd.Sub(again[0].ProducerStart)
 	for _, f := range again { // the camera loops: a new session, timestamps restart
 		f.ProducerStart, f.ProducerEnd = f.ProducerStart.Add(shift), f.ProducerEnd.Add(shift)
@@ -405,15 +405,15 @@ func TestWriteClipConfigChange(t *testing.T) {
 		t.Error(c.Truncated())
 	}
 	b, _ := os.ReadFile(p)
-	if got := stsdEntries(t, b); !slices.Equal(got[0], []string{"avc1", "avc1"}) {
+	if got := clipStsdEntries(t, b); !slices.Equal(got[0], []string{"avc1", "avc1"}) {
 		t.Errorf("sample entries %v, want two avc1", got)
 	}
-	r := ffprobe(t, p, "-show_frames", "-show_entries", "frame=width,height,key_frame")
+	r := clipProbe(t, p, "-show_frames", "-show_entries", "frame=width,height,key_frame")
 	sizes := map[[2]int]int{}
 	for _, f := range r.Frames {
 		sizes[[2]int{f.Width, f.Height}]++
 	}
-	wantFrames, _, _ := videoSpan(frags, from, to)
+	wantFrames, _, _ := clipVideoSpan(frags, from, to)
 	if len(r.Frames) != wantFrames || sizes[[2]int{640, 360}] == 0 || sizes[[2]int{320, 180}] == 0 {
 		t.Errorf("%d frames of sizes %v, want %d of 640x360 and 320x180", len(r.Frames), sizes, wantFrames)
 	}
@@ -445,9 +445,9 @@ func TestWriteClipCodecChange(t *testing.T) {
 	if !errors.Is(c.Truncated(), ErrClipTruncated) {
 		t.Errorf("Truncated() = %v, want ErrClipTruncated", c.Truncated())
 	}
-	r := ffprobe(t, p, "-show_streams")
+	r := clipProbe(t, p, "-show_streams")
 	codec, _, dur, _, _ := r.stream("video")
-	if codec != "h264" || !near(dur, end.Sub(from).Seconds(), 1.0/30) {
+	if codec != "h264" || !clipNear(dur, end.Sub(from).Seconds(), 1.0/30) {
 		t.Errorf("video %s of %v s, want h264 up to the change (%v)", codec, dur, end.Sub(from))
 	}
 	t.Log(c.Truncated())
@@ -484,22 +484,22 @@ func TestWriteClipAudioConfigChange(t *testing.T) {
 			} else if c.Truncated() != nil {
 				t.Errorf("Truncated() = %v", c.Truncated())
 			}
-			r := ffprobe(t, p, "-show_streams")
-			if _, _, dur, _, _ := r.stream("video"); !near(dur, want.Seconds(), 1.0/30) {
+			r := clipProbe(t, p, "-show_streams")
+			if _, _, dur, _, _ := r.stream("video"); !clipNear(dur, want.Seconds(), 1.0/30) {
 				t.Errorf("video of %v s, want %v", dur, want)
 			}
 			b, _ := os.ReadFile(p)
-			if got := stsdEntries(t, b); !slices.Equal(got[1], []string{"mp4a"}) {
+			if got := clipStsdEntries(t, b); !slices.Equal(got[1], []string{"mp4a"}) {
 				t.Errorf("audio sample entries %v, want one mp4a", got[1])
 			}
 		})
 	}
 }
 
-// shiftFrags moves fragments from index k on by wall in producer time and
+// clipShiftFrags moves fragments from index k on by wall in producer time and
 // restarts their DTS at restart ticks of 90 kHz (scaled per track), as
 // after a reconnect.
-func shiftFrags(frags []*Fragment, k int, wall time.Duration, restart int64) {
+func clipShiftFrags(frags []*Fragment, k int, wall time.Duration, restart int64) {
 	base := make([]int64, len(frags[k].Samples))
 	for i, ss := range frags[k].Samples {
 		base[i] = ss[0].DTS
@@ -535,20 +535,20 @@ func TestWriteClipGaps(t *testing.T) {
 			if restart < 0 {
 				restart = frags[3].Samples[0][0].DTS + 777 // timestamps jump too
 			}
-			shiftFrags(frags, 3, tc.wall, restart)
+			clipShiftFrags(frags, 3, tc.wall, restart)
 			from, to := frags[0].ProducerStart, frags[len(frags)-1].ProducerEnd
 			p, c := writeClipFile(t, frags, from, to)
 			var want time.Duration
 			for _, f := range frags {
 				want += f.Duration
 			}
-			r := ffprobe(t, p, "-show_streams", "-show_format")
+			r := clipProbe(t, p, "-show_streams", "-show_format")
 			_, _, vdur, vframes, _ := r.stream("video")
 			_, astart, adur, _, _ := r.stream("audio")
-			if !near(vdur, want.Seconds(), 1.0/30) || vframes != 180 || !near(c.Duration().Seconds(), want.Seconds(), 0.05) {
+			if !clipNear(vdur, want.Seconds(), 1.0/30) || vframes != 180 || !clipNear(c.Duration().Seconds(), want.Seconds(), 0.05) {
 				t.Errorf("video %v s, %d frames, Duration() %v; want the footage, %v, 180 frames", vdur, vframes, c.Duration(), want)
 			}
-			if !near(astart+adur, vdur, 0.05) {
+			if !clipNear(astart+adur, vdur, 0.05) {
 				t.Errorf("audio ends at %v s, video at %v s", astart+adur, vdur)
 			}
 		})
@@ -569,11 +569,11 @@ func TestWriteClipTrackSets(t *testing.T) {
 		}
 		from, to := frags[0].ProducerStart, frags[len(frags)-1].ProducerEnd
 		p, _ := writeClipFile(t, frags, from, to)
-		r := ffprobe(t, p, "-show_streams")
+		r := clipProbe(t, p, "-show_streams")
 		_, vstart, vdur, _, _ := r.stream("video")
 		_, astart, adur, _, _ := r.stream("audio")
 		audioAt := frags[2].ProducerStart.Sub(from).Seconds()
-		if vstart != 0 || !near(astart, audioAt, 0.03) || !near(astart+adur, vstart+vdur, 0.05) {
+		if vstart != 0 || !clipNear(astart, audioAt, 0.03) || !clipNear(astart+adur, vstart+vdur, 0.05) {
 			t.Errorf("video %v+%v s, audio %v+%v s; want audio from %v s to the end", vstart, vdur, astart, adur, audioAt)
 		}
 	})
@@ -588,9 +588,9 @@ func TestWriteClipTrackSets(t *testing.T) {
 		t0 := frags[0].ProducerStart
 		from, to := t0.Add(1500*time.Millisecond), t0.Add(4*time.Second)
 		p, c := writeClipFile(t, frags, from, to)
-		r := ffprobe(t, p, "-show_streams", "-show_format")
+		r := clipProbe(t, p, "-show_streams", "-show_format")
 		codec, start, dur, _, _ := r.stream("audio")
-		if len(r.Streams) != 1 || codec != "aac" || start != 0 || !near(dur, 2.5, 0.03) || from.Sub(c.Start()) > 25*time.Millisecond || from.Before(c.Start()) {
+		if len(r.Streams) != 1 || codec != "aac" || start != 0 || !clipNear(dur, 2.5, 0.03) || from.Sub(c.Start()) > 25*time.Millisecond || from.Before(c.Start()) {
 			t.Errorf("%d streams, %s from %v for %v s, Start() %v; want aac from 0 for 2.5 s, from the frame at %v", len(r.Streams), codec, start, dur, c.Start(), from)
 		}
 	})
@@ -613,10 +613,10 @@ func TestWriteClipEarlyAudio(t *testing.T) {
 	if !c.Start().Equal(frags[2].ProducerStart) {
 		t.Errorf("Start() %v, want %v", c.Start().Sub(t0), frags[2].ProducerStart.Sub(t0))
 	}
-	_, first, end := span(frags, KindAudio, from, to, c.Start())
-	r := ffprobe(t, p, "-show_streams")
+	_, first, end := clipSpan(frags, KindAudio, from, to, c.Start())
+	r := clipProbe(t, p, "-show_streams")
 	_, astart, adur, _, _ := r.stream("audio")
-	if want := first.Sub(c.Start()).Seconds(); !near(astart, want, 0.001) || want > 0.03 || !near(astart+adur, end.Seconds(), 0.001) {
+	if want := first.Sub(c.Start()).Seconds(); !clipNear(astart, want, 0.001) || want > 0.03 || !clipNear(astart+adur, end.Seconds(), 0.001) {
 		t.Errorf("audio from %v to %v s, want from %v to %v", astart, astart+adur, want, end.Seconds())
 	}
 }
@@ -662,13 +662,13 @@ func TestWriteClipEdges(t *testing.T) {
 			wantStart: base[3].ProducerStart, wantDur: base[3].Duration},
 		{name: "from in a gap", frags: func() []*Fragment {
 			fr := clone()
-			shiftFrags(fr, 3, time.Minute, fr[3].Samples[0][0].DTS)
+			clipShiftFrags(fr, 3, time.Minute, fr[3].Samples[0][0].DTS)
 			return fr
 		}, from: base[3].ProducerStart.Add(30 * time.Second), to: end.Add(time.Hour),
 			wantStart: base[3].ProducerStart.Add(time.Minute), wantDur: end.Sub(base[3].ProducerStart)},
 		{name: "range in a gap", frags: func() []*Fragment {
 			fr := clone()
-			shiftFrags(fr, 3, time.Minute, fr[3].Samples[0][0].DTS)
+			clipShiftFrags(fr, 3, time.Minute, fr[3].Samples[0][0].DTS)
 			return fr
 		}, from: base[3].ProducerStart.Add(10 * time.Second), to: base[3].ProducerStart.Add(20 * time.Second), empty: true},
 		{name: "no keyframe before from", frags: func() []*Fragment {
@@ -685,41 +685,41 @@ func TestWriteClipEdges(t *testing.T) {
 			}
 			if tc.empty {
 				var buf bytes.Buffer
-				n, err := WriteClip(context.Background(), &buf, &sliceSource{frags: frags}, tc.from, tc.to)
+				n, err := WriteClip(context.Background(), &buf, &clipSliceSource{frags: frags}, tc.from, tc.to)
 				if !errors.Is(err, ErrEmptyClip) || n != 0 || buf.Len() != 0 {
 					t.Errorf("WriteClip: %d bytes, %v; want nothing and ErrEmptyClip", buf.Len(), err)
 				}
 				return
 			}
 			p, c := writeClipFile(t, frags, tc.from, tc.to)
-			r := ffprobe(t, p, "-show_streams")
+			r := clipProbe(t, p, "-show_streams")
 			_, start, dur, _, _ := r.stream("video")
-			if !c.Start().Equal(tc.wantStart) || start != 0 || !near(dur, tc.wantDur.Seconds(), 1.0/30+0.001) {
+			if !c.Start().Equal(tc.wantStart) || start != 0 || !clipNear(dur, tc.wantDur.Seconds(), 1.0/30+0.001) {
 				t.Errorf("start %v, video from %v for %v s; want start %v, %v", c.Start(), start, dur, tc.wantStart, tc.wantDur)
 			}
 		})
 	}
 }
 
-// readsSource counts reads and can cancel a context in the second pass.
-type cancelSource struct {
-	sliceSource
+// clipCancelSource cancels a context in the second pass.
+type clipCancelSource struct {
+	clipSliceSource
 	after  int
 	cancel context.CancelFunc
 }
 
-func (s *cancelSource) Next(ctx context.Context) (*Fragment, error) {
+func (s *clipCancelSource) Next(ctx context.Context) (*Fragment, error) {
 	if s.rewinds > 0 && s.i == s.after {
 		s.cancel()
 	}
-	return s.sliceSource.Next(ctx)
+	return s.clipSliceSource.Next(ctx)
 }
 
 func TestWriteClipStops(t *testing.T) {
 	_, frags := ffmpegFragments(t, "h264_aac.ts", 6)
 	t0 := frags[0].ProducerStart
 	t.Run("reads no further than the end", func(t *testing.T) {
-		src := &sliceSource{frags: frags}
+		src := &clipSliceSource{frags: frags}
 		if _, err := WriteClip(context.Background(), io.Discard, src, t0.Add(1500*time.Millisecond), t0.Add(2500*time.Millisecond)); err != nil {
 			t.Fatal(err)
 		}
@@ -731,7 +731,7 @@ func TestWriteClipStops(t *testing.T) {
 	t.Run("canceled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		src := &cancelSource{sliceSource: sliceSource{frags: frags}, after: 2, cancel: cancel}
+		src := &clipCancelSource{clipSliceSource: clipSliceSource{frags: frags}, after: 2, cancel: cancel}
 		n, err := WriteClip(ctx, io.Discard, src, t0, t0.Add(time.Hour))
 		if !errors.Is(err, context.Canceled) || n == 0 {
 			t.Errorf("%d bytes, %v; want some bytes and context.Canceled", n, err)
@@ -741,12 +741,12 @@ func TestWriteClipStops(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		var buf bytes.Buffer
-		if n, err := WriteClip(ctx, &buf, &sliceSource{frags: frags}, t0, t0.Add(time.Hour)); !errors.Is(err, context.Canceled) || n != 0 || buf.Len() != 0 {
+		if n, err := WriteClip(ctx, &buf, &clipSliceSource{frags: frags}, t0, t0.Add(time.Hour)); !errors.Is(err, context.Canceled) || n != 0 || buf.Len() != 0 {
 			t.Errorf("%d bytes, %v", n, err)
 		}
 	})
 	t.Run("source changed", func(t *testing.T) {
-		src := &sliceSource{frags: slices.Clone(frags)}
+		src := &clipSliceSource{frags: slices.Clone(frags)}
 		c, err := PlanClip(context.Background(), src, t0, t0.Add(time.Hour))
 		if err != nil {
 			t.Fatal(err)
@@ -768,16 +768,16 @@ func TestWriteClipStops(t *testing.T) {
 		f := *frags[0]
 		f.TrackConfigs = slices.Clone(f.TrackConfigs)
 		f.TrackConfigs[0].Codec = CodecVP8
-		if _, err := WriteClip(context.Background(), io.Discard, &sliceSource{frags: []*Fragment{&f}}, t0, t0.Add(time.Hour)); !errors.Is(err, ErrUnsupportedCodec) {
+		if _, err := WriteClip(context.Background(), io.Discard, &clipSliceSource{frags: []*Fragment{&f}}, t0, t0.Add(time.Hour)); !errors.Is(err, ErrUnsupportedCodec) {
 			t.Errorf("VP8: %v, want ErrUnsupportedCodec", err)
 		}
 	})
 }
 
-// loopSource gives n 2 s fragments of one template (the payloads of real
+// clipLoopSource gives n 2 s fragments of one template (the payloads of real
 // fragments, rebased), sized like a 4 Mbit/s stream, without allocating per
 // fragment.
-type loopSource struct {
+type clipLoopSource struct {
 	tmpl    *Fragment
 	n, i    int
 	f       Fragment
@@ -785,10 +785,10 @@ type loopSource struct {
 	bytes   int64 // media bytes of one fragment
 }
 
-// newLoopSource builds a 2 s template of H.264 + AAC whose video payloads
+// newClipLoopSource builds a 2 s template of H.264 + AAC whose video payloads
 // are the real ones padded to 4 Mbit/s with filler data (still a valid
 // stream).
-func newLoopSource(t testing.TB, n int) *loopSource {
+func newClipLoopSource(t testing.TB, n int) *clipLoopSource {
 	_, frags := ffmpegFragments(t, "h264_aac.ts", 4)
 	a, b := frags[1], frags[2] // two 1 s GOPs
 	tmpl := &Fragment{Metadata: a.Metadata, TrackConfigs: a.TrackConfigs, Samples: make([][]Sample, 2)}
@@ -802,7 +802,7 @@ func newLoopSource(t testing.TB, n int) *loopSource {
 		}
 	}
 	const target = 4_000_000 / 8 * 2 // bytes of 2 s of 4 Mbit/s
-	s := &loopSource{tmpl: tmpl, n: n, samples: make([][]Sample, 2)}
+	s := &clipLoopSource{tmpl: tmpl, n: n, samples: make([][]Sample, 2)}
 	for j := range tmpl.Samples[0] {
 		// the frame, then a filler-data NAL unit up to its share of 4 Mbit/s
 		v := &tmpl.Samples[0][j]
@@ -828,7 +828,7 @@ func newLoopSource(t testing.TB, n int) *loopSource {
 	return s
 }
 
-func (s *loopSource) Next(context.Context) (*Fragment, error) {
+func (s *clipLoopSource) Next(context.Context) (*Fragment, error) {
 	if s.i >= s.n {
 		return nil, io.EOF
 	}
@@ -848,7 +848,7 @@ func (s *loopSource) Next(context.Context) (*Fragment, error) {
 	return &s.f, nil
 }
 
-func (s *loopSource) Rewind(context.Context) error {
+func (s *clipLoopSource) Rewind(context.Context) error {
 	s.i = 0
 	return nil
 }
@@ -857,7 +857,7 @@ func (s *loopSource) Rewind(context.Context) error {
 // 2 s, 1.8 GB) to io.Discard and checks that the heap stays small: the
 // writer holds sample tables, not media.
 func TestWriteClip1h(t *testing.T) {
-	src := newLoopSource(t, 1800)
+	src := newClipLoopSource(t, 1800)
 	t0 := src.tmpl.ProducerStart
 	runtime.GC()
 	var before runtime.MemStats
@@ -887,7 +887,7 @@ func TestWriteClip1h(t *testing.T) {
 		t.Fatal(err)
 	}
 	planned := time.Since(start)
-	hw := &headerWriter{buf: make([]byte, len(c.header))}
+	hw := &clipHeaderWriter{buf: make([]byte, len(c.header))}
 	n, err := c.Stream(context.Background(), hw)
 	elapsed := time.Since(start)
 	close(stop)
@@ -910,7 +910,7 @@ func TestWriteClip1h(t *testing.T) {
 	}
 	// the tables: every frame, and the audio still with the video after an hour
 	info := clipHeaderInfo(t, hw.buf)
-	if len(info) != 2 || info[0].samples != 1800*60 || !near(info[0].seconds, 3600, 1.0/30) || !near(info[1].seconds, info[0].seconds, 0.03) ||
+	if len(info) != 2 || info[0].samples != 1800*60 || !clipNear(info[0].seconds, 3600, 1.0/30) || !clipNear(info[1].seconds, info[0].seconds, 0.03) ||
 		info[0].chunks != 1800 || info[0].bytes+info[1].bytes+int64(len(c.header)) != n {
 		t.Errorf("tracks %+v", info)
 	}
@@ -919,7 +919,7 @@ func TestWriteClip1h(t *testing.T) {
 		float64(peak.Load())/(1<<20), float64(before.HeapInuse)/(1<<20), float64(after.TotalAlloc-before.TotalAlloc)/(1<<20))
 }
 
-type trackInfo struct {
+type clipTrackInfo struct {
 	id              uint32
 	samples, chunks int
 	seconds         float64 // media duration
@@ -928,18 +928,18 @@ type trackInfo struct {
 
 // clipHeaderInfo reads the sample tables of an MP4 header (ftyp, moov and
 // the start of the mdat).
-func clipHeaderInfo(t *testing.T, b []byte) []trackInfo {
+func clipHeaderInfo(t *testing.T, b []byte) []clipTrackInfo {
 	fsize := int(binary.BigEndian.Uint32(b))
 	moov, err := findBox(b[fsize:fsize+int(binary.BigEndian.Uint32(b[fsize:]))], "moov")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []trackInfo
+	var out []clipTrackInfo
 	eachBox(moov, func(typ string, trak []byte) error {
 		if typ != "trak" {
 			return nil
 		}
-		ti := trackInfo{id: trackID(trak)}
+		ti := clipTrackInfo{id: trackID(trak)}
 		mdhd, err := findBox(trak, "mdia", "mdhd")
 		if err != nil {
 			t.Fatal(err)
@@ -974,7 +974,7 @@ func clipHeaderInfo(t *testing.T, b []byte) []trackInfo {
 
 // BenchmarkWriteClip1h writes an hour of a 4 Mbit/s stream to io.Discard.
 func BenchmarkWriteClip1h(b *testing.B) {
-	src := newLoopSource(b, 1800)
+	src := newClipLoopSource(b, 1800)
 	t0 := src.tmpl.ProducerStart
 	b.SetBytes(src.bytes * 1800)
 	b.ReportAllocs()
@@ -986,13 +986,13 @@ func BenchmarkWriteClip1h(b *testing.B) {
 	}
 }
 
-// headerWriter keeps the first len(buf) bytes written and counts the rest.
-type headerWriter struct {
+// clipHeaderWriter keeps the first len(buf) bytes written and counts the rest.
+type clipHeaderWriter struct {
 	buf []byte
 	n   int64
 }
 
-func (w *headerWriter) Write(p []byte) (int, error) {
+func (w *clipHeaderWriter) Write(p []byte) (int, error) {
 	if w.n < int64(len(w.buf)) {
 		copy(w.buf[w.n:], p)
 	}
@@ -1016,11 +1016,11 @@ func TestWriteClipOver4GB(t *testing.T) {
 		frags[k] = &Fragment{Metadata: Metadata{Number: uint64(k + 1), ProducerStart: t0.Add(time.Duration(k) * 2 * time.Second)},
 			TrackConfigs: tracks[:1], Samples: [][]Sample{ss}}
 	}
-	c, err := PlanClip(context.Background(), &sliceSource{frags: frags}, t0, t0.Add(time.Hour))
+	c, err := PlanClip(context.Background(), &clipSliceSource{frags: frags}, t0, t0.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &headerWriter{buf: make([]byte, 1<<16)}
+	w := &clipHeaderWriter{buf: make([]byte, 1<<16)}
 	n, err := c.Stream(context.Background(), w)
 	if err != nil {
 		t.Fatal(err)
@@ -1077,7 +1077,7 @@ v.playbackRate = 4;
 v.play().catch(e => report('play: ' + e));
 </script></body></html>`
 
-type chromiumReport struct {
+type clipChromiumReport struct {
 	Why      string
 	Time     float64
 	Duration float64
@@ -1086,20 +1086,20 @@ type chromiumReport struct {
 	Frames   int
 }
 
-// playInChromium serves the clip of frags between from and to the way the
+// clipPlayInChromium serves the clip of frags between from and to the way the
 // playback API does (PlanClip, Content-Length, Stream, no range requests)
 // and plays it in a headless Chromium to its end.
-func playInChromium(t *testing.T, frags []*Fragment, from, to time.Time) chromiumReport {
+func clipPlayInChromium(t *testing.T, frags []*Fragment, from, to time.Time) clipChromiumReport {
 	t.Helper()
 	bin := testenv.RequireChromium(t)
-	reports := make(chan chromiumReport, 1)
+	reports := make(chan clipChromiumReport, 1)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, clipPlayPage)
 	})
 	mux.HandleFunc("GET /clip.mp4", func(w http.ResponseWriter, r *http.Request) {
-		c, err := PlanClip(r.Context(), &sliceSource{frags: frags}, from, to)
+		c, err := PlanClip(r.Context(), &clipSliceSource{frags: frags}, from, to)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
@@ -1111,7 +1111,7 @@ func playInChromium(t *testing.T, frags []*Fragment, from, to time.Time) chromiu
 		}
 	})
 	mux.HandleFunc("POST /report", func(w http.ResponseWriter, r *http.Request) {
-		var rep chromiumReport
+		var rep clipChromiumReport
 		if err := json.NewDecoder(r.Body).Decode(&rep); err == nil {
 			select {
 			case reports <- rep:
@@ -1150,7 +1150,7 @@ func playInChromium(t *testing.T, frags []*Fragment, from, to time.Time) chromiu
 	case <-time.After(60 * time.Second):
 		t.Fatal("no report from Chromium within 60 s")
 	}
-	return chromiumReport{}
+	return clipChromiumReport{}
 }
 
 // TestWriteClipChromium plays clips in a browser, served as the playback
@@ -1165,20 +1165,20 @@ func TestWriteClipChromium(t *testing.T) {
 		_, frags := ffmpegFragments(t, "h264_bframes_aac.ts", 8)
 		t0 := frags[0].ProducerStart
 		from, to := t0.Add(2500*time.Millisecond), t0.Add(6200*time.Millisecond)
-		frames, _, dur := videoSpan(frags, from, to)
-		rep := playInChromium(t, frags, from, to)
-		if rep.Why != "ended" || rep.Error != "" || rep.Frames < frames-2 || !near(rep.Duration, dur.Seconds(), 0.05) {
+		frames, _, dur := clipVideoSpan(frags, from, to)
+		rep := clipPlayInChromium(t, frags, from, to)
+		if rep.Why != "ended" || rep.Error != "" || rep.Frames < frames-2 || !clipNear(rep.Duration, dur.Seconds(), 0.05) {
 			t.Errorf("Chromium: %+v; want the end of %v s and %d frames", rep, dur.Seconds(), frames)
 		}
 	})
 	t.Run("SPS changes", func(t *testing.T) {
 		_, frags := ffmpegFragments(t, "h264_reschange.ts", 8)
-		outOfBandParams(t, frags)
+		clipOutOfBandParams(t, frags)
 		t0 := frags[0].ProducerStart
 		from, to := t0.Add(2500*time.Millisecond), t0.Add(8*time.Second)
-		frames, _, dur := videoSpan(frags, from, to)
-		rep := playInChromium(t, frags, from, to)
-		if rep.Why != "ended" || rep.Error != "" || rep.Frames < frames-2 || !near(rep.Duration, dur.Seconds(), 0.05) ||
+		frames, _, dur := clipVideoSpan(frags, from, to)
+		rep := clipPlayInChromium(t, frags, from, to)
+		if rep.Why != "ended" || rep.Error != "" || rep.Frames < frames-2 || !clipNear(rep.Duration, dur.Seconds(), 0.05) ||
 			!slices.Contains(rep.Sizes, "640x360") || !slices.Contains(rep.Sizes, "320x180") {
 			t.Errorf("Chromium: %+v; want the end of %v s, %d frames of 640x360 then 320x180", rep, dur.Seconds(), frames)
 		}
