@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -415,4 +416,86 @@ func getAll(t *testing.T, store archive.Store, key string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestServeInstances: two `tributary serve` over one S3 bucket (versitygw)
+// answer the same playlists, streams and fragment lists.
+func TestServeInstances(t *testing.T) {
+	t.Parallel()
+	testenv.RequireFFmpeg(t)
+	gw := testenv.StartVersityGW(t)
+	cam := camsim.Presets(testdataDir())["h264_aac"]
+	cam.Name = "cam"
+	sim := &camsim.Server{Addr: "127.0.0.1:0", TCPOnly: true, Cameras: []camsim.Camera{cam}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`data_dir: %s
+http: {listen: 127.0.0.1:0}
+archive:
+  type: s3
+  s3: {endpoint: %s, bucket: shared, access_key: %s, secret_key: %s, create_bucket: true}
+streams:
+  - {name: cam, url: "%s", transport: tcp}
+`, dir, gw.Endpoint, gw.AccessKey, gw.SecretKey, sim.URL("cam"))), 0o644)
+	agent, out := runAgent(t, cfgPath)
+	time.Sleep(9 * time.Second)
+	_ = agent.Process.Signal(syscall.SIGTERM)
+	if err := waitExit(t, agent, 30*time.Second); err != nil {
+		t.Fatalf("agent: %v\n%s", err, out.String())
+	}
+	var bases []string
+	for i := 0; i < 2; i++ {
+		port := testenv.FreePort(t)
+		cmd := exec.Command(binary, "serve", "--archive", "s3://shared?endpoint="+gw.Endpoint, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--token", "tok")
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+gw.AccessKey, "AWS_SECRET_ACCESS_KEY="+gw.SecretKey,
+			"TRIBUTARY_SIGNING_KEY=0123456789abcdef0123456789abcdef")
+		var so strings.Builder
+		cmd.Stdout, cmd.Stderr = &so, &so
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := testenv.WaitPort(ctx, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+			t.Fatalf("serve: %v\n%s", err, so.String())
+		}
+		cancel()
+		bases = append(bases, fmt.Sprintf("http://127.0.0.1:%d", port))
+	}
+	start := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	end := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	for _, path := range []string{"/v1/streams/cam/hls/media.m3u8?mode=on_demand&start=" + start, "/v1/streams/cam/fragments",
+		"/v1/streams/cam/timeline?start=" + start + "&end=" + end} {
+		var bodies []string
+		for _, b := range bases {
+			req, _ := http.NewRequest(http.MethodGet, b+path, nil)
+			req.Header.Set("Authorization", "Bearer tok")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 {
+				t.Fatalf("%s: %d %s", path, res.StatusCode, body)
+			}
+			bodies = append(bodies, string(body))
+		}
+		if bodies[0] != bodies[1] {
+			t.Errorf("%s differs between the instances:\n%s\n---\n%s", path, bodies[0], bodies[1])
+		}
+		if strings.Contains(path, "m3u8") && strings.Count(bodies[0], "#EXTINF") < 3 {
+			t.Errorf("playlist:\n%s", bodies[0])
+		}
+	}
+	// an on-demand playlist served by one instance plays through the other
+	ffmpegPlaylist := bases[1] + "/v1/streams/cam/hls/master.m3u8?mode=on_demand&start=" + start
+	cmd := exec.Command("ffmpeg", "-nostdin", "-v", "error", "-xerror", "-err_detect", "explode", "-headers", "Authorization: Bearer tok\r\n", "-i", ffmpegPlaylist, "-f", "null", "-")
+	if b, err := cmd.CombinedOutput(); err != nil || len(b) > 0 {
+		t.Errorf("ffmpeg over serve: %v %s", err, b)
+	}
 }
