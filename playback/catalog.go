@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tributary-io/tributary/archive"
@@ -21,6 +22,9 @@ type cachedHour struct {
 
 // maxRangeFragments bounds what one playlist or timeline reads.
 const maxRangeFragments = 200_000
+
+// maxRangeHours bounds the hours one playlist or timeline reads (31 days).
+const maxRangeHours = 31 * 24
 
 // fragmentsIn returns a stream's fragments overlapping [start, end] (by
 // producer time) in order. Complete hours come from their manifests
@@ -38,23 +42,35 @@ func (s *Server) fragmentsIn(ctx context.Context, stream string, start, end time
 	}
 	listFrom := from
 	if !from.IsZero() {
+		// complete hours come from their manifests, fetched concurrently
+		// (24 round trips to S3 one after another would be most of a day's
+		// playlist), then appended in order
+		var hours []time.Time
 		for h := from; !h.After(end); h = h.Add(time.Hour) {
 			if h.Add(time.Hour + archive.MaxFragmentDuration).After(now) {
 				break // not complete: listed below
 			}
-			frags, ok, err := s.hour(ctx, stream, h)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				break // no manifest: list from here
-			}
+			hours = append(hours, h)
+		}
+		if len(hours) > maxRangeHours {
+			return nil, badParam("start", "the range spans more than %d hours", maxRangeHours)
+		}
+		per, err := s.completeHours(ctx, stream, hours)
+		if err != nil {
+			return nil, err
+		}
+		total := 0
+		for _, frags := range per {
+			total += len(frags)
+		}
+		out = make([]fragment.Metadata, 0, total)
+		for i, frags := range per {
 			for _, m := range frags {
-				if overlaps(m, start, end) {
+				if overlaps(m, start, end) && (len(out) == 0 || m.Key > out[len(out)-1].Key) {
 					out = append(out, m)
 				}
 			}
-			listFrom = h.Add(time.Hour)
+			listFrom = hours[i].Add(time.Hour)
 			if len(out) > maxRangeFragments {
 				return nil, badParam("start", "the range holds more than %d fragments", maxRangeFragments)
 			}
@@ -82,6 +98,75 @@ func (s *Server) fragmentsIn(ctx context.Context, stream string, start, end time
 		}
 		if len(out) > maxRangeFragments {
 			return nil, badParam("start", "the range holds more than %d fragments", maxRangeFragments)
+		}
+		req.Token = res.NextToken
+	}
+}
+
+// hourFetchers bounds the concurrent manifest reads of one request.
+const hourFetchers = 8
+
+// completeHours returns the fragments of each complete hour, from its manifest or,
+// for an hour without one (empty, or not indexed yet), by listing it.
+func (s *Server) completeHours(ctx context.Context, stream string, hours []time.Time) ([][]fragment.Metadata, error) {
+	out := make([][]fragment.Metadata, len(hours))
+	errs := make([]error, len(hours))
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(hourFetchers, len(hours)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				frags, ok, err := s.hour(ctx, stream, hours[i])
+				if err == nil && !ok {
+					frags, err = s.list(ctx, stream, hours[i], hours[i].Add(time.Hour))
+				}
+				out[i], errs[i] = frags, err
+				if err != nil {
+					cancel()
+				}
+			}
+		}()
+	}
+	for i := range hours {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+	}
+	if err := context.Cause(parent); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// list returns the fragments that start in [from, to) by listing keys.
+func (s *Server) list(ctx context.Context, stream string, from, to time.Time) ([]fragment.Metadata, error) {
+	var out []fragment.Metadata
+	req := archive.ListRequest{Stream: stream, Start: from, End: to, Limit: archive.MaxListFragmentsLimit}
+	for {
+		res, err := archive.ListFragments(ctx, s.Store, s.Layout, req)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range res.Fragments {
+			if !m.ProducerStart.Before(from) && m.ProducerStart.Before(to) {
+				out = append(out, m)
+			}
+		}
+		if res.NextToken == "" || len(out) > maxRangeFragments {
+			return out, nil
 		}
 		req.Token = res.NextToken
 	}

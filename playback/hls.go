@@ -258,6 +258,7 @@ func (s *Server) mediaPlaylist(req request, p hlsParams, frags []fragment.Metada
 	b.WriteString("#EXT-X-INDEPENDENT-SEGMENTS\n")
 	lastInit := ""
 	var lastEnd time.Time
+	line := make([]byte, 0, 128)
 	for i, m := range frags {
 		gap := i > 0 && (m.ProducerStart.Sub(lastEnd) > fragment.DiscontinuityThreshold || lastEnd.Sub(m.ProducerStart) > fragment.DiscontinuityThreshold)
 		if i > 0 && (m.InitHash != lastInit || gap || m.Discontinuity) {
@@ -267,8 +268,12 @@ func (s *Server) mediaPlaylist(req request, p hlsParams, frags []fragment.Metada
 			fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", withSession("init/"+m.InitHash+".mp4", req.session))
 			lastInit = m.InitHash
 		}
-		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", m.ProducerStart.UTC().Format("2006-01-02T15:04:05.000Z"))
-		fmt.Fprintf(&b, "#EXTINF:%.3f,\n", m.Duration.Seconds())
+		line = append(line[:0], "#EXT-X-PROGRAM-DATE-TIME:"...)
+		line = m.ProducerStart.UTC().AppendFormat(line, "2006-01-02T15:04:05.000Z")
+		line = append(line, "\n#EXTINF:"...)
+		line = strconv.AppendFloat(line, m.Duration.Seconds(), 'f', 3, 64)
+		line = append(line, ",\n"...)
+		b.Write(line)
 		uri := "f/" + strings.TrimPrefix(m.Key, prefix)
 		if strings.HasSuffix(uri, ".mkv") {
 			uri += ".m4s" // served remuxed to fMP4; players go by the extension

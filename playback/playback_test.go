@@ -75,7 +75,7 @@ var (
 
 // recording returns an agent that has been recording two cameras for a
 // while (one fMP4, one MKV); it keeps recording for the whole test binary.
-func recording(t *testing.T) *env {
+func recording(t testing.TB) *env {
 	t.Helper()
 	testenv.RequireFFmpeg(t)
 	sharedOnce.Do(func() {
