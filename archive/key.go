@@ -163,17 +163,24 @@ func ParseFragmentKey(key string) (stream string, startMs int64, number uint64, 
 	bad := func(why string) (string, int64, uint64, string, error) {
 		return "", 0, 0, "", fmt.Errorf("%w: %q is not a fragment key: %s", ErrInvalidKey, key, why)
 	}
-	// …/streams/{stream}/f/YYYY/MM/DD/HH/{name}: the last 8 segments.
-	segs := strings.Split(key, "/")
-	if len(segs) < 8 {
-		return bad("too few segments")
+	// …/streams/{stream}/f/YYYY/MM/DD/HH/{name}: the last 8 segments,
+	// found from the end without allocating (listings parse every key).
+	var s [8]string
+	end := len(key)
+	for i := 7; i > 0; i-- {
+		j := strings.LastIndexByte(key[:end], '/')
+		if j < 0 {
+			return bad("too few segments")
+		}
+		s[i], end = key[j+1:end], j
 	}
-	if len(segs) > 8 {
-		if err := ValidateKey(strings.Join(segs[:len(segs)-8], "/")); err != nil {
+	s[0] = key[:end]
+	if j := strings.LastIndexByte(key[:end], '/'); j >= 0 {
+		s[0] = key[j+1 : end]
+		if err := ValidateKey(key[:j]); err != nil {
 			return bad("bad prefix")
 		}
 	}
-	s := segs[len(segs)-8:]
 	if s[0] != "streams" || s[2] != "f" {
 		return bad(`want …/streams/{stream}/f/YYYY/MM/DD/HH/{name}`)
 	}
@@ -198,7 +205,9 @@ func ParseFragmentKey(key string) (stream string, startMs int64, number uint64, 
 	if err != nil {
 		return bad("number out of range")
 	}
-	if strings.Join(s[3:7], "/")+"/" != hourPath(time.UnixMilli(startMs)) {
+	var hb [16]byte
+	hour := time.UnixMilli(startMs).UTC().AppendFormat(hb[:0], "2006/01/02/15")
+	if len(s[3])+len(s[4])+len(s[5])+len(s[6])+3 != len(hour) || key[len(key)-len(s[7])-1-len(hour):len(key)-len(s[7])-1] != string(hour) {
 		return bad("hour directory does not match the start")
 	}
 	return stream, startMs, number, container, nil

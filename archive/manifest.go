@@ -15,8 +15,9 @@ import (
 	"github.com/tributary-io/tributary/fragment"
 )
 
-// HourIndexVersion is the manifest version this package writes and reads.
-const HourIndexVersion = 1
+// HourIndexVersion is the manifest version this package writes. It reads
+// version 1 (an object per fragment) too.
+const HourIndexVersion = 2
 
 // MaxHourIndexSize bounds the manifest a reader accepts (64 MiB).
 const MaxHourIndexSize = 64 << 20
@@ -26,7 +27,13 @@ const MaxHourIndexSize = 64 << 20
 var ErrInvalidManifest = errors.New("invalid hour manifest")
 
 // HourIndex is the manifest of one UTC hour of a stream's fragments, stored
-// as index.json in the hour's directory once the hour is complete:
+// as index.json in the hour's directory once the hour is complete. Version 2
+// stores the fragments' metadata by column, one array per field:
+//
+//	{"version":2,"stream":"cam1","hour":"2026-11-27T03:00:00Z","count":1800,
+//	 "key":[…],"number":[…],"producer_start_ns":[…],…,"inits":[…],"init_ix":[…],…}
+//
+// Version 1, still read, has an object per fragment:
 //
 //	{"version":1,"stream":"cam1","hour":"2026-11-27T03:00:00Z","fragments":[…]}
 //
@@ -34,7 +41,8 @@ var ErrInvalidManifest = errors.New("invalid hour manifest")
 // Each carries its Key. The manifest is a cache of the fragments' object
 // metadata: the object listing stays the truth for which fragments exist.
 type HourIndex struct {
-	// Version is HourIndexVersion.
+	// Version is the version the manifest was decoded from; it is written
+	// as HourIndexVersion whatever it holds.
 	Version int `json:"version"`
 	// Stream is the stream's name.
 	Stream string `json:"stream"`
@@ -131,17 +139,14 @@ func ReadHourIndex(ctx context.Context, store Store, layout Layout, stream strin
 }
 
 // EncodeHourIndex validates idx, sorts its fragments by key (in place) and
-// writes it to w as JSON.
+// writes it to w as JSON, in version HourIndexVersion.
 func EncodeHourIndex(w io.Writer, idx HourIndex) error {
 	idx.Hour = idx.Hour.UTC()
-	if idx.Fragments == nil {
-		idx.Fragments = []fragment.Metadata{}
-	}
 	slices.SortFunc(idx.Fragments, compareFragments)
 	if err := idx.validate(); err != nil {
 		return err
 	}
-	b, err := json.Marshal(idx)
+	b, err := json.Marshal(toColumns(idx))
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidManifest, err)
 	}
@@ -149,7 +154,13 @@ func EncodeHourIndex(w io.Writer, idx HourIndex) error {
 	return err
 }
 
-// DecodeHourIndex decodes and validates a manifest: version 1, a valid
+// hourIndexJSON decodes either version in one pass.
+type hourIndexJSON struct {
+	hourColumns
+	Fragments []fragment.Metadata `json:"fragments"`
+}
+
+// DecodeHourIndex decodes and validates a manifest: version 1 or 2, a valid
 // stream, an hour on the hour, fragments of that stream whose keys are
 // fragment keys of that hour, sorted, each key once. Anything else is an
 // error wrapping ErrInvalidManifest.
@@ -161,9 +172,26 @@ func DecodeHourIndex(r io.Reader) (HourIndex, error) {
 	if len(b) > MaxHourIndexSize {
 		return HourIndex{}, fmt.Errorf("%w: larger than %d bytes", ErrInvalidManifest, MaxHourIndexSize)
 	}
-	var idx HourIndex
-	if err := json.Unmarshal(b, &idx); err != nil {
+	var j hourIndexJSON
+	if err := json.Unmarshal(b, &j); err != nil {
 		return HourIndex{}, fmt.Errorf("%w: %w", ErrInvalidManifest, err)
+	}
+	var idx HourIndex
+	switch j.Version {
+	case 1:
+		if j.Fragments == nil {
+			return HourIndex{}, fmt.Errorf("%w: version 1 without fragments", ErrInvalidManifest)
+		}
+		idx = HourIndex{Version: 1, Stream: j.Stream, Hour: j.Hour, Fragments: j.Fragments}
+	case 2:
+		if j.Fragments != nil {
+			return HourIndex{}, fmt.Errorf("%w: version 2 with a fragments array", ErrInvalidManifest)
+		}
+		if idx, err = fromColumns(j.hourColumns); err != nil {
+			return HourIndex{}, err
+		}
+	default:
+		return HourIndex{}, fmt.Errorf("%w: version %d, want 1 or 2", ErrInvalidManifest, j.Version)
 	}
 	idx.Hour = idx.Hour.UTC()
 	if err := idx.validate(); err != nil {
@@ -173,9 +201,6 @@ func DecodeHourIndex(r io.Reader) (HourIndex, error) {
 }
 
 func (idx *HourIndex) validate() error {
-	if idx.Version != HourIndexVersion {
-		return fmt.Errorf("%w: version %d, want %d", ErrInvalidManifest, idx.Version, HourIndexVersion)
-	}
 	if err := fragment.ValidateStreamName(idx.Stream); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidManifest, err)
 	}

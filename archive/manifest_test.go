@@ -108,7 +108,7 @@ func TestHourIndexWriteRead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if idx.Version != 1 || idx.Stream != "cam1" || !idx.Hour.Equal(hour) || len(idx.Fragments) != len(want) {
+		if idx.Version != HourIndexVersion || idx.Stream != "cam1" || !idx.Hour.Equal(hour) || len(idx.Fragments) != len(want) {
 			t.Fatalf("index = %+v", idx)
 		}
 		for i := range want {
@@ -117,10 +117,10 @@ func TestHourIndexWriteRead(t *testing.T) {
 			}
 		}
 	}
-	// The stored JSON is what DESIGN.md shows.
+	// The stored JSON is version 2: a column per field.
 	key, _ := layout.HourIndexKey("cam1", hour)
 	body, _ := readAll(t, local, key, nil)
-	if !strings.HasPrefix(body, `{"version":1,"stream":"cam1","hour":"2026-11-27T03:00:00Z","fragments":[{`) {
+	if !strings.HasPrefix(body, `{"version":2,"stream":"cam1","hour":"2026-11-27T03:00:00Z","count":5,"dir":"site/streams/cam1/f/2026/11/27/03/","name":["`) {
 		t.Errorf("index.json = %.120s…", body)
 	}
 	if _, err := ReadHourIndex(ctx, local, layout, "cam1", hour.Add(-time.Hour)); !errors.Is(err, ErrNotFound) {
@@ -149,6 +149,13 @@ const goodIndex = `{"version":1,"stream":"cam1","hour":"2026-11-27T03:00:00Z","f
 	`{"stream":"cam1","number":1,"producer_start":"2026-11-27T03:00:00Z","producer_end":"2026-11-27T03:00:02Z","server_timestamp":"2026-11-27T03:00:02.3Z","duration_ms":2000,"size":5,"container":"fmp4","tracks":[{"id":1,"kind":"video","codec":"H264"}],"keyframes":1,"samples":60,"discontinuity":false,"sha256":"","key":"streams/cam1/f/2026/11/27/03/1795748400000-00000000000000000001.m4s"},` +
 	`{"stream":"cam1","number":2,"producer_start":"2026-11-27T03:00:02Z","producer_end":"2026-11-27T03:00:04Z","server_timestamp":"2026-11-27T03:00:04.3Z","duration_ms":2000,"size":5,"container":"mkv","tracks":null,"keyframes":1,"samples":60,"discontinuity":true,"sha256":"","key":"streams/cam1/f/2026/11/27/03/1795748402000-00000000000000000002.mkv"}]}`
 
+const goodIndexV2 = `{"version":2,"stream":"cam1","hour":"2026-11-27T03:00:00Z","count":2,` +
+	`"dir":"streams/cam1/f/2026/11/27/03/","name":["1795748400000-00000000000000000001.m4s","1795748402000-00000000000000000002.mkv"],` +
+	`"number":[1,2],"producer_start_ns":[1795748400000000000,1795748402000000000],"producer_end_ns":[1795748402000000000,1795748404000000000],` +
+	`"server_timestamp_ns":[1795748402300000000,-9223372036854775808],"duration_ns":[2000000000,2000000000],"size":[5,5],"keyframes":[1,1],` +
+	`"samples":[60,60],"sha256":["",""],"inits":["abc"],"init_ix":[0,0],"track_sets":[[{"id":1,"kind":"video","codec":"H264"}]],"track_ix":[0,0],` +
+	`"clocks":["rtcp"],"clock_ix":[0,0],"discontinuous":[1],"tags":{"0":{"a":"b"}}}`
+
 // hourIndexCases seed FuzzDecodeHourIndex.
 var hourIndexCases = []struct {
 	name, in string
@@ -156,7 +163,20 @@ var hourIndexCases = []struct {
 }{
 	{"good", goodIndex, true},
 	{"empty hour", `{"version":1,"stream":"cam1","hour":"2026-11-27T03:00:00Z","fragments":[]}`, true},
-	{"version 2", strings.Replace(goodIndex, `"version":1`, `"version":2`, 1), false},
+	{"version 2 with objects", strings.Replace(goodIndex, `"version":1`, `"version":2`, 1), false},
+	{"version 3", strings.Replace(goodIndex, `"version":1`, `"version":3`, 1), false},
+	{"v2 good", goodIndexV2, true},
+	{"v2 empty hour", `{"version":2,"stream":"cam1","hour":"2026-11-27T03:00:00Z","count":0,"dir":"","name":[],"number":[],"producer_start_ns":[],"producer_end_ns":[],"server_timestamp_ns":[],"duration_ns":[],"size":[],"keyframes":[],"samples":[],"sha256":[],"inits":[],"init_ix":[],"track_sets":[],"track_ix":[],"clocks":[],"clock_ix":[]}`, true},
+	{"v2 short column", strings.Replace(goodIndexV2, `"size":[5,5]`, `"size":[5]`, 1), false},
+	{"v2 init out of range", strings.Replace(goodIndexV2, `"init_ix":[0,0]`, `"init_ix":[0,1]`, 1), false},
+	{"v2 negative clock", strings.Replace(goodIndexV2, `"clock_ix":[0,0]`, `"clock_ix":[0,-1]`, 1), false},
+	{"v2 discontinuous out of range", strings.Replace(goodIndexV2, `"discontinuous":[1]`, `"discontinuous":[2]`, 1), false},
+	{"v2 tags of a missing fragment", strings.Replace(goodIndexV2, `"tags":{"0"`, `"tags":{"7"`, 1), false},
+	{"v2 tags key not canonical", strings.Replace(goodIndexV2, `"tags":{"0"`, `"tags":{"00"`, 1), false},
+	{"v2 number differs from key", strings.Replace(goodIndexV2, `"number":[1,2]`, `"number":[1,3]`, 1), false},
+	{"v2 whole keys", strings.Replace(strings.Replace(goodIndexV2, `"dir":"streams/cam1/f/2026/11/27/03/","name":["`, `"dir":"","name":["streams/cam1/f/2026/11/27/03/`, 1), `","1795748402000`, `","streams/cam1/f/2026/11/27/03/1795748402000`, 1), true},
+	{"v2 dir of another hour", strings.Replace(goodIndexV2, `"dir":"streams/cam1/f/2026/11/27/03/"`, `"dir":"streams/cam1/f/2026/11/27/04/"`, 1), false},
+	{"v2 huge count", strings.Replace(goodIndexV2, `"count":2`, `"count":99999999999`, 1), false},
 	{"bad stream", strings.Replace(goodIndex, `"stream":"cam1","hour"`, `"stream":"../x","hour"`, 1), false},
 	{"not on the hour", strings.Replace(goodIndex, `03:00:00Z","fragments"`, `03:00:01Z","fragments"`, 1), false},
 	{"other hour", strings.Replace(goodIndex, `"hour":"2026-11-27T03`, `"hour":"2026-11-27T04`, 1), false},

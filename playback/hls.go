@@ -241,7 +241,7 @@ func (s *Server) mediaPlaylist(req request, p hlsParams, frags []fragment.Metada
 		target = math.Max(target, math.Ceil(m.Duration.Seconds()))
 	}
 	var b strings.Builder
-	b.Grow(len(frags)*200 + 256)
+	b.Grow(len(frags)*(128+len(req.session)) + 256)
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n")
 	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", int(target))
 	seq := uint64(0)
@@ -272,14 +272,17 @@ func (s *Server) mediaPlaylist(req request, p hlsParams, frags []fragment.Metada
 		line = m.ProducerStart.UTC().AppendFormat(line, "2006-01-02T15:04:05.000Z")
 		line = append(line, "\n#EXTINF:"...)
 		line = strconv.AppendFloat(line, m.Duration.Seconds(), 'f', 3, 64)
-		line = append(line, ",\n"...)
-		b.Write(line)
-		uri := "f/" + strings.TrimPrefix(m.Key, prefix)
-		if strings.HasSuffix(uri, ".mkv") {
-			uri += ".m4s" // served remuxed to fMP4; players go by the extension
+		line = append(line, ",\nf/"...)
+		line = append(line, strings.TrimPrefix(m.Key, prefix)...)
+		if strings.HasSuffix(m.Key, ".mkv") {
+			line = append(line, ".m4s"...) // served remuxed to fMP4; players go by the extension
 		}
-		b.WriteString(withSession(uri, req.session))
-		b.WriteByte('\n')
+		if req.session != "" {
+			line = append(line, '?')
+			line = append(line, req.session...)
+		}
+		line = append(line, '\n')
+		b.Write(line)
 		lastEnd = m.ProducerEnd
 	}
 	if p.mode == ModeOnDemand {

@@ -41,11 +41,15 @@ func (f *fakeTarget) WriteSample(int, fragment.Sample) {
 }
 func (f *fakeTarget) UpdateTracks([]fragment.Track)                    {}
 func (f *fakeTarget) ClockChanged(string, string, time.Duration, bool) {}
-func (f *fakeTarget) EndSession(err error)                             { f.mu.Lock(); f.ended = append(f.ended, err); f.mu.Unlock() }
-func (f *fakeTarget) CutAtNextKeyframe()                               {}
-func (f *fakeTarget) SetAcks(a func(Ack))                              { f.mu.Lock(); f.acks = a; f.mu.Unlock() }
-func (f *fakeTarget) Release()                                         {}
-func (f *fakeTarget) Done() <-chan struct{}                            { return f.done }
+func (f *fakeTarget) EndSession(err error) {
+	f.mu.Lock()
+	f.ended = append(f.ended, err)
+	f.mu.Unlock()
+}
+func (f *fakeTarget) CutAtNextKeyframe()    {}
+func (f *fakeTarget) SetAcks(a func(Ack))   { f.mu.Lock(); f.acks = a; f.mu.Unlock() }
+func (f *fakeTarget) Release()              {}
+func (f *fakeTarget) Done() <-chan struct{} { return f.done }
 
 type fakeTargets struct {
 	t   *fakeTarget
