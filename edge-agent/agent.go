@@ -360,8 +360,23 @@ func (a *Agent) Registry() *prometheus.Registry { return a.registry }
 
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		out := map[string]any{"streams": a.Status()}
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st := a.Status()
+		if v := r.URL.Query().Get("latency_since"); v != "" {
+			since, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("latency_since: %q is not an RFC 3339 time", v))
+				return
+			}
+			for i, p := range a.streams() {
+				if i < len(st) && st[i].Name == p.cfg.Name {
+					p.mu.Lock()
+					st[i].DurableLatency = p.durable.since(since)
+					p.mu.Unlock()
+				}
+			}
+		}
+		out := map[string]any{"streams": st}
 		if a.spool != nil {
 			out["spool"] = a.spool.status()
 		}

@@ -68,8 +68,9 @@ type pipeline struct {
 	latency         latencyObserver
 	curHour         time.Time // hour of the latest stored fragment (store goroutine)
 
-	mu     sync.Mutex
-	status StreamStatus
+	mu      sync.Mutex
+	status  StreamStatus
+	durable latencyRing // recent close → durable latencies
 
 	// push streams (no source): one producer at a time holds the stream
 	stopping chan struct{} // closed when a push stream shuts down
@@ -456,13 +457,15 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 // stored counts a fragment made durable (in the archive, or in the spool)
 // and returns its metadata, as the status shows it.
 func (p *pipeline) stored(j storeJob) fragment.Metadata {
-	p.latency.Observe(time.Since(j.closed).Seconds())
+	took := p.now().Sub(j.closed)
+	p.latency.Observe(took.Seconds())
 	p.fragments.Add(1)
 	p.fragmentBytes.Add(uint64(len(*j.buf)))
 	m := *j.meta
 	m.Tags = nil
 	p.mu.Lock()
 	p.status.LastFragment = &m
+	p.durable.add(j.closed, took)
 	p.mu.Unlock()
 	if !p.persistOnUpload || p.spool == nil {
 		p.ackPersisted(m)

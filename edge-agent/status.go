@@ -33,6 +33,48 @@ type StreamStatus struct {
 	Counters     StreamCounters     `json:"counters"`
 	// Upload is the stream's spool and upload state (with a spool).
 	Upload *StreamUpload `json:"upload,omitempty"`
+	// DurableLatency lists the latest fragments' close → durable latencies
+	// (at most LatencySamples), when asked for with ?latency_since=.
+	DurableLatency []LatencySample `json:"durable_latency,omitempty"`
+}
+
+// LatencySample is one fragment's close → durable latency: from the moment
+// the cutter closed it to the moment it was fsynced in the spool or the
+// local archive.
+type LatencySample struct {
+	// Closed is when the fragment closed (server clock).
+	Closed time.Time `json:"closed"`
+	// MS is the latency in milliseconds.
+	MS float64 `json:"ms"`
+}
+
+// LatencySamples is how many recent latencies a stream keeps (8.5 min of
+// 2 s fragments).
+const LatencySamples = 256
+
+// latencyRing keeps the latest LatencySamples latencies.
+type latencyRing struct {
+	closed [LatencySamples]int64 // unix ns
+	took   [LatencySamples]time.Duration
+	n      int // samples added, ever
+}
+
+func (r *latencyRing) add(closed time.Time, took time.Duration) {
+	i := r.n % LatencySamples
+	r.closed[i], r.took[i] = closed.UnixNano(), took
+	r.n++
+}
+
+// since returns the samples of fragments closed at or after t, oldest first.
+func (r *latencyRing) since(t time.Time) []LatencySample {
+	var out []LatencySample
+	for k := max(0, r.n-LatencySamples); k < r.n; k++ {
+		i := k % LatencySamples
+		if c := time.Unix(0, r.closed[i]); !c.Before(t) {
+			out = append(out, LatencySample{Closed: c.UTC(), MS: float64(r.took[i]) / float64(time.Millisecond)})
+		}
+	}
+	return out
 }
 
 // ClockChange records the last change of the producer clock source.

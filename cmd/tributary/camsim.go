@@ -21,27 +21,43 @@ func camsimCmd() *cobra.Command {
 		user    string
 		pass    string
 		tcpOnly bool
+		clip    string
+		stagger bool
 	)
 	cmd := &cobra.Command{
 		Use:   "camsim",
 		Short: "Serve synthetic RTSP cameras that loop test clips in real time",
 		Long: `Serve synthetic RTSP cameras. Each camera loops a clip in real time with
 continuous timestamps and in-band parameter sets. Presets: ` + strings.Join(camsim.PresetNames, ", ") + `.
-With --count N, cameras cam1..camN cycle through the chosen presets.`,
+With --count N, cameras cam1..camN cycle through the chosen presets; with
+--clip FILE (an MPEG-TS of H.264 or H.265 and optionally AAC or Opus) they all
+play that clip instead. The cameras' URLs are printed one per line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := clipsDir(clips)
-			if err != nil {
-				return err
-			}
-			cams, err := camsimCameras(dir, presets, count)
-			if err != nil {
-				return err
+			var cams []camsim.Camera
+			if clip != "" {
+				if cmd.Flags().Changed("preset") || clips != "" {
+					return fmt.Errorf("--clip: not with --preset or --clips")
+				}
+				if _, err := os.Stat(clip); err != nil {
+					return fmt.Errorf("--clip: %w", err)
+				}
+				for i := range max(count, 1) {
+					cams = append(cams, camsim.Camera{Name: fmt.Sprintf("cam%d", i+1), Clip: clip})
+				}
+			} else {
+				dir, err := clipsDir(clips)
+				if err != nil {
+					return err
+				}
+				if cams, err = camsimCameras(dir, presets, count); err != nil {
+					return err
+				}
 			}
 			for i := range cams {
 				cams[i].User, cams[i].Pass = user, pass
 			}
-			srv := &camsim.Server{Addr: addr, Cameras: cams, TCPOnly: tcpOnly, Logger: newLogger("info", "text")}
+			srv := &camsim.Server{Addr: addr, Cameras: cams, TCPOnly: tcpOnly, Stagger: stagger, Logger: newLogger("info", "text")}
 			if err := srv.Start(); err != nil {
 				return err
 			}
@@ -61,6 +77,8 @@ With --count N, cameras cam1..camN cycle through the chosen presets.`,
 	f.StringVar(&user, "user", "", "require this user name")
 	f.StringVar(&pass, "pass", "", "require this password")
 	f.BoolVar(&tcpOnly, "tcp-only", false, "disable the UDP transport")
+	f.StringVar(&clip, "clip", "", "serve --count cameras (default 1) of this MPEG-TS clip instead of the presets")
+	f.BoolVar(&stagger, "stagger", false, "spread the cameras' starts over one second, so their keyframes do not coincide")
 	return cmd
 }
 

@@ -1,0 +1,50 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// WriteTable prints the result as a table: one row per program, then the
+// ratios of the baseline to tributary.
+func (r *Result) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "%d cameras of %s over RTSP/TCP, %s to %s; %.0f s window after %.0f s warm-up\n",
+		r.Streams, r.Clip, r.Container, archiveName(r.Archive), r.WindowS, r.WarmupS)
+	fmt.Fprintf(w, "machine: %s, %d cores, %s, %s\n\n", r.Machine, r.Cores, r.OS, r.GoVersion)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	name := func(s string) string { return fmt.Sprintf("%-37s", s) }
+	fmt.Fprintln(tw, name("")+"\tCPU %\tCPU %/stream\tRSS MB\tRSS MB/stream\tpeak RSS MB\tdurable p50 ms\tp99 ms\tmax ms\tpkts lost\tframes dropped\tfragments\tfrags lost\t")
+	for _, row := range r.Rows {
+		fmt.Fprintf(tw, "%s\t%.2f\t%.3f\t%.1f\t%.2f\t%.1f\t%s\t%s\t%s\t%d\t%s\t%d\t%s\t\n",
+			name(row.Name), row.CPUPercent, row.CPUPerStream, row.RSSMB, row.RSSPerStreamMB, row.RSSPeakMB,
+			ms(row.DurableP50MS), ms(row.DurableP99MS), ms(row.DurableMaxMS), row.PacketsLost,
+			agentOnly(row, row.FramesDropped), row.Fragments, agentOnly(row, row.FragmentsLost))
+	}
+	if r.CPURatio > 0 {
+		fmt.Fprintf(tw, "%s\t%.1f×\t\t%.1f×\t\t\t\t\t\t\t\t\t\t\n", name(r.Rows[1].Name+" / tributary"), r.CPURatio, r.RSSRatio)
+	}
+	return tw.Flush()
+}
+
+func archiveName(a string) string {
+	if a == "dir" {
+		return "a local archive"
+	}
+	return "an S3 archive"
+}
+
+func ms(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", *v)
+}
+
+// agentOnly prints a counter only the agent reports.
+func agentOnly(r Row, v uint64) string {
+	if r.Name != "tributary" {
+		return "-"
+	}
+	return fmt.Sprint(v)
+}
