@@ -26,7 +26,7 @@ const pruneAge = 20 * time.Second
 func agentConfig(o Options, urls []string, listen string) (string, error) {
 	cfg := map[string]any{
 		"data_dir": filepath.Join(o.WorkDir, "agent"),
-		"http":     map[string]any{"listen": listen},
+		"http":     map[string]any{"listen": listen, "pprof": o.Pprof},
 		"log":      map[string]any{"level": "warn"},
 		"api":      map[string]any{"auth": "none"},
 		"putmedia": map[string]any{"enabled": false},
@@ -129,6 +129,9 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string) (Row,
 		return nil
 	}
 	base := "http://" + listen
+	if o.Pprof {
+		pr.done("tributary: profiler at %s/debug/pprof/", base)
+	}
 
 	pctx, stopPrune := context.WithCancel(ctx)
 	defer stopPrune()

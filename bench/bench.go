@@ -62,6 +62,9 @@ type Options struct {
 	CacheDir string
 	// Progress receives a progress line while the run goes. Default none.
 	Progress io.Writer
+	// Pprof serves the agent's profiler at /debug/pprof/ on its status
+	// address (printed in the progress). Default false.
+	Pprof bool
 	// Interactive rewrites the progress line in place (a terminal);
 	// otherwise a line is written every 10 s.
 	Interactive bool

@@ -52,6 +52,9 @@ type Config struct {
 type HTTPConfig struct {
 	// Listen address. Default "127.0.0.1:8080"; "off" disables the server.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiler at /debug/pprof/ (no authentication: keep
+	// the listen address private). Default false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // ArchiveConfig selects the archive.

@@ -73,6 +73,7 @@ way, and the table shows both rows and the ratios.`,
 	f.Float64Var(&bitrate, "bitrate", 4, "video bitrate of the cameras, Mbit/s")
 	f.DurationVar(&o.Clip.GOP, "gop", 0, "time between keyframes (default 1s)")
 	f.StringVar(&o.WorkDir, "workdir", "", "folder for the run's files (default a temporary one, removed after)")
+	f.BoolVar(&o.Pprof, "pprof", false, "serve the agent's profiler at /debug/pprof/ during the run")
 	f.BoolVar(&keep, "keep", false, "keep the run's files (logs, configuration) in a temporary folder")
 	return cmd
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -61,9 +62,11 @@ type Source struct {
 	StallTimeout time.Duration
 	// Timeout of connecting and of each RTSP request. Default 10 s.
 	Timeout time.Duration
-	// QueueSize is the number of access units buffered between the network
-	// and the pipeline. Default 1024.
-	QueueSize int
+	// ReadPacing, on TCP, pauses this long after a read that found little
+	// data, so that packets are read in batches rather than one wakeup
+	// each (see pacedConn). Default DefaultReadPacing (20 ms); negative
+	// turns it off.
+	ReadPacing time.Duration
 	// MaxClockSkew is passed to the producer Clock. Default 10 min.
 	MaxClockSkew time.Duration
 	// Counters receive the source's counts. Required.
@@ -166,8 +169,8 @@ func (s *Source) defaults() {
 	if s.Timeout <= 0 {
 		s.Timeout = 10 * time.Second
 	}
-	if s.QueueSize <= 0 {
-		s.QueueSize = 1024
+	if s.ReadPacing == 0 {
+		s.ReadPacing = DefaultReadPacing
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
@@ -217,6 +220,18 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 			s.Counters.DecodeErrors.Add(1)
 		},
 	}
+	var paced atomic.Pointer[pacedConn] // the RTSP connection, dialled by the client's goroutine
+	if s.ReadPacing > 0 {
+		c.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
+			nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			pc := newPacedConn(nc, s.ReadPacing)
+			paced.Store(pc)
+			return pc, nil
+		}
+	}
 	switch s.Transport {
 	case TransportTCP:
 		p := gortsplib.ProtocolTCP
@@ -252,27 +267,27 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 		}
 	}
 
-	units := make(chan unit, s.QueueSize)
+	transport := "unknown"
+	if tr := c.Transport(); tr != nil && tr.Session != nil {
+		transport = strings.ToLower(tr.Session.Protocol.String())
+	}
 	var sess session
-	sess.init(s, c, tracks, deps, units)
+	sess.init(s, c, tracks, deps, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now()})
 	c.OnPacketRTPAny(sess.onPacket)
 
 	if _, err := c.Play(nil); err != nil {
 		return classify(ctx, err)
 	}
-	transport := "unknown"
-	if tr := c.Transport(); tr != nil && tr.Session != nil {
-		transport = strings.ToLower(tr.Session.Protocol.String())
+	if pc := paced.Load(); pc != nil {
+		pc.start()
 	}
 	log.Info("camera connected", "url", Redact(s.URL), "transport", transport, "tracks", trackNames(tracks), "ignored", ignored)
 
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- c.Wait() }()
 
-	err = sess.loop(ctx, sink, started, waitErr, ingest.Session{
-		Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now(),
-	})
-	if sess.started {
+	err = sess.loop(ctx, waitErr)
+	if sess.stop() {
 		sink.EndSession(err)
 	}
 	return err
@@ -316,13 +331,23 @@ type session struct {
 	tracks  []fragment.Track
 	deps    []*depacketizer
 	byMedia map[*description.Media]*depacketizer
-	units   chan unit
+	last    atomic.Int64 // unix ns of the latest access unit, for stall detection
+
+	// mu serializes the access units of the media (gortsplib reads each
+	// UDP media on its own goroutine) and guards what follows.
+	mu      sync.Mutex
+	sink    ingest.Sink
+	onStart func()
+	info    ingest.Session
 	clock   ingest.Clock
 	started bool
+	stopped bool // the session ended: no more samples reach the sink
 }
 
-func (ss *session) init(s *Source, c *gortsplib.Client, tracks []fragment.Track, deps []*depacketizer, units chan unit) {
-	ss.src, ss.client, ss.tracks, ss.deps, ss.units = s, c, tracks, deps, units
+func (ss *session) init(s *Source, c *gortsplib.Client, tracks []fragment.Track, deps []*depacketizer, sink ingest.Sink, started func(), info ingest.Session) {
+	ss.src, ss.client, ss.tracks, ss.deps = s, c, tracks, deps
+	ss.sink, ss.onStart, ss.info = sink, started, info
+	ss.last.Store(time.Now().UnixNano())
 	ss.byMedia = make(map[*description.Media]*depacketizer, len(deps))
 	for _, d := range deps {
 		ss.byMedia[d.media] = d
@@ -332,7 +357,9 @@ func (ss *session) init(s *Source, c *gortsplib.Client, tracks []fragment.Track,
 }
 
 // onPacket runs on gortsplib's reader goroutines (one per media with UDP).
-// It depacketizes and hands access units to the loop without blocking.
+// It depacketizes and hands access units to the sink right there: a
+// handoff to another goroutine per access unit would cost a wakeup each,
+// more than the work itself.
 func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *rtp.Packet) {
 	ctr := ss.src.Counters
 	ctr.Packets.Add(1)
@@ -347,16 +374,76 @@ func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *r
 	}
 	ntp, ntpOK := ss.client.PacketNTP(medi, pkt)
 	recv := time.Now()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	d.decode(pkt, pts, func(u unit) {
 		u.recv, u.ntp, u.ntpOK = recv, ntp, ntpOK
-		select {
-		case ss.units <- u:
-		default:
-			ctr.DroppedQueueFull.Add(1)
-			bufPool.Put(u.buf)
-			d.lostSync()
-		}
+		ss.handle(u)
 	})
+}
+
+// handle feeds one access unit to the sink. The caller holds mu.
+func (ss *session) handle(u unit) {
+	defer bufPool.Put(u.buf)
+	if ss.stopped {
+		return
+	}
+	ss.last.Store(u.recv.UnixNano())
+	sink, log := ss.sink, ss.src.Logger
+	if u.params != nil {
+		changed := !ss.tracks[u.track].Equal(u.params)
+		ss.tracks[u.track] = *u.params
+		if changed && ss.started {
+			log.Info("codec configuration changed", "track", u.params.String())
+			sink.UpdateTracks(append([]fragment.Track(nil), ss.tracks...))
+		}
+	}
+	if !ss.started {
+		if !ss.complete() {
+			ss.src.Counters.DroppedNoParams.Add(1)
+			return
+		}
+		ss.info.Tracks = append([]fragment.Track(nil), ss.tracks...)
+		sink.StartSession(ss.info)
+		ss.started = true
+		ss.onStart()
+	}
+	if len(*u.buf) == 0 {
+		return // parameter sets only
+	}
+	t := &ss.tracks[u.track]
+	mediaNs := ticksToNs(u.pts, t.TimeScale)
+	src := ss.clock.Source
+	wall, ev := ss.clock.Map(mediaNs, u.recv, u.ntp, u.ntpOK)
+	if ev.Switched || ev.Stepped {
+		from, to := ev.From, ev.To
+		if !ev.Switched {
+			from, to = src, src
+		}
+		log.Info("producer clock changed", "from", from, "to", to, "diff", ev.Diff, "stepped", ev.Stepped)
+		sink.ClockChanged(from, to, ev.Diff, ev.Stepped)
+	}
+	if ss.clock.Untrusted != 0 {
+		log.Warn("camera clock is too far from the agent's; using the receive clock", "skew", ss.clock.Untrusted)
+		ss.clock.Untrusted = 0
+	}
+	sink.WriteSample(u.track, fragment.Sample{
+		DTS:       u.dts,
+		PTSOffset: int32(u.pts - u.dts),
+		Duration:  u.dur,
+		Keyframe:  u.key,
+		Time:      wall,
+		Payload:   *u.buf,
+	})
+	ss.src.Counters.Samples.Add(1)
+}
+
+// stop ends the session's samples and reports whether it had started.
+func (ss *session) stop() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.stopped = true
+	return ss.started
 }
 
 func (ss *session) complete() bool {
@@ -376,88 +463,22 @@ func (ss *session) complete() bool {
 	return true
 }
 
-func (ss *session) loop(ctx context.Context, sink ingest.Sink, started func(), waitErr chan error, info ingest.Session) error {
+// loop waits for the end of the session: ctx, the client's failure, or a
+// stall (no access unit for StallTimeout).
+func (ss *session) loop(ctx context.Context, waitErr chan error) error {
 	stall := ss.src.StallTimeout
 	tick := time.NewTicker(min(stall/4, 250*time.Millisecond))
 	defer tick.Stop()
-	last := time.Now()
-	log := ss.src.Logger
 	for {
 		select {
 		case <-ctx.Done():
-			ss.drain()
 			return nil
 		case err := <-waitErr:
-			ss.drain()
 			return classify(ctx, err)
 		case now := <-tick.C:
-			if now.Sub(last) > stall {
-				ss.drain()
+			if now.Sub(time.Unix(0, ss.last.Load())) > stall {
 				return fmt.Errorf("%w for %v", ErrStalled, stall)
 			}
-		case u := <-ss.units:
-			last = u.recv
-			if u.params != nil {
-				changed := !ss.tracks[u.track].Equal(u.params)
-				ss.tracks[u.track] = *u.params
-				if changed && ss.started {
-					log.Info("codec configuration changed", "track", u.params.String())
-					sink.UpdateTracks(append([]fragment.Track(nil), ss.tracks...))
-				}
-			}
-			if !ss.started {
-				if !ss.complete() {
-					ss.src.Counters.DroppedNoParams.Add(1)
-					bufPool.Put(u.buf)
-					continue
-				}
-				info.Tracks = append([]fragment.Track(nil), ss.tracks...)
-				sink.StartSession(info)
-				ss.started = true
-				started()
-			}
-			if len(*u.buf) == 0 {
-				bufPool.Put(u.buf) // parameter sets only
-				continue
-			}
-			t := &ss.tracks[u.track]
-			mediaNs := ticksToNs(u.pts, t.TimeScale)
-			src := ss.clock.Source
-			wall, ev := ss.clock.Map(mediaNs, u.recv, u.ntp, u.ntpOK)
-			if ev.Switched || ev.Stepped {
-				from, to := ev.From, ev.To
-				if !ev.Switched {
-					from, to = src, src
-				}
-				log.Info("producer clock changed", "from", from, "to", to, "diff", ev.Diff, "stepped", ev.Stepped)
-				sink.ClockChanged(from, to, ev.Diff, ev.Stepped)
-			}
-			if ss.clock.Untrusted != 0 {
-				log.Warn("camera clock is too far from the agent's; using the receive clock", "skew", ss.clock.Untrusted)
-				ss.clock.Untrusted = 0
-			}
-			sink.WriteSample(u.track, fragment.Sample{
-				DTS:       u.dts,
-				PTSOffset: int32(u.pts - u.dts),
-				Duration:  u.dur,
-				Keyframe:  u.key,
-				Time:      wall,
-				Payload:   *u.buf,
-			})
-			ss.src.Counters.Samples.Add(1)
-			bufPool.Put(u.buf)
-		}
-	}
-}
-
-// drain returns queued buffers to the pool.
-func (ss *session) drain() {
-	for {
-		select {
-		case u := <-ss.units:
-			bufPool.Put(u.buf)
-		default:
-			return
 		}
 	}
 }
