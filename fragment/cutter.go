@@ -1,6 +1,8 @@
 package fragment
 
 import (
+	"bytes"
+	"sync"
 	"time"
 )
 
@@ -93,14 +95,30 @@ type Part struct {
 	Aborted bool
 }
 
+// chunkSize is the unit of sample memory, shared by every Cutter through
+// chunkPool: a closed fragment's chunks go back to the pool at once, so a
+// stream holds about the bytes of its open fragment rather than twice its
+// largest fragment.
+const chunkSize = 256 << 10
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return &b }}
+
+// arena holds the samples of one fragment, their payloads copied into
+// pooled chunks.
 type arena struct {
-	buf     []byte
+	chunks  []*[]byte // in use; the last one is being filled
 	samples [][]Sample
 	bytes   int64
 }
 
+// reset empties the arena for n tracks and returns its chunks to the pool.
 func (a *arena) reset(n int) {
-	a.buf = a.buf[:0]
+	for i, c := range a.chunks {
+		*c = (*c)[:0]
+		chunkPool.Put(c)
+		a.chunks[i] = nil
+	}
+	a.chunks = a.chunks[:0]
 	a.bytes = 0
 	if cap(a.samples) < n {
 		a.samples = make([][]Sample, n)
@@ -112,11 +130,23 @@ func (a *arena) reset(n int) {
 }
 
 func (a *arena) add(track int, s Sample) {
-	start := len(a.buf)
-	a.buf = append(a.buf, s.Payload...)
-	s.Payload = a.buf[start:len(a.buf):len(a.buf)]
+	n := len(s.Payload)
+	if n > chunkSize {
+		s.Payload = bytes.Clone(s.Payload) // an access unit larger than a chunk: rare
+	} else {
+		var c *[]byte
+		if k := len(a.chunks); k > 0 && cap(*a.chunks[k-1])-len(*a.chunks[k-1]) >= n {
+			c = a.chunks[k-1]
+		} else {
+			c = chunkPool.Get().(*[]byte)
+			a.chunks = append(a.chunks, c)
+		}
+		start := len(*c)
+		*c = append(*c, s.Payload...)
+		s.Payload = (*c)[start:len(*c):len(*c)]
+	}
 	a.samples[track] = append(a.samples[track], s)
-	a.bytes += int64(len(s.Payload))
+	a.bytes += int64(n)
 }
 
 // Reset starts a new ingest session with the given tracks. The fragment in
@@ -385,6 +415,7 @@ func (c *Cutter) close(endNs, endTime int64) {
 	}
 	c.emitPart(-1, true)
 	c.emit(cur, endNs, endTime)
+	cur.reset(len(c.tracks)) // its chunks serve other streams until the next close
 	c.cur, c.next = c.next, cur
 	c.started = false
 }
