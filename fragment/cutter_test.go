@@ -3,6 +3,7 @@ package fragment
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -395,5 +396,53 @@ func TestCutterParts(t *testing.T) {
 	}
 	if pi != len(parts) {
 		t.Errorf("%d parts left over", len(parts)-pi)
+	}
+}
+
+// TestCutterMemoryBounded: a 20 Mbit/s camera with 10 s GOPs (25 MB
+// fragments) for 2 minutes of footage, each fragment encoded to fMP4 as the
+// agent does: the heap stays within a few fragments' worth and does not
+// grow from the first minute to the second.
+func TestCutterMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 300 MB")
+	}
+	const fps, gop = 30, 300
+	frame := 20_000_000 / 8 / fps // 83 kB
+	var out []byte
+	frags := 0
+	c := &Cutter{Emit: func(f *Fragment) {
+		out = AppendFMP4(out[:0], f)
+		frags++
+	}}
+	c.Reset(testTracks()[:1], false)
+	payload := make([]byte, frame)
+	var ms runtime.MemStats
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	before := heap()
+	var firstMinute uint64
+	for n := range 120 * fps {
+		c.Write(0, Sample{DTS: int64(n) * 3000, Keyframe: n%gop == 0, Time: int64(n) * 1e9 / fps, Payload: payload})
+		if n == 60*fps {
+			firstMinute = heap()
+		}
+	}
+	after := heap()
+	runtime.KeepAlive(c) // the cutter and its buffers are live at both points
+	gopBytes := uint64(frame * gop)
+	t.Logf("%d fragments of %d MB: heap %d MB before, %d MB after 1 min, %d MB after 2 min",
+		frags, gopBytes>>20, before>>20, firstMinute>>20, after>>20)
+	if frags < 10 {
+		t.Fatalf("%d fragments", frags)
+	}
+	if after > before+3*gopBytes {
+		t.Errorf("heap grew by %d MB for %d MB GOPs", (after-before)>>20, gopBytes>>20)
+	}
+	if after > firstMinute+gopBytes/2 {
+		t.Errorf("heap grows: %d MB after 1 min, %d MB after 2 min", firstMinute>>20, after>>20)
 	}
 }
