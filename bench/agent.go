@@ -108,7 +108,7 @@ func sumCounters(st agentStatus) counters {
 }
 
 // runAgent measures the agent recording the cameras.
-func runAgent(ctx context.Context, o Options, pr *progress, urls []string) (Row, error) {
+func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsim int) (Row, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return Row{}, err
@@ -168,7 +168,7 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string) (Row,
 		}
 	}
 	w := window{
-		o: o, p: pr, name: "tributary", pids: func() []int { return []int{p.cmd.Process.Pid} }, alive: alive,
+		o: o, p: pr, camsim: camsim, name: "tributary", pids: func() []int { return []int{p.cmd.Process.Pid} }, alive: alive,
 		counters: func() (counters, error) {
 			st, err := getStatus(ctx, base, time.Time{})
 			return sumCounters(st), err

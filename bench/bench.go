@@ -101,6 +101,9 @@ type Row struct {
 	FragmentsLost uint64 `json:"fragments_lost"`
 	// Reconnects in the window.
 	Reconnects uint64 `json:"reconnects"`
+	// CamsimCPUPercent is what the cameras cost in the same window, in % of
+	// one core: not part of the row's figures, but it shares the machine.
+	CamsimCPUPercent float64 `json:"camsim_cpu_percent"`
 }
 
 // Result is a run's measurements.
@@ -211,13 +214,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer cams.stop()
 
-	row, err := runAgent(ctx, o, p, urls)
+	row, err := runAgent(ctx, o, p, urls, cams.cmd.Process.Pid)
 	if err != nil {
 		return nil, err
 	}
 	res.Rows = append(res.Rows, row)
 	if o.Baseline == BaselineFFmpeg {
-		base, err := runFFmpeg(ctx, o, p, urls)
+		base, err := runFFmpeg(ctx, o, p, urls, cams.cmd.Process.Pid)
 		if err != nil {
 			return nil, err
 		}
@@ -305,16 +308,7 @@ func startCamsim(ctx context.Context, o Options, clip string) (*proc, []string, 
 	if err != nil {
 		return nil, nil, err
 	}
-	logf, err := os.Create(filepath.Join(o.WorkDir, "camsim.log"))
-	if err != nil {
-		return nil, nil, err
-	}
-	logf.Close()
-	cmd.Stderr, err = os.OpenFile(filepath.Join(o.WorkDir, "camsim.log"), os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := start(cmd, filepath.Join(o.WorkDir, "camsim.out"))
+	p, err := start(cmd, filepath.Join(o.WorkDir, "camsim.log")) // stderr
 	if err != nil {
 		return nil, nil, err
 	}
@@ -337,8 +331,7 @@ func startCamsim(ctx context.Context, o Options, clip string) (*proc, []string, 
 	case <-ctx.Done():
 	}
 	p.stop()
-	log, _ := os.ReadFile(filepath.Join(o.WorkDir, "camsim.log"))
-	return nil, nil, fmt.Errorf("bench: camsim did not start: %s", strings.TrimSpace(string(log)))
+	return nil, nil, fmt.Errorf("bench: camsim did not start: %s", p.tail())
 }
 
 // window measures processes over the steady-state window: it waits for the
@@ -348,6 +341,7 @@ type window struct {
 	o        Options
 	p        *progress
 	name     string
+	camsim   int // pid, measured beside
 	pids     func() []int
 	counters func() (counters, error) // cumulative; may be nil
 	alive    func() error             // nil while the processes run
@@ -359,6 +353,7 @@ type counters struct {
 
 type measured struct {
 	cpu      time.Duration
+	camsim   time.Duration
 	elapsed  time.Duration
 	rss      int64
 	peak     int64
@@ -375,6 +370,10 @@ func (w window) run(ctx context.Context) (measured, error) {
 		return m, err
 	}
 	s0, err := readProcs(w.pids())
+	if err != nil {
+		return m, err
+	}
+	cam0, err := readProc(w.camsim)
 	if err != nil {
 		return m, err
 	}
@@ -409,6 +408,9 @@ func (w window) run(ctx context.Context) (measured, error) {
 	}
 	m.elapsed = time.Since(m.start)
 	m.cpu, m.rss, m.peak = s1.cpu-s0.cpu, s1.rss, max(m.peak, s1.rss)
+	if cam1, err := readProc(w.camsim); err == nil {
+		m.camsim = cam1.cpu - cam0.cpu
+	}
 	if w.counters != nil {
 		c1, err := w.counters()
 		if err != nil {
@@ -432,6 +434,7 @@ func (m measured) row(name string, streams int) Row {
 		RSSMB: float64(m.rss) / (1 << 20), RSSPeakMB: float64(m.peak) / (1 << 20), RSSPerStreamMB: float64(m.rss) / (1 << 20) / float64(streams),
 		Packets: m.delta.packets, PacketsLost: m.delta.lost, FramesDropped: m.delta.dropped,
 		Fragments: m.delta.fragments, FragmentsLost: m.delta.fragmentsLost, Reconnects: m.delta.reconnects,
+		CamsimCPUPercent: 100 * float64(m.camsim) / float64(m.elapsed),
 	}
 }
 

@@ -20,7 +20,7 @@ var missedRE = regexp.MustCompile(`RTP: missed (\d+) packets`)
 
 // runFFmpeg measures one `ffmpeg -c copy -f segment` per camera: what a
 // Frigate-style recorder runs.
-func runFFmpeg(ctx context.Context, o Options, pr *progress, urls []string) (Row, error) {
+func runFFmpeg(ctx context.Context, o Options, pr *progress, urls []string, camsim int) (Row, error) {
 	var procs []*proc
 	defer func() {
 		for _, p := range procs {
@@ -93,7 +93,7 @@ func runFFmpeg(ctx context.Context, o Options, pr *progress, urls []string) (Row
 		}
 	}
 	w := window{
-		o: o, p: pr, name: FFmpegCommand, alive: alive, counters: count,
+		o: o, p: pr, camsim: camsim, name: FFmpegCommand, alive: alive, counters: count,
 		pids: func() []int {
 			pids := make([]int, len(procs))
 			for i, p := range procs {

@@ -24,7 +24,14 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if r.CPURatio > 0 {
 		fmt.Fprintf(tw, "%s\t%.1f×\t\t%.1f×\t\t\t\t\t\t\t\t\t\t\n", name(r.Rows[1].Name+" / tributary"), r.CPURatio, r.RSSRatio)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, row := range r.Rows {
+		fmt.Fprintf(w, "camsim (the cameras, not counted above) used %.1f%% of a core during the %s window\n", row.CamsimCPUPercent, row.Name)
+	}
+	return nil
 }
 
 func archiveName(a string) string {
