@@ -14,6 +14,7 @@ func benchCmd() *cobra.Command {
 	var (
 		o        bench.Options
 		jsonOut  bool
+		jsonFile string
 		baseline string
 		bitrate  float64
 		keep     bool
@@ -54,6 +55,15 @@ way, and the table shows both rows and the ratios.`,
 			if err != nil {
 				return err
 			}
+			if jsonFile != "" {
+				b, err := json.MarshalIndent(res, "", "  ")
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(jsonFile, append(b, '\n'), 0o644); err != nil {
+					return fmt.Errorf("--json-file: %w", err)
+				}
+			}
 			if jsonOut {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -70,6 +80,7 @@ way, and the table shows both rows and the ratios.`,
 	f.StringVar(&o.Archive, "archive", "dir", `"dir" (a local directory, pruned as the run goes) or an s3:// archive URL`)
 	f.StringVar(&baseline, "baseline", "", `"ffmpeg" to measure ffmpeg -c copy segmenting too`)
 	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
+	f.StringVar(&jsonFile, "json-file", "", "also write the result as JSON to this file")
 	f.Float64Var(&bitrate, "bitrate", 4, "video bitrate of the cameras, Mbit/s")
 	f.DurationVar(&o.Clip.GOP, "gop", 0, "time between keyframes (default 1s)")
 	f.StringVar(&o.WorkDir, "workdir", "", "folder for the run's files (default a temporary one, removed after)")
