@@ -89,6 +89,11 @@ type PutOptions struct {
 	// with ErrPreconditionFailed when the object is absent or its ETag
 	// differs. Quotes around the ETag are optional; "*" means "exists".
 	IfMatch string
+	// ContentSHA256, when not empty, is the SHA-256 of the body in hex (64
+	// digits), as the caller computed it. Local then derives the ETag from
+	// it instead of hashing the body; it does not check it, so a wrong value
+	// gives a wrong ETag. S3 ignores it.
+	ContentSHA256 string
 }
 
 // Range is an inclusive byte range, like an HTTP Range header: bytes Start
@@ -129,8 +134,10 @@ type ObjectInfo struct {
 	Key string
 	// Size of the whole object in bytes.
 	Size int64
-	// ETag is the quoted entity tag, "\"<hex md5>\"" for single-part
-	// objects.
+	// ETag is the quoted entity tag: it changes when the content does.
+	// Treat it as opaque. S3 reports "\"<hex md5>\"" for single-part
+	// objects; Local derives its ETags from the SHA-256 of the content
+	// (objects stored by older versions of Local keep their MD5 ETags).
 	ETag string
 	// LastModified is when the object was stored.
 	LastModified time.Time

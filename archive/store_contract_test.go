@@ -2,6 +2,8 @@ package archive
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +61,7 @@ func contractPutGetStat(t *testing.T, s Store) {
 	key := "streams/cam1/stream.json"
 	body := `{"name":"cam1"}`
 	info := put(t, s, key, body, PutOptions{ContentType: "application/json", Metadata: map[string]string{"Camera-Id": "front door", "x-amz-z": "v"}})
-	want := ObjectInfo{Key: key, Size: int64(len(body)), ETag: etagOf(body), ContentType: "application/json",
+	want := ObjectInfo{Key: key, Size: int64(len(body)), ETag: etagOf(s, body), ContentType: "application/json",
 		Metadata: map[string]string{"camera-id": "front door", "x-amz-z": "v"}}
 	checkInfo(t, "Put", info, want)
 	st, err := s.Stat(ctx, key)
@@ -80,17 +82,17 @@ func contractPutGetStat(t *testing.T, s Store) {
 
 	// Overwrite: new content, new ETag, metadata replaced.
 	info = put(t, s, key, "v2", PutOptions{})
-	if info.ETag != etagOf("v2") || info.ContentType != DefaultContentType || info.Metadata != nil {
+	if info.ETag != etagOf(s, "v2") || info.ContentType != DefaultContentType || info.Metadata != nil {
 		t.Errorf("overwrite: %+v", info)
 	}
 	if got, gi := readAll(t, s, key, nil); got != "v2" || gi.Metadata != nil || gi.ContentType != DefaultContentType {
 		t.Errorf("after overwrite Get = %q, %+v", got, gi)
 	}
 	// Empty object.
-	if info := put(t, s, "empty", "", PutOptions{}); info.Size != 0 || info.ETag != etagOf("") {
+	if info := put(t, s, "empty", "", PutOptions{}); info.Size != 0 || info.ETag != etagOf(s, "") {
 		t.Errorf("empty: %+v", info)
 	}
-	if got, gi := readAll(t, s, "empty", nil); got != "" || gi.Size != 0 || gi.ETag != etagOf("") {
+	if got, gi := readAll(t, s, "empty", nil); got != "" || gi.Size != 0 || gi.ETag != etagOf(s, "") {
 		t.Errorf("empty: Get = %q, %+v", got, gi)
 	}
 	if _, err := s.Stat(ctx, "missing"); !errors.Is(err, ErrNotFound) {
@@ -104,6 +106,14 @@ func contractPutGetStat(t *testing.T, s Store) {
 	}
 	if _, err := s.Put(ctx, "k", strings.NewReader("x"), 1, PutOptions{Metadata: map[string]string{"bad key": "v"}}); !errors.Is(err, ErrInvalidMetadata) {
 		t.Errorf("Put with bad metadata = %v, want ErrInvalidMetadata", err)
+	}
+	// The caller's SHA-256 of the body changes nothing one can see.
+	sum := sha256.Sum256([]byte(body))
+	if info := put(t, s, "hashed", body, PutOptions{ContentSHA256: hex.EncodeToString(sum[:])}); info.ETag != etagOf(s, body) {
+		t.Errorf("Put with ContentSHA256: ETag %s, want %s", info.ETag, etagOf(s, body))
+	}
+	if st, err := s.Stat(ctx, "hashed"); err != nil || st.ETag != etagOf(s, body) || st.Size != int64(len(body)) {
+		t.Errorf("Stat after a Put with ContentSHA256 = %+v, %v", st, err)
 	}
 }
 
@@ -144,7 +154,7 @@ func contractGetRange(t *testing.T, s Store) {
 		}
 		b, _ := io.ReadAll(rc)
 		rc.Close()
-		if string(b) != tc.want || info.Size != int64(len(body)) || info.ETag != etagOf(body) {
+		if string(b) != tc.want || info.Size != int64(len(body)) || info.ETag != etagOf(s, body) {
 			t.Errorf("Get(%v) = %q (%+v), want %q (size %d)", tc.r, b, info, tc.want, len(body))
 		}
 	}
@@ -177,7 +187,7 @@ func contractSizeMismatch(t *testing.T, s Store) {
 	if _, err := s.Stat(ctx, "new"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a failed Put stored something: %v", err)
 	}
-	if got, info := readAll(t, s, "k", nil); got != "old" || info.ETag != etagOf("old") {
+	if got, info := readAll(t, s, "k", nil); got != "old" || info.ETag != etagOf(s, "old") {
 		t.Errorf("a failed overwrite changed the object: %q %+v", got, info)
 	}
 	// A reader not at its start: the bytes from its offset are the body.
@@ -234,15 +244,15 @@ func contractConditional(t *testing.T, s Store) {
 		opts PutOptions
 		ok   bool
 	}{
-		{"a", PutOptions{IfMatch: etagOf("a")}, false}, // absent
-		{"a", PutOptions{IfMatch: "*"}, false},         // absent
+		{"a", PutOptions{IfMatch: etagOf(s, "a")}, false}, // absent
+		{"a", PutOptions{IfMatch: "*"}, false},            // absent
 		{"a", PutOptions{IfNoneMatch: true}, true},
 		{"b", PutOptions{IfNoneMatch: true}, false},
-		{"b", PutOptions{IfMatch: etagOf("x")}, false},
-		{"b", PutOptions{IfMatch: etagOf("a")}, true},
-		{"c", PutOptions{IfMatch: strings.Trim(etagOf("b"), `"`)}, true}, // unquoted
+		{"b", PutOptions{IfMatch: etagOf(s, "x")}, false},
+		{"b", PutOptions{IfMatch: etagOf(s, "a")}, true},
+		{"c", PutOptions{IfMatch: strings.Trim(etagOf(s, "b"), `"`)}, true}, // unquoted
 		{"d", PutOptions{IfMatch: "*"}, true},
-		{"e", PutOptions{IfMatch: etagOf("c")}, false},
+		{"e", PutOptions{IfMatch: etagOf(s, "c")}, false},
 	}
 	for i, st := range steps {
 		err := try(st.body, st.opts)
@@ -382,7 +392,7 @@ func contractList(t *testing.T, s Store) {
 	var got []string
 	for _, o := range all {
 		got = append(got, o.Key)
-		if o.Size != int64(len(o.Key)) || o.ETag != etagOf(o.Key) {
+		if o.Size != int64(len(o.Key)) || o.ETag != etagOf(s, o.Key) {
 			t.Errorf("List entry %+v", o)
 		}
 	}

@@ -3,10 +3,12 @@ package archive
 import (
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"io"
 	"io/fs"
@@ -15,14 +17,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Names the Local backend reserves.
 const (
-	// LocalMetaDir is the directory under Root that holds the sidecar of
-	// every object: Root/.meta/<key>.json.
+	// LocalMetaDir is the directory under Root that holds the sidecars of
+	// objects, Root/.meta/<key>.json, where records are not in extended
+	// attributes.
 	LocalMetaDir = ".meta"
 	// LocalTempPrefix starts the name of every temporary file. Files named
 	// so are never listed; after a crash they are removed by CleanTemp.
@@ -30,6 +35,9 @@ const (
 )
 
 const (
+	// localXattr is the extended attribute of an object file that holds its
+	// record (what a sidecar holds).
+	localXattr     = "user.tributary.meta"
 	sidecarExt     = ".json"
 	maxNameLen     = 255 // NAME_MAX of common filesystems
 	sidecarVersion = 1
@@ -41,16 +49,25 @@ const (
 var localLocks [256]sync.Mutex
 
 // Local is a Store over a directory. Objects are plain files at Root/key, so
-// a person can browse the archive. Each object has a sidecar,
-// Root/.meta/<key>.json, holding its ETag, content type and user metadata.
+// a person can browse the archive. Each object has a record holding its
+// ETag, content type and user metadata: in the extended attribute
+// "user.tributary.meta" of its file where the filesystem supports
+// extended attributes (copy the archive with them: cp -a, rsync -X), else in
+// a sidecar, Root/.meta/<key>.json. Local reads both, and archives written
+// before records moved to extended attributes have sidecars only. ETags are
+// derived from the SHA-256 of the content (PutOptions.ContentSHA256 spares
+// hashing it).
 //
 // Writes are atomic and durable: the body goes to a temporary file in the
-// object's directory, which is fsynced; the sidecar is written the same way
-// and renamed into place first, then the object is renamed over the old one
-// and the directory fsynced, so an object never exists without its
-// sidecar. A crash leaves at most temporary files (see CleanTemp) and an
-// orphan sidecar, which is never listed. Should a crash leave an older
-// object beside a newer sidecar, Local notices (the sidecar records the
+// object's directory (with O_DIRECT on Linux for bodies of 64 KiB or more),
+// the record is set on it, it is fsynced, renamed over the old object and
+// the directory fsynced. A crash leaves the old object or the new one with
+// its record, plus at most temporary files (see CleanTemp).
+//
+// With a sidecar instead, the sidecar is written the same way and renamed
+// into place first, so an object never exists without its sidecar; a crash
+// may leave an orphan sidecar, which is never listed. Should a crash leave
+// an older object beside a newer sidecar, Local notices (records hold the
 // object's size and modification time) and reports the ETag of the bytes
 // present and no user metadata.
 //
@@ -68,11 +85,15 @@ type Local struct {
 	// first Put.
 	Root string
 
-	noSync bool // tests and benchmarks only: skip fsync
+	noSync   bool        // tests and benchmarks only: skip fsync
+	noXattr  bool        // tests only: records in sidecars
+	noDirect atomic.Bool // the filesystem refused an O_DIRECT write
 }
 
 var _ Store = (*Local)(nil)
 
+// sidecar is the record of an object, as JSON in the extended attribute
+// localXattr of its file or in its sidecar file.
 type sidecar struct {
 	Version     int               `json:"version"`
 	ETag        string            `json:"etag"`
@@ -139,6 +160,9 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, op
 	if err := ValidateUserMetadata(opts.Metadata); err != nil {
 		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
 	}
+	if opts.ContentSHA256 != "" && !isHexSHA256(opts.ContentSHA256) {
+		return ObjectInfo{}, fmt.Errorf("put %q: ContentSHA256 %q is not 64 hex digits", key, opts.ContentSHA256)
+	}
 	dir := filepath.Dir(objPath)
 	tmp, err := l.createTemp(key, dir)
 	if err != nil {
@@ -153,31 +177,11 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, op
 		}
 	}()
 
-	if r == nil {
-		r = strings.NewReader("")
-	}
-	h := md5.New()
-	body := ctxReader{ctx, r}
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(body, size))
+	etag, err := l.writeBody(ctx, key, tmp, r, size, opts.ContentSHA256)
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+		return ObjectInfo{}, err
 	}
-	if n < size {
-		return ObjectInfo{}, fmt.Errorf("%w: %q: body has %d bytes, declared %d", ErrSizeMismatch, key, n, size)
-	}
-	var probe [1]byte
-	if k, err := io.ReadFull(body, probe[:]); k > 0 {
-		return ObjectInfo{}, fmt.Errorf("%w: %q: body is longer than the declared %d bytes", ErrSizeMismatch, key, size)
-	} else if err != nil && err != io.EOF {
-		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
-	}
-	if err := l.syncFile(tmp); err != nil {
-		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
-	}
-	fi, err := os.Stat(tmpName)
+	fi, err := tmp.Stat()
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
 	}
@@ -186,8 +190,22 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, op
 		ct = DefaultContentType
 	}
 	sc := sidecar{
-		Version: sidecarVersion, ETag: `"` + hex.EncodeToString(h.Sum(nil)) + `"`, Size: size,
+		Version: sidecarVersion, ETag: etag, Size: size,
 		ModTimeNs: fi.ModTime().UnixNano(), ContentType: ct, Metadata: lowerKeys(opts.Metadata),
+	}
+	rec, err := json.Marshal(sc)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("put %q: metadata: %w", key, err)
+	}
+	// The record rides on the object's inode when the filesystem takes it
+	// (it then cannot outlive or miss its object), else in a sidecar.
+	inXattr := !l.noXattr && fsetxattr(tmp, localXattr, rec) == nil
+	// fsync, not fdatasync: it must persist the extended attribute too.
+	if err := l.syncFile(tmp); err != nil {
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
 	}
 
 	unlock := l.lock(key)
@@ -211,7 +229,7 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, op
 			return ObjectInfo{}, fmt.Errorf("%w: %q does not exist (If-Match)", ErrPreconditionFailed, key)
 		}
 		if opts.IfMatch != "*" {
-			info, err := l.describe(key, objPath, metaPath, cur)
+			info, err := l.describe(key, objPath, metaPath, nil, cur)
 			if err != nil {
 				return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
 			}
@@ -220,11 +238,13 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, op
 			}
 		}
 	}
-	if err := l.writeSidecar(key, metaPath, sc); err != nil {
-		return ObjectInfo{}, err
+	if !inXattr {
+		if err := l.writeSidecar(key, metaPath, rec); err != nil {
+			return ObjectInfo{}, err
+		}
 	}
 	if err := os.Rename(tmpName, objPath); err != nil {
-		if !exists {
+		if !exists && !inXattr {
 			os.Remove(metaPath)
 		}
 		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
@@ -233,10 +253,144 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, op
 	if err := l.syncDir(dir); err != nil {
 		return ObjectInfo{}, fmt.Errorf("put %q: %w", key, err)
 	}
+	if inXattr && exists {
+		// The object replaced may have had a sidecar (written before
+		// records moved to extended attributes, or where one did not fit):
+		// it is stale now. Should this not happen, readers still prefer
+		// the attribute.
+		os.Remove(metaPath)
+	}
 	return ObjectInfo{
 		Key: key, Size: size, ETag: sc.ETag, LastModified: fi.ModTime().UTC(), ContentType: ct,
 		Metadata: cloneMap(sc.Metadata),
 	}, nil
+}
+
+// Direct I/O: bodies of at least directMin bytes are written with O_DIRECT
+// where the platform and the filesystem allow it (Linux), from buffers
+// aligned to directAlign, whole blocks at a time; the last partial block
+// is written through the page cache. That skips copying the body into the
+// page cache and most of the writeback work of the fsync.
+const (
+	directMin   = 64 << 10
+	directAlign = 4096
+	bigChunk    = 1 << 20  // bodies from directMin up: pooled, aligned
+	smallChunk  = 32 << 10 // smaller bodies
+)
+
+var bigBufs, smallBufs sync.Pool
+
+// getBuf returns a pooled buffer of bigChunk bytes aligned to directAlign
+// when big, else of smallChunk bytes.
+func getBuf(big bool) *[]byte {
+	if big {
+		if b, ok := bigBufs.Get().(*[]byte); ok {
+			return b
+		}
+		b := make([]byte, bigChunk+directAlign)
+		off := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
+		if off != 0 {
+			off = directAlign - off
+		}
+		b = b[off : off+bigChunk : off+bigChunk]
+		return &b
+	}
+	if b, ok := smallBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, smallChunk)
+	return &b
+}
+
+func putBuf(b *[]byte) {
+	if len(*b) == bigChunk {
+		bigBufs.Put(b)
+	} else {
+		smallBufs.Put(b)
+	}
+}
+
+// writeBody writes exactly size bytes of r to f and returns the object's
+// ETag: from sum, the caller's hex SHA-256 of the body, when given, else
+// from the SHA-256 of the bytes written.
+func (l *Local) writeBody(ctx context.Context, key string, f *os.File, r io.Reader, size int64, sum string) (string, error) {
+	if r == nil {
+		r = strings.NewReader("")
+	}
+	body := ctxReader{ctx, r}
+	var h hash.Hash
+	if sum == "" {
+		h = sha256.New()
+	}
+	big := size >= directMin
+	bp := getBuf(big)
+	defer putBuf(bp)
+	buf := *bp
+	direct := big && !l.noDirect.Load() && setDirect(f, true)
+	for off := int64(0); off < size; {
+		n := int(min(int64(len(buf)), size-off))
+		if k, err := io.ReadFull(body, buf[:n]); err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return "", fmt.Errorf("%w: %q: body has %d bytes, declared %d", ErrSizeMismatch, key, off+int64(k), size)
+			}
+			return "", fmt.Errorf("put %q: %w", key, err)
+		}
+		chunk := buf[:n]
+		if h != nil {
+			h.Write(chunk)
+		}
+		if direct {
+			// whole blocks only: every chunk but the last is whole
+			whole := n &^ (directAlign - 1)
+			var err error
+			if whole > 0 {
+				var k int
+				k, err = f.Write(chunk[:whole])
+				if err != nil && !errors.Is(err, syscall.EINVAL) {
+					return "", fmt.Errorf("put %q: %w", key, err)
+				}
+				chunk = chunk[k:]
+			}
+			if err != nil || len(chunk) > 0 {
+				// refused (alignment), or the tail: through the page cache
+				if err != nil {
+					l.noDirect.Store(true)
+				}
+				setDirect(f, false)
+				direct = false
+			}
+		}
+		if len(chunk) > 0 {
+			if _, err := f.Write(chunk); err != nil {
+				return "", fmt.Errorf("put %q: %w", key, err)
+			}
+		}
+		off += int64(n)
+	}
+	var probe [1]byte
+	if k, err := io.ReadFull(body, probe[:]); k > 0 {
+		return "", fmt.Errorf("%w: %q: body is longer than the declared %d bytes", ErrSizeMismatch, key, size)
+	} else if err != nil && err != io.EOF {
+		return "", fmt.Errorf("put %q: %w", key, err)
+	}
+	if h != nil {
+		return sha256ETag(h.Sum(nil)), nil
+	}
+	return `"` + strings.ToLower(sum[:32]) + `"`, nil
+}
+
+// sha256ETag is Local's ETag of bytes whose SHA-256 is sum: the first half
+// of the digest in hex, quoted.
+func sha256ETag(sum []byte) string {
+	return `"` + hex.EncodeToString(sum[:16]) + `"`
+}
+
+func isHexSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // createTemp creates a temporary file in dir, creating dir and its parents
@@ -295,11 +449,7 @@ func (l *Local) ensureDir(dir string) error {
 	return l.syncDir(parent)
 }
 
-func (l *Local) writeSidecar(key, metaPath string, sc sidecar) error {
-	b, err := json.Marshal(sc)
-	if err != nil {
-		return fmt.Errorf("put %q: sidecar: %w", key, err)
-	}
+func (l *Local) writeSidecar(key, metaPath string, b []byte) error {
 	dir := filepath.Dir(metaPath)
 	f, err := l.createTemp(key, dir)
 	if err != nil {
@@ -330,13 +480,24 @@ func (l *Local) writeSidecar(key, metaPath string, sc sidecar) error {
 }
 
 // describe returns the information of the object at objPath (whose Lstat is
-// fi) from its sidecar. Without a sidecar, or with one that describes other
-// bytes, it computes the ETag from the content. The caller holds the key's
-// lock.
-func (l *Local) describe(key, objPath, metaPath string, fi fs.FileInfo) (ObjectInfo, error) {
+// fi; f is the object opened, or nil) from its record: the extended
+// attribute localXattr of the file, else its sidecar (objects written
+// before records moved to extended attributes, or where they do not fit).
+// Without a record, or with one that describes other bytes, it computes
+// the ETag from the content. The caller holds the key's lock.
+func (l *Local) describe(key, objPath, metaPath string, f *os.File, fi fs.FileInfo) (ObjectInfo, error) {
 	info := ObjectInfo{Key: key, Size: fi.Size(), LastModified: fi.ModTime().UTC(), ContentType: DefaultContentType}
 	var sc sidecar
-	b, err := os.ReadFile(metaPath)
+	b, err := getxattr(f, objPath, localXattr)
+	if errors.Is(err, errXattrAbsent) {
+		b, err = os.ReadFile(metaPath)
+		if err != nil && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR)) {
+			err = errNoRecord
+		}
+	}
+	if err != nil && err != errNoRecord {
+		return ObjectInfo{}, fmt.Errorf("stat %q: metadata: %w", key, err)
+	}
 	ok := err == nil && json.Unmarshal(b, &sc) == nil && sc.Version == sidecarVersion
 	if ok && sc.Size == fi.Size() && sameModTime(sc.ModTimeNs, fi.ModTime()) {
 		info.ETag, info.Metadata = sc.ETag, cloneMap(sc.Metadata)
@@ -345,23 +506,31 @@ func (l *Local) describe(key, objPath, metaPath string, fi fs.FileInfo) (ObjectI
 		}
 		return info, nil
 	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, syscall.EISDIR) {
-		return ObjectInfo{}, fmt.Errorf("stat %q: sidecar: %w", key, err)
-	}
-	// No sidecar (a file put there by hand) or a stale one (a crash between
-	// the two renames of a Put): trust the bytes.
-	f, err := os.Open(objPath)
+	// No record (a file put there by hand) or a stale one (a crash between
+	// the two renames of a Put with a sidecar, a file changed by hand):
+	// trust the bytes.
+	rf, err := os.Open(objPath)
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("stat %q: %w", key, err)
 	}
-	defer f.Close()
-	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
+	defer rf.Close()
+	sh := sha256.New()
+	var w io.Writer = sh
+	var mh hash.Hash
+	if ok && len(sc.ETag) == 34 {
+		// it may be the MD5 ETag of an older version of this package
+		mh = md5.New()
+		w = io.MultiWriter(sh, mh)
+	}
+	if _, err := io.Copy(w, rf); err != nil {
 		return ObjectInfo{}, fmt.Errorf("stat %q: %w", key, err)
 	}
-	info.ETag = `"` + hex.EncodeToString(h.Sum(nil)) + `"`
+	info.ETag = sha256ETag(sh.Sum(nil))
+	if mh != nil && sc.ETag != info.ETag && sc.ETag == `"`+hex.EncodeToString(mh.Sum(nil))+`"` {
+		info.ETag = sc.ETag
+	}
 	if ok && sc.ETag == info.ETag {
-		// Same bytes rewritten (a retried upload): the sidecar holds.
+		// Same bytes rewritten (a retried upload): the record holds.
 		info.Metadata = cloneMap(sc.Metadata)
 		if sc.ContentType != "" {
 			info.ContentType = sc.ContentType
@@ -369,6 +538,8 @@ func (l *Local) describe(key, objPath, metaPath string, fi fs.FileInfo) (ObjectI
 	}
 	return info, nil
 }
+
+var errNoRecord = errors.New("no record")
 
 // sameModTime reports whether a modification time recorded in a sidecar
 // (ns) is the file's. Filesystems that keep coarser times on disk than in
@@ -404,7 +575,7 @@ func (l *Local) stat(key string) (ObjectInfo, error) {
 	if !fi.Mode().IsRegular() {
 		return ObjectInfo{}, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
-	return l.describe(key, objPath, metaPath, fi)
+	return l.describe(key, objPath, metaPath, nil, fi)
 }
 
 // Stat implements Store.
@@ -440,7 +611,7 @@ func (l *Local) Get(ctx context.Context, key string, rng *Range) (io.ReadCloser,
 		}
 		var info ObjectInfo
 		if err == nil {
-			info, err = l.describe(key, objPath, metaPath, fi)
+			info, err = l.describe(key, objPath, metaPath, f, fi)
 		}
 		if err != nil {
 			f.Close()
@@ -462,8 +633,9 @@ func (l *Local) Get(ctx context.Context, key string, rng *Range) (io.ReadCloser,
 	return sectionReadCloser{io.NewSectionReader(f, off, n), f}, info, nil
 }
 
-// Delete implements Store. It removes the object, then its sidecar, then the
-// directories they leave empty (best effort).
+// Delete implements Store. It removes the object (and the record in its
+// extended attribute), then its sidecar if any, then the directories they
+// leave empty (best effort).
 func (l *Local) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -507,12 +679,16 @@ func (l *Local) pruneDirs(dir, stop string) {
 	}
 }
 
+// errXattrAbsent is getxattr's error for a file without the attribute, or on
+// a filesystem (or platform) without extended attributes.
+var errXattrAbsent = errors.New("no such extended attribute")
+
 // errListFull stops a listing walk once the limit is reached.
 var errListFull = errors.New("list full")
 
 // List implements Store. It walks the directories in key order and skips
 // every directory whose keys all sort at or before after, or outside prefix,
-// without reading it. It fills ContentType and Metadata from the sidecars.
+// without reading it. It fills ContentType and Metadata from the records.
 func (l *Local) List(ctx context.Context, prefix, after string, limit int) ([]ObjectInfo, error) {
 	if l.Root == "" {
 		return nil, errors.New("archive: Local.Root is empty")

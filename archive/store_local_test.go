@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -31,7 +34,19 @@ func put(t testing.TB, s Store, key, body string, opts PutOptions) ObjectInfo {
 	return info
 }
 
-func etagOf(body string) string {
+// etagOf returns the ETag s reports for an object of body: for Local, the
+// first half of its SHA-256; for S3, its MD5.
+func etagOf(s Store, body string) string {
+	if _, ok := s.(*Local); ok {
+		sum := sha256.Sum256([]byte(body))
+		return `"` + hex.EncodeToString(sum[:16]) + `"`
+	}
+	return md5ETag(body)
+}
+
+// md5ETag is the ETag S3 gives a single-part object of body, and the one
+// older versions of Local recorded.
+func md5ETag(body string) string {
 	sum := md5.Sum([]byte(body))
 	return `"` + hex.EncodeToString(sum[:]) + `"`
 }
@@ -58,30 +73,199 @@ func TestLocalContract(t *testing.T) {
 	})
 }
 
+// TestLocalContractSidecar runs the contract with records in sidecar files,
+// as on filesystems without extended attributes.
+func TestLocalContractSidecar(t *testing.T) {
+	testStoreContract(t, func(t *testing.T) Store {
+		return &Local{Root: t.TempDir(), noXattr: true}
+	})
+}
+
+// recordIn reports where the record of key is: "xattr", "sidecar" or "".
+func recordIn(t testing.TB, l *Local, key string) string {
+	t.Helper()
+	objPath, metaPath, err := l.paths(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := getxattr(nil, objPath, localXattr); err == nil {
+		return "xattr"
+	}
+	if _, err := os.Stat(metaPath); err == nil {
+		return "sidecar"
+	}
+	return ""
+}
+
+// xattrsWork reports whether the filesystem of dir takes user extended
+// attributes.
+func xattrsWork(t testing.TB, dir string) bool {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "xattr-probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	return fsetxattr(f, localXattr, []byte("{}")) == nil
+}
+
 // TestLocalFiles checks what Local keeps on disk: plain files a person can
-// browse, a sidecar per object; and that List fills ContentType and
-// Metadata from the sidecars.
+// browse, a record per object (in an extended attribute where the
+// filesystem has them, else in a sidecar); and that List fills ContentType
+// and Metadata from the records.
 func TestLocalFiles(t *testing.T) {
+	for _, noXattr := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noXattr=%v", noXattr), func(t *testing.T) {
+			ctx := context.Background()
+			s := &Local{Root: t.TempDir(), noXattr: noXattr}
+			key := "streams/cam1/stream.json"
+			body := `{"name":"cam1"}`
+			put(t, s, key, body, PutOptions{ContentType: "application/json", Metadata: map[string]string{"Camera-Id": "front door"}})
+			if b, err := os.ReadFile(filepath.Join(s.Root, "streams", "cam1", "stream.json")); err != nil || string(b) != body {
+				t.Errorf("object file: %q, %v", b, err)
+			}
+			want := "sidecar"
+			if !noXattr && xattrsWork(t, s.Root) {
+				want = "xattr"
+			}
+			if got := recordIn(t, s, key); got != want {
+				t.Errorf("record in %q, want %q", got, want)
+			}
+			if want == "xattr" {
+				if _, err := os.Stat(filepath.Join(s.Root, LocalMetaDir)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s exists with records in extended attributes: %v", LocalMetaDir, err)
+				}
+			} else if _, err := os.Stat(filepath.Join(s.Root, LocalMetaDir, "streams", "cam1", "stream.json.json")); err != nil {
+				t.Errorf("sidecar: %v", err)
+			}
+			objs, err := s.List(ctx, "", "", 0)
+			if err != nil || len(objs) != 1 {
+				t.Fatalf("List = %v, %v", objs, err)
+			}
+			if o := objs[0]; o.ContentType != "application/json" || o.Metadata["camera-id"] != "front door" {
+				t.Errorf("List entry %+v: ContentType and Metadata not filled", o)
+			}
+			if objs, err := (&Local{Root: filepath.Join(s.Root, "nope")}).List(ctx, "", "", 0); err != nil || len(objs) != 0 {
+				t.Errorf("List of a missing root = %v, %v", objs, err)
+			}
+		})
+	}
+}
+
+// TestLocalRecordTooLarge stores metadata whose record does not fit in an
+// extended attribute of most filesystems (ext4 takes about 4 KB): it goes
+// to a sidecar and reads back the same.
+func TestLocalRecordTooLarge(t *testing.T) {
 	ctx := context.Background()
 	s := newLocal(t)
-	key := "streams/cam1/stream.json"
-	body := `{"name":"cam1"}`
-	put(t, s, key, body, PutOptions{ContentType: "application/json", Metadata: map[string]string{"Camera-Id": "front door"}})
-	if b, err := os.ReadFile(filepath.Join(s.Root, "streams", "cam1", "stream.json")); err != nil || string(b) != body {
-		t.Errorf("object file: %q, %v", b, err)
+	md := map[string]string{"a": strings.Repeat("<", 1000), "b": strings.Repeat(`"`, 1000)} // escaped by JSON
+	info := put(t, s, "k", "body", PutOptions{Metadata: md})
+	st, err := s.Stat(ctx, "k")
+	if err != nil || st.ETag != info.ETag || st.Metadata["a"] != md["a"] || st.Metadata["b"] != md["b"] {
+		t.Errorf("Stat = %+v, %v", st, err)
 	}
-	if _, err := os.Stat(filepath.Join(s.Root, LocalMetaDir, "streams", "cam1", "stream.json.json")); err != nil {
-		t.Errorf("sidecar: %v", err)
+	t.Logf("record in %s", recordIn(t, s, "k"))
+	// Overwritten with a small record: the sidecar goes.
+	put(t, s, "k", "body2", PutOptions{Metadata: map[string]string{"a": "b"}})
+	if st, err := s.Stat(ctx, "k"); err != nil || st.Metadata["a"] != "b" || st.ETag != etagOf(s, "body2") {
+		t.Errorf("after overwrite: Stat = %+v, %v", st, err)
 	}
-	objs, err := s.List(ctx, "", "", 0)
-	if err != nil || len(objs) != 1 {
-		t.Fatalf("List = %v, %v", objs, err)
+	if xattrsWork(t, s.Root) {
+		if _, metaPath, _ := s.paths("k"); fileExists(metaPath) {
+			t.Errorf("stale sidecar %s left after an overwrite with an extended attribute", metaPath)
+		}
 	}
-	if o := objs[0]; o.ContentType != "application/json" || o.Metadata["camera-id"] != "front door" {
-		t.Errorf("List entry %+v: ContentType and Metadata not filled", o)
+	if err := s.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
 	}
-	if objs, err := (&Local{Root: filepath.Join(s.Root, "nope")}).List(ctx, "", "", 0); err != nil || len(objs) != 0 {
-		t.Errorf("List of a missing root = %v, %v", objs, err)
+	for _, dir := range []string{s.Root, filepath.Join(s.Root, LocalMetaDir)} {
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 && !(dir == s.Root && len(entries) == 1 && entries[0].Name() == LocalMetaDir) {
+			t.Errorf("left in %s after Delete: %v", dir, entries)
+		}
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+// TestLocalLargeBodies stores bodies around the sizes where Local turns to
+// direct I/O and to more than one chunk, with direct I/O and without, with
+// and without the caller's SHA-256, from a reader that returns short reads.
+func TestLocalLargeBodies(t *testing.T) {
+	ctx := context.Background()
+	data := make([]byte, 3*bigChunk+directAlign)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	sizes := []int{0, 1, directMin - 1, directMin, directMin + 1, directMin + directAlign, bigChunk - 1, bigChunk,
+		bigChunk + 1, bigChunk + directAlign, 2*bigChunk + directAlign - 1, 3*bigChunk + 17}
+	for _, noDirect := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noDirect=%v", noDirect), func(t *testing.T) {
+			s := &Local{Root: t.TempDir()}
+			s.noDirect.Store(noDirect)
+			for _, n := range sizes {
+				body := data[:n]
+				sum := sha256.Sum256(body)
+				wantETag := `"` + hex.EncodeToString(sum[:16]) + `"`
+				for _, given := range []bool{false, true} {
+					key := fmt.Sprintf("big/%d", n)
+					opts := PutOptions{Metadata: map[string]string{"n": fmt.Sprint(n)}}
+					if given {
+						opts.ContentSHA256 = strings.ToUpper(hex.EncodeToString(sum[:]))
+					}
+					info, err := s.Put(ctx, key, iotest.HalfReader(bytes.NewReader(body)), int64(n), opts)
+					if err != nil {
+						t.Fatalf("Put(%d bytes): %v", n, err)
+					}
+					if info.ETag != wantETag || info.Size != int64(n) {
+						t.Errorf("Put(%d bytes, sum given %v) = %+v, want ETag %s", n, given, info, wantETag)
+					}
+					got, gi := readAll(t, s, key, nil)
+					if got != string(body) || gi.ETag != wantETag || gi.Metadata["n"] != fmt.Sprint(n) {
+						t.Errorf("Get(%d bytes): %d bytes back (equal: %v), %+v", n, len(got), got == string(body), gi)
+					}
+				}
+			}
+			if noDirect {
+				return
+			}
+			t.Logf("direct I/O refused by the filesystem of %s: %v", s.Root, s.noDirect.Load())
+
+			// Large bodies of the wrong size store nothing.
+			old := put(t, s, "big/k", "old", PutOptions{})
+			for _, tc := range []struct{ body, size int }{{bigChunk, bigChunk + 1}, {bigChunk + 1, bigChunk}, {directMin, 2 * bigChunk}} {
+				_, err := s.Put(ctx, "big/k", bytes.NewReader(data[:tc.body]), int64(tc.size), PutOptions{})
+				if !errors.Is(err, ErrSizeMismatch) {
+					t.Errorf("Put(%d bytes, size %d) = %v, want ErrSizeMismatch", tc.body, tc.size, err)
+				}
+			}
+			if got, info := readAll(t, s, "big/k", nil); got != "old" || info.ETag != old.ETag {
+				t.Errorf("a failed overwrite changed the object: %q %+v", got, info)
+			}
+			if tmp := tempFiles(t, s.Root); len(tmp) != 0 {
+				t.Errorf("temporary files left: %v", tmp)
+			}
+		})
+	}
+}
+
+// TestLocalContentSHA256 checks the caller's SHA-256: it must be 64 hex
+// digits, and it is trusted (the ETag comes from it unchecked).
+func TestLocalContentSHA256(t *testing.T) {
+	ctx := context.Background()
+	s := newLocal(t)
+	for _, bad := range []string{"abc", strings.Repeat("g", 64), strings.Repeat("a", 63), strings.Repeat("a", 65)} {
+		if _, err := s.Put(ctx, "k", strings.NewReader("x"), 1, PutOptions{ContentSHA256: bad}); err == nil {
+			t.Errorf("Put with ContentSHA256 %q: no error", bad)
+		}
+	}
+	if _, err := s.Stat(ctx, "k"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a refused Put stored something: %v", err)
+	}
+	other := strings.Repeat("ab", 32)
+	if info := put(t, s, "k", "x", PutOptions{ContentSHA256: other}); info.ETag != `"`+other[:32]+`"` {
+		t.Errorf("ETag %s, want the one derived from the given sum", info.ETag)
 	}
 }
 
@@ -199,11 +383,20 @@ func TestLocalDeleteRace(t *testing.T) {
 }
 
 func TestLocalCrashLeftovers(t *testing.T) {
+	for _, noXattr := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noXattr=%v", noXattr), func(t *testing.T) { testLocalCrashLeftovers(t, noXattr) })
+	}
+}
+
+func testLocalCrashLeftovers(t *testing.T, noXattr bool) {
 	ctx := context.Background()
-	s := newLocal(t)
+	s := &Local{Root: t.TempDir(), noXattr: noXattr}
 	put(t, s, "d/obj", "hello", PutOptions{ContentType: "text/plain", Metadata: map[string]string{"k": "v"}})
 	// A crash mid-write leaves temporary files beside objects and sidecars,
 	// and possibly a sidecar without its object.
+	if err := os.MkdirAll(filepath.Join(s.Root, LocalMetaDir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []string{"d/.tmp-123", LocalMetaDir + "/d/.tmp-456", ".tmp-789"} {
 		if err := os.WriteFile(filepath.Join(s.Root, p), []byte("partial"), 0o644); err != nil {
 			t.Fatal(err)
@@ -230,33 +423,28 @@ func TestLocalCrashLeftovers(t *testing.T) {
 	if _, err := s.Stat(ctx, "d/orphan"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Stat(orphan sidecar) = %v", err)
 	}
-	if m := objs[0]; m.ETag != etagOf("by hand") || m.ContentType != DefaultContentType || m.Metadata != nil {
+	if m := objs[0]; m.ETag != etagOf(s, "by hand") || m.ContentType != DefaultContentType || m.Metadata != nil {
 		t.Errorf("file without sidecar: %+v", m)
 	}
-	if m := objs[1]; m.ETag != etagOf("hello") || m.ContentType != "text/plain" || m.Metadata["k"] != "v" {
+	if m := objs[1]; m.ETag != etagOf(s, "hello") || m.ContentType != "text/plain" || m.Metadata["k"] != "v" {
 		t.Errorf("object: %+v", m)
 	}
 
-	// A crash between the sidecar's rename and the object's: the old bytes
-	// sit beside the new sidecar. The ETag must describe the bytes.
-	old := put(t, s, "d/lease", "old", PutOptions{Metadata: map[string]string{"holder": "a"}})
-	objPath, metaPath, _ := s.paths("d/lease")
-	newer := &Local{Root: t.TempDir()}
-	put(t, newer, "d/lease", "newer", PutOptions{Metadata: map[string]string{"holder": "b"}})
-	_, newerMeta, _ := newer.paths("d/lease")
-	b, _ := os.ReadFile(newerMeta)
-	os.WriteFile(metaPath, b, 0o644)
-	st, err := s.Stat(ctx, "d/lease")
-	if err != nil || st.ETag != old.ETag || st.Metadata != nil || st.Size != 3 {
-		t.Errorf("Stat with a stale sidecar = %+v, %v; want ETag %s and no metadata", st, err, old.ETag)
+	// An object changed in place by hand: its record describes other
+	// bytes. The ETag must describe the bytes.
+	objPath, _, _ := s.paths("d/obj")
+	os.WriteFile(objPath, []byte("HELLO!"), 0o644)
+	if st, err := s.Stat(ctx, "d/obj"); err != nil || st.ETag != etagOf(s, "HELLO!") || st.Metadata != nil || st.Size != 6 {
+		t.Errorf("Stat of an object changed by hand = %+v, %v", st, err)
 	}
-	if _, err := s.Put(ctx, "d/lease", strings.NewReader("x"), 1, PutOptions{IfMatch: etagOf("newer")}); !errors.Is(err, ErrPreconditionFailed) {
-		t.Errorf("CAS against the stale sidecar's ETag = %v, want ErrPreconditionFailed", err)
+	// Same bytes written back (a new modification time): the record holds.
+	os.WriteFile(objPath, []byte("hello"), 0o644)
+	if st, err := s.Stat(ctx, "d/obj"); err != nil || st.ETag != etagOf(s, "hello") || st.Metadata["k"] != "v" {
+		t.Errorf("Stat of an object rewritten with the same bytes = %+v, %v", st, err)
 	}
-	// Same bytes rewritten (a retried upload): the sidecar still holds.
-	os.WriteFile(objPath, []byte("newer"), 0o644)
-	if st, err := s.Stat(ctx, "d/lease"); err != nil || st.ETag != etagOf("newer") || st.Metadata["holder"] != "b" {
-		t.Errorf("Stat with a sidecar of equal bytes = %+v, %v", st, err)
+
+	if noXattr {
+		testLocalStaleSidecar(t, s)
 	}
 
 	n, err := s.CleanTemp(ctx, 0)
@@ -268,6 +456,32 @@ func TestLocalCrashLeftovers(t *testing.T) {
 	}
 	if n, err := s.CleanTemp(ctx, time.Hour); err != nil || n != 0 {
 		t.Errorf("CleanTemp(1h) = %d, %v", n, err)
+	}
+}
+
+// testLocalStaleSidecar: a crash between the rename of the sidecar and the
+// object's leaves the old bytes beside the new sidecar.
+func testLocalStaleSidecar(t *testing.T, s *Local) {
+	ctx := context.Background()
+	// The ETag must describe the bytes.
+	old := put(t, s, "d/lease", "old", PutOptions{Metadata: map[string]string{"holder": "a"}})
+	objPath, metaPath, _ := s.paths("d/lease")
+	newer := &Local{Root: t.TempDir(), noXattr: true}
+	put(t, newer, "d/lease", "newer", PutOptions{Metadata: map[string]string{"holder": "b"}})
+	_, newerMeta, _ := newer.paths("d/lease")
+	b, _ := os.ReadFile(newerMeta)
+	os.WriteFile(metaPath, b, 0o644)
+	st, err := s.Stat(ctx, "d/lease")
+	if err != nil || st.ETag != old.ETag || st.Metadata != nil || st.Size != 3 {
+		t.Errorf("Stat with a stale sidecar = %+v, %v; want ETag %s and no metadata", st, err, old.ETag)
+	}
+	if _, err := s.Put(ctx, "d/lease", strings.NewReader("x"), 1, PutOptions{IfMatch: etagOf(s, "newer")}); !errors.Is(err, ErrPreconditionFailed) {
+		t.Errorf("CAS against the stale sidecar's ETag = %v, want ErrPreconditionFailed", err)
+	}
+	// Same bytes rewritten (a retried upload): the sidecar still holds.
+	os.WriteFile(objPath, []byte("newer"), 0o644)
+	if st, err := s.Stat(ctx, "d/lease"); err != nil || st.ETag != etagOf(s, "newer") || st.Metadata["holder"] != "b" {
+		t.Errorf("Stat with a sidecar of equal bytes = %+v, %v", st, err)
 	}
 }
 
