@@ -428,6 +428,7 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 			p.log.Error("fragment metadata", "err", err)
 		}
 		opts.Metadata = md
+		opts.ContentSHA256 = j.meta.SHA256 // of *j.buf: spares Local hashing it
 	}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
