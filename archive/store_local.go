@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -317,7 +318,6 @@ func (l *Local) writeBody(ctx context.Context, key string, f *os.File, r io.Read
 	if r == nil {
 		r = strings.NewReader("")
 	}
-	body := ctxReader{ctx, r}
 	var h hash.Hash
 	if sum == "" {
 		h = sha256.New()
@@ -325,58 +325,108 @@ func (l *Local) writeBody(ctx context.Context, key string, f *os.File, r io.Read
 	big := size >= directMin
 	bp := getBuf(big)
 	defer putBuf(bp)
-	buf := *bp
-	direct := big && !l.noDirect.Load() && setDirect(f, true)
-	for off := int64(0); off < size; {
-		n := int(min(int64(len(buf)), size-off))
-		if k, err := io.ReadFull(body, buf[:n]); err != nil {
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return "", fmt.Errorf("%w: %q: body has %d bytes, declared %d", ErrSizeMismatch, key, off+int64(k), size)
-			}
+	w := bodyWriter{l: l, f: f, h: h, buf: *bp}
+	w.direct = big && !l.noDirect.Load() && setDirect(f, true)
+	if br, ok := r.(*bytes.Reader); ok && int64(br.Len()) == size && w.direct {
+		// The body is in memory: WriteTo hands it over in one slice, which
+		// goes to the file without a copy when it is aligned (large Go
+		// allocations are).
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		if _, err := br.WriteTo(&w); err != nil {
 			return "", fmt.Errorf("put %q: %w", key, err)
 		}
-		chunk := buf[:n]
-		if h != nil {
-			h.Write(chunk)
-		}
-		if direct {
-			// whole blocks only: every chunk but the last is whole
-			whole := n &^ (directAlign - 1)
-			var err error
-			if whole > 0 {
-				var k int
-				k, err = f.Write(chunk[:whole])
-				if err != nil && !errors.Is(err, syscall.EINVAL) {
-					return "", fmt.Errorf("put %q: %w", key, err)
+	} else {
+		body := ctxReader{ctx, r}
+		buf := w.buf
+		for off := int64(0); off < size; {
+			n := int(min(int64(len(buf)), size-off))
+			if k, err := io.ReadFull(body, buf[:n]); err != nil {
+				if err == io.EOF || err == io.ErrUnexpectedEOF {
+					return "", fmt.Errorf("%w: %q: body has %d bytes, declared %d", ErrSizeMismatch, key, off+int64(k), size)
 				}
-				chunk = chunk[k:]
-			}
-			if err != nil || len(chunk) > 0 {
-				// refused (alignment), or the tail: through the page cache
-				if err != nil {
-					l.noDirect.Store(true)
-				}
-				setDirect(f, false)
-				direct = false
-			}
-		}
-		if len(chunk) > 0 {
-			if _, err := f.Write(chunk); err != nil {
 				return "", fmt.Errorf("put %q: %w", key, err)
 			}
+			if h != nil {
+				h.Write(buf[:n])
+			}
+			if err := w.writeChunk(buf[:n]); err != nil {
+				return "", fmt.Errorf("put %q: %w", key, err)
+			}
+			off += int64(n)
 		}
-		off += int64(n)
-	}
-	var probe [1]byte
-	if k, err := io.ReadFull(body, probe[:]); k > 0 {
-		return "", fmt.Errorf("%w: %q: body is longer than the declared %d bytes", ErrSizeMismatch, key, size)
-	} else if err != nil && err != io.EOF {
-		return "", fmt.Errorf("put %q: %w", key, err)
+		var probe [1]byte
+		if k, err := io.ReadFull(body, probe[:]); k > 0 {
+			return "", fmt.Errorf("%w: %q: body is longer than the declared %d bytes", ErrSizeMismatch, key, size)
+		} else if err != nil && err != io.EOF {
+			return "", fmt.Errorf("put %q: %w", key, err)
+		}
 	}
 	if h != nil {
 		return sha256ETag(h.Sum(nil)), nil
 	}
 	return `"` + strings.ToLower(sum[:32]) + `"`, nil
+}
+
+// bodyWriter writes a body to f: with O_DIRECT while direct, whole blocks
+// from aligned memory, and the partial last block through the page cache.
+type bodyWriter struct {
+	l      *Local
+	f      *os.File
+	h      hash.Hash // nil when the caller gave the SHA-256
+	buf    []byte    // aligned to directAlign when big
+	direct bool
+}
+
+// Write writes the whole body p (bytes.Reader.WriteTo's single call): in
+// place when p is aligned, else through buf.
+func (w *bodyWriter) Write(p []byte) (int, error) {
+	if w.h != nil {
+		w.h.Write(p)
+	}
+	if len(p) == 0 || !w.direct || uintptr(unsafe.Pointer(&p[0]))&(directAlign-1) == 0 {
+		return len(p), w.writeChunk(p)
+	}
+	for off := 0; off < len(p); {
+		n := copy(w.buf, p[off:])
+		if err := w.writeChunk(w.buf[:n]); err != nil {
+			return off, err
+		}
+		off += n
+	}
+	return len(p), nil
+}
+
+// writeChunk writes the next chunk of the body. While w.direct, chunk must
+// start at an aligned address, and every chunk but the last must be whole
+// blocks.
+func (w *bodyWriter) writeChunk(chunk []byte) error {
+	if w.direct {
+		var err error
+		if whole := len(chunk) &^ (directAlign - 1); whole > 0 {
+			var k int
+			k, err = w.f.Write(chunk[:whole])
+			if err != nil && !errors.Is(err, syscall.EINVAL) {
+				return err
+			}
+			chunk = chunk[k:]
+		}
+		if err != nil || len(chunk) > 0 {
+			// refused (alignment), or the tail: through the page cache
+			if err != nil {
+				w.l.noDirect.Store(true)
+			}
+			setDirect(w.f, false)
+			w.direct = false
+		}
+	}
+	if len(chunk) > 0 {
+		if _, err := w.f.Write(chunk); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sha256ETag is Local's ETag of bytes whose SHA-256 is sum: the first half

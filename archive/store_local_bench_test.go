@@ -43,16 +43,22 @@ func BenchmarkLocalPut1MB(b *testing.B) {
 		b.Fatal(err)
 	}
 	sum := sha256.Sum256(body)
+	given := PutOptions{ContentType: "video/mp4", Metadata: md, ContentSHA256: hex.EncodeToString(sum[:])}
 	for _, bc := range []struct {
-		name string
-		opts PutOptions
+		name              string
+		opts              PutOptions
+		noXattr, noDirect bool
 	}{
 		// the edge agent's case: it has the fragment's SHA-256 already
-		{"sha256-given", PutOptions{ContentType: "video/mp4", Metadata: md, ContentSHA256: hex.EncodeToString(sum[:])}},
-		{"hashed", PutOptions{ContentType: "video/mp4", Metadata: md}},
+		{name: "sha256-given", opts: given},
+		{name: "hashed", opts: PutOptions{ContentType: "video/mp4", Metadata: md}},
+		// what each choice saves: the record in a sidecar; buffered writes
+		{name: "sha256-given-sidecar", opts: given, noXattr: true},
+		{name: "sha256-given-buffered", opts: given, noDirect: true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			s := &Local{Root: b.TempDir()}
+			s := &Local{Root: b.TempDir(), noXattr: bc.noXattr}
+			s.noDirect.Store(bc.noDirect)
 			b.SetBytes(int64(len(body)))
 			var cpu time.Duration
 			i := 0
