@@ -244,7 +244,9 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, size int64, op
 			return ObjectInfo{}, err
 		}
 	}
-	if err := os.Rename(tmpName, objPath); err != nil {
+	// not os.Rename, which would Lstat objPath again: it was just checked
+	if err := syscall.Rename(tmpName, objPath); err != nil {
+		err = &os.LinkError{Op: "rename", Old: tmpName, New: objPath, Err: err}
 		if !exists && !inXattr {
 			os.Remove(metaPath)
 		}
@@ -323,9 +325,8 @@ func (l *Local) writeBody(ctx context.Context, key string, f *os.File, r io.Read
 		h = sha256.New()
 	}
 	big := size >= directMin
-	bp := getBuf(big)
-	defer putBuf(bp)
-	w := bodyWriter{l: l, f: f, h: h, buf: *bp}
+	w := bodyWriter{l: l, f: f, h: h, big: big}
+	defer w.release()
 	w.direct = big && !l.noDirect.Load() && setDirect(f, true)
 	if br, ok := r.(*bytes.Reader); ok && int64(br.Len()) == size && w.direct {
 		// The body is in memory: WriteTo hands it over in one slice, which
@@ -339,7 +340,7 @@ func (l *Local) writeBody(ctx context.Context, key string, f *os.File, r io.Read
 		}
 	} else {
 		body := ctxReader{ctx, r}
-		buf := w.buf
+		buf := w.buffer()
 		for off := int64(0); off < size; {
 			n := int(min(int64(len(buf)), size-off))
 			if k, err := io.ReadFull(body, buf[:n]); err != nil {
@@ -375,8 +376,25 @@ type bodyWriter struct {
 	l      *Local
 	f      *os.File
 	h      hash.Hash // nil when the caller gave the SHA-256
-	buf    []byte    // aligned to directAlign when big
+	big    bool      // a body of directMin bytes or more
 	direct bool
+	buf    *[]byte // pooled, taken when needed; aligned when big
+}
+
+// buffer returns w's pooled buffer: bigChunk bytes aligned to directAlign
+// when w.big, else smallChunk bytes.
+func (w *bodyWriter) buffer() []byte {
+	if w.buf == nil {
+		w.buf = getBuf(w.big)
+	}
+	return *w.buf
+}
+
+func (w *bodyWriter) release() {
+	if w.buf != nil {
+		putBuf(w.buf)
+		w.buf = nil
+	}
 }
 
 // Write writes the whole body p (bytes.Reader.WriteTo's single call): in
@@ -388,9 +406,10 @@ func (w *bodyWriter) Write(p []byte) (int, error) {
 	if len(p) == 0 || !w.direct || uintptr(unsafe.Pointer(&p[0]))&(directAlign-1) == 0 {
 		return len(p), w.writeChunk(p)
 	}
+	buf := w.buffer()
 	for off := 0; off < len(p); {
-		n := copy(w.buf, p[off:])
-		if err := w.writeChunk(w.buf[:n]); err != nil {
+		n := copy(buf, p[off:])
+		if err := w.writeChunk(buf[:n]); err != nil {
 			return off, err
 		}
 		off += n
