@@ -64,7 +64,7 @@ type Source struct {
 	Timeout time.Duration
 	// ReadPacing, on TCP, pauses this long after a read that found little
 	// data, so that packets are read in batches rather than one wakeup
-	// each (see pacedConn). Default DefaultReadPacing (20 ms); negative
+	// each (see pacedConn). Default DefaultReadPacing (40 ms); negative
 	// turns it off.
 	ReadPacing time.Duration
 	// MaxClockSkew is passed to the producer Clock. Default 10 min.
