@@ -304,6 +304,11 @@ func (p *proc) tail() string {
 func startCamsim(ctx context.Context, o Options, clip string) (*proc, []string, error) {
 	cmd := exec.CommandContext(ctx, o.Exe, "camsim", "--clip", clip, "--count", fmt.Sprint(o.Streams),
 		"--addr", "127.0.0.1:0", "--tcp-only", "--stagger")
+	if os.Getenv("GOMAXPROCS") == "" {
+		// camsim on one P costs a quarter less and leaves more of the
+		// machine to what is measured (at 200 cameras it still keeps up)
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, nil, err

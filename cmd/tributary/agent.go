@@ -10,7 +10,7 @@ import (
 )
 
 func agentCmd() *cobra.Command {
-	var configPath string
+	var configPath, procsFlag string
 	cmd := &cobra.Command{
 		Use:   "agent --config FILE",
 		Short: "Run the edge agent: pull the configured cameras and archive their fragments",
@@ -32,6 +32,9 @@ stores them and exits 0.`,
 				return err
 			}
 			a := &edgeagent.Agent{Config: cfg, Logger: newLogger(cfg.Log.Level, cfg.Log.Format)}
+			if err := startProcs(cmd.Context(), procsFlag, a.Logger); err != nil {
+				return err
+			}
 			if err := a.Start(cmd.Context()); err != nil {
 				return err
 			}
@@ -41,5 +44,6 @@ stores them and exits 0.`,
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (or TRIBUTARY_CONFIG)")
+	addProcsFlag(cmd, &procsFlag)
 	return cmd
 }

@@ -9,7 +9,10 @@ import (
 )
 
 func demoCmd() *cobra.Command {
-	var o demo.Options
+	var (
+		o         demo.Options
+		procsFlag string
+	)
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run synthetic cameras, the agent and a local archive with no setup",
@@ -19,6 +22,9 @@ Progress is printed every few seconds; Ctrl-C stops cleanly, as does --duration.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Out = cmd.OutOrStdout()
+			if err := startProcs(cmd.Context(), procsFlag, newLogger("warn", "text")); err != nil {
+				return err
+			}
 			return demo.Run(cmd.Context(), o)
 		},
 	}
@@ -28,5 +34,6 @@ Progress is printed every few seconds; Ctrl-C stops cleanly, as does --duration.
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "HTTP address of the agent")
 	f.StringVar(&o.Archive, "archive", "", "archive: a directory, or s3://BUCKET[/PREFIX]?endpoint=HOST:PORT[&create_bucket=true] with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment (default: DATA/archive)")
 	f.DurationVar(&o.Progress, "progress", 5*time.Second, "progress interval")
+	addProcsFlag(cmd, &procsFlag)
 	return cmd
 }
