@@ -3,6 +3,7 @@ package fragment
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -299,4 +300,51 @@ func BenchmarkMKVWrite(b *testing.B) {
 
 func BenchmarkFMP4Write(b *testing.B) {
 	benchWrite(b, AppendFMP4)
+}
+
+// TestMKVWriterMonotonic: fragments whose producer times overlap (the clock
+// slewed back between them) still give a stream whose clusters never go
+// back in time, while the producer-timestamp tags keep the true times.
+func TestMKVWriterMonotonic(t *testing.T) {
+	c := &Cutter{}
+	out := collect(c)
+	c.Reset(testTracks(), false)
+	f := &feed{fps: 30, gop: 30, audio: true, base: time.Unix(1.8e9, 0)}
+	f.run(c, 7*time.Second)
+	if len(*out) < 3 {
+		t.Fatalf("%d fragments", len(*out))
+	}
+	frags := *out
+	frags[1].ProducerStart = frags[1].ProducerStart.Add(-40 * time.Millisecond) // overlaps fragment 0
+	for _, mono := range []bool{false, true} {
+		w := MKVWriter{Monotonic: mono}
+		buf, err := w.AppendStreamStart(nil, &frags[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range frags {
+			buf = w.AppendStreamFragment(buf, &frags[i])
+		}
+		r := NewMKVReader(bytes.NewReader(buf))
+		var tcs []int64
+		for {
+			cl, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tcs = append(tcs, cl.Timecode)
+		}
+		back := false
+		for i := 1; i < len(tcs); i++ {
+			if tcs[i] < tcs[i-1]+frags[i-1].Duration.Milliseconds() {
+				back = true
+			}
+		}
+		if back != !mono {
+			t.Errorf("Monotonic=%v: cluster timecodes %v (durations %v, %v)", mono, tcs, frags[0].Duration, frags[1].Duration)
+		}
+	}
 }

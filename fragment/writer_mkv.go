@@ -25,6 +25,16 @@ const TagTiming = "TRIBUTARY_TIMING"
 // codec configuration, so steady-state writing allocates nothing. One
 // goroutine at a time.
 type MKVWriter struct {
+	// Monotonic, for a stream of fragments in one Segment (GetMedia), starts
+	// each fragment's clusters no earlier than the end of the previous one.
+	// Producer times of neighbouring fragments may overlap by a few
+	// milliseconds (the producer clock slews between them, while the blocks
+	// inside a fragment follow its media timestamps); players need
+	// timecodes that never go back. The producer-timestamp tags keep the
+	// true times. Default false: each fragment at its own producer time.
+	Monotonic bool
+
+	nextMs  int64 // with Monotonic: where the previous fragment ended
 	hash    string
 	tracks  []byte // the encoded Tracks element of hash
 	order   []int  // scratch: next sample index per track
@@ -126,6 +136,10 @@ func (w *MKVWriter) appendBody(dst []byte, f *Fragment) []byte {
 
 	// Clusters: blocks in decode order across tracks.
 	base := f.ProducerStart.UnixMilli()
+	if w.Monotonic {
+		base = max(base, w.nextMs)
+		w.nextMs = base + roundDiv(int64(f.Duration), 1e6)
+	}
 	leadPTS := leaderPTSNs(f)
 	if cap(w.order) < len(f.Samples) {
 		w.order = make([]int, len(f.Samples))

@@ -62,6 +62,7 @@ func (mw *mediaWriter) write(ctx context.Context, m fragment.Metadata) error {
 	tags[fragment.TagMillisBehindNow] = strconv.FormatInt(max(mw.s.Now().Sub(m.ProducerEnd).Milliseconds(), 0), 10)
 	f.Tags = tags
 	mw.buf = mw.buf[:0]
+	mw.mkv.Monotonic = true
 	if !mw.started || f.InitHash != mw.mkv.Hash() {
 		// one segment for as long as the codec configuration holds
 		if mw.buf, err = mw.mkv.AppendStreamStart(mw.buf, f); err != nil {
