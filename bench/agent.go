@@ -23,7 +23,7 @@ import (
 const pruneAge = 20 * time.Second
 
 // agentConfig writes the agent's configuration for the cameras.
-func agentConfig(o Options, urls []string, listen string) (string, error) {
+func agentConfig(o Options, urls []string, listen, archiveURL string) (string, error) {
 	cfg := map[string]any{
 		"data_dir": filepath.Join(o.WorkDir, "agent"),
 		"http":     map[string]any{"listen": listen, "pprof": o.Pprof},
@@ -32,8 +32,8 @@ func agentConfig(o Options, urls []string, listen string) (string, error) {
 		"putmedia": map[string]any{"enabled": false},
 		"defaults": map[string]any{"container": o.Container},
 	}
-	if o.Archive != "dir" {
-		ac, err := edgeagent.ParseArchiveURL(o.Archive)
+	if archiveURL != "" {
+		ac, err := edgeagent.ParseArchiveURL(archiveURL)
 		if err != nil {
 			return "", fmt.Errorf("bench: archive: %w", err)
 		}
@@ -113,11 +113,29 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsi
 	if err != nil {
 		return Row{}, err
 	}
-	cfgPath, err := agentConfig(o, urls, listen)
+	archiveURL, pruneDir := "", filepath.Join(o.WorkDir, "agent", "archive")
+	var env []string
+	switch {
+	case o.Archive == "s3":
+		u, dir, gw, err := startS3(ctx, o)
+		if err != nil {
+			return Row{}, err
+		}
+		defer gw.stop()
+		archiveURL, pruneDir = u, dir
+		env = []string{"AWS_ACCESS_KEY_ID=" + s3Access, "AWS_SECRET_ACCESS_KEY=" + s3Secret}
+	case o.Archive != "dir":
+		archiveURL, pruneDir = o.Archive, ""
+	}
+	cfgPath, err := agentConfig(o, urls, listen, archiveURL)
 	if err != nil {
 		return Row{}, err
 	}
-	p, err := start(exec.CommandContext(ctx, o.Exe, "agent", "--config", cfgPath), filepath.Join(o.WorkDir, "agent.log"))
+	cmd := exec.CommandContext(ctx, o.Exe, "agent", "--config", cfgPath)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	p, err := start(cmd, filepath.Join(o.WorkDir, "agent.log"))
 	if err != nil {
 		return Row{}, err
 	}
@@ -135,8 +153,8 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsi
 
 	pctx, stopPrune := context.WithCancel(ctx)
 	defer stopPrune()
-	if o.Archive == "dir" {
-		go prune(pctx, filepath.Join(o.WorkDir, "agent", "archive"))
+	if pruneDir != "" {
+		go prune(pctx, pruneDir)
 	}
 
 	// every stream has stored a fragment

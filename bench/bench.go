@@ -42,15 +42,21 @@ type Options struct {
 	Warmup time.Duration
 	// Container of the agent's fragments: fmp4 or mkv. Default fmp4.
 	Container string
-	// Archive is "dir" (a local directory in the work folder, pruned as the
-	// run goes so 200 cameras do not fill the disk) or an S3 archive URL as
-	// the demo takes it (s3://bucket/prefix?endpoint=host:port…), written
-	// through the spool and not pruned. Default "dir".
+	// Archive is "dir" (a local directory in the work folder), "s3" (a
+	// versitygw S3 server the bench runs on loopback over the work folder,
+	// written through the agent's spool), or an S3 archive URL as the demo
+	// takes it (s3://bucket/prefix?endpoint=host:port…, credentials from the
+	// environment), written through the spool and not pruned. The first two
+	// are pruned as the run goes, so 200 cameras do not fill the disk.
+	// Default "dir".
 	Archive string
 	// Baseline is BaselineFFmpeg to measure ffmpeg too. Default none.
 	Baseline string
 	// Clip is the cameras' footage. Default: 1080p30 H.264 4 Mbit/s + AAC.
 	Clip Clip
+	// VersityGW is the versitygw binary for Archive "s3". Default: on PATH,
+	// else .tools/versitygw (what `make peers` builds).
+	VersityGW string
 	// Exe is the tributary binary run for camsim and the agent. Default
 	// the running executable.
 	Exe string
@@ -148,8 +154,8 @@ func (o *Options) defaults() error {
 	if o.Archive == "" {
 		o.Archive = "dir"
 	}
-	if o.Archive != "dir" && !strings.HasPrefix(o.Archive, "s3://") {
-		return fmt.Errorf("bench: archive: %q, want dir or an s3:// URL", o.Archive)
+	if o.Archive != "dir" && o.Archive != "s3" && !strings.HasPrefix(o.Archive, "s3://") {
+		return fmt.Errorf("bench: archive: %q, want dir, s3 or an s3:// URL", o.Archive)
 	}
 	switch o.Baseline {
 	case BaselineNone, BaselineFFmpeg:

@@ -107,3 +107,36 @@ func TestRun(t *testing.T) {
 		t.Errorf("clip cache: %v", clips)
 	}
 }
+
+// TestRunS3 runs the agent against a versitygw the bench starts, through
+// the spool.
+func TestRunS3(t *testing.T) {
+	gw := testenv.RequireVersityGW(t)
+	testenv.RequireFFmpeg(t)
+	if testing.Short() {
+		t.Skip("runs processes for 15 s")
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "tributary")
+	if out, err := exec.Command("go", "build", "-o", exe, "../cmd/tributary").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var progress bytes.Buffer
+	res, err := Run(context.Background(), Options{
+		Streams: 2, Duration: 3 * time.Second, Warmup: time.Second, Archive: "s3", VersityGW: gw,
+		Clip: Clip{Width: 320, Height: 240, FPS: 15, Bitrate: 300_000, Length: 4 * time.Second},
+		Exe:  exe, CacheDir: filepath.Join(dir, "cache"), Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	r := res.Rows[0]
+	if r.Fragments == 0 || r.FragmentsLost != 0 || r.DurableP50MS == nil {
+		t.Errorf("%+v", r)
+	}
+	var table bytes.Buffer
+	res.WriteTable(&table)
+	if !strings.Contains(table.String(), "versitygw") {
+		t.Errorf("table: %s", table.String())
+	}
+}

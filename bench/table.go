@@ -35,10 +35,13 @@ func (r *Result) WriteTable(w io.Writer) error {
 }
 
 func archiveName(a string) string {
-	if a == "dir" {
+	switch a {
+	case "dir":
 		return "a local archive"
+	case "s3":
+		return "versitygw (S3) through the spool"
 	}
-	return "an S3 archive"
+	return "an S3 archive through the spool"
 }
 
 func ms(v *float64) string {
