@@ -200,6 +200,10 @@ func DecodeHourIndex(r io.Reader) (HourIndex, error) {
 	return idx, nil
 }
 
+// maxTimeFromHour bounds how far a fragment's end and server times may be
+// from its hour (version 2 stores them as nanoseconds from the hour).
+const maxTimeFromHour = 100 * 365 * 24 * time.Hour
+
 func (idx *HourIndex) validate() error {
 	if err := fragment.ValidateStreamName(idx.Stream); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidManifest, err)
@@ -212,6 +216,14 @@ func (idx *HourIndex) validate() error {
 		stream, startMs, number, container, err := ParseFragmentKey(m.Key)
 		if err != nil {
 			return fmt.Errorf("%w: fragment %d: %w", ErrInvalidManifest, i, err)
+		}
+		if m.ProducerStart.UnixMilli() != startMs {
+			return fmt.Errorf("%w: fragment %d: producer start %s is not the key's %d ms", ErrInvalidManifest, i, m.ProducerStart.Format(time.RFC3339Nano), startMs)
+		}
+		for _, t := range []time.Time{m.ProducerEnd, m.ServerTime} {
+			if !t.IsZero() && (t.Before(idx.Hour.Add(-maxTimeFromHour)) || t.After(idx.Hour.Add(maxTimeFromHour))) {
+				return fmt.Errorf("%w: fragment %d: time %s is more than %v from its hour", ErrInvalidManifest, i, t.Format(time.RFC3339Nano), maxTimeFromHour)
+			}
 		}
 		if stream != idx.Stream || m.Stream != idx.Stream || number != m.Number || container != m.Container {
 			return fmt.Errorf("%w: fragment %d: key %q does not match its metadata or the manifest's stream", ErrInvalidManifest, i, m.Key)

@@ -28,6 +28,8 @@ type hourColumns struct {
 	Dir      string   `json:"dir"`
 	Name     []string `json:"name"`
 	Number   []uint64 `json:"number"`
+	// Times are nanoseconds from Hour (validate keeps them within 100
+	// years of it, so they never overflow).
 	StartNS  []int64  `json:"producer_start_ns"`
 	EndNS    []int64  `json:"producer_end_ns"`
 	ServerNS []int64  `json:"server_timestamp_ns"`
@@ -53,18 +55,19 @@ type hourColumns struct {
 // zeroTimeNS stands for the zero time.Time, which has no Unix nanoseconds.
 const zeroTimeNS = math.MinInt64
 
-func timeNS(t time.Time) int64 {
+// timeNS is t as nanoseconds from hour.
+func timeNS(t, hour time.Time) int64 {
 	if t.IsZero() {
 		return zeroTimeNS
 	}
-	return t.UnixNano()
+	return int64(t.Sub(hour))
 }
 
-func nsTime(ns int64) time.Time {
+func nsTime(ns int64, hour time.Time) time.Time {
 	if ns == zeroTimeNS {
 		return time.Time{}
 	}
-	return time.Unix(0, ns).UTC()
+	return hour.Add(time.Duration(ns)).UTC()
 }
 
 // interner assigns indexes to repeated values.
@@ -107,7 +110,7 @@ func toColumns(idx HourIndex) hourColumns {
 	}
 	for i, m := range idx.Fragments {
 		c.Name[i], c.Number[i] = m.Key[len(c.Dir):], m.Number
-		c.StartNS[i], c.EndNS[i], c.ServerNS[i] = timeNS(m.ProducerStart), timeNS(m.ProducerEnd), timeNS(m.ServerTime)
+		c.StartNS[i], c.EndNS[i], c.ServerNS[i] = timeNS(m.ProducerStart, idx.Hour), timeNS(m.ProducerEnd, idx.Hour), timeNS(m.ServerTime, idx.Hour)
 		c.Duration[i], c.Size[i], c.Keyframe[i], c.Samples[i], c.SHA256[i] = int64(m.Duration), m.Size, m.Keyframes, m.SampleCount, m.SHA256
 		c.InitIx[i] = inits.add(m.InitHash, m.InitHash)
 		c.ClockIx[i] = clocks.add(m.ClockSource, m.ClockSource)
@@ -164,7 +167,7 @@ func fromColumns(c hourColumns) (HourIndex, error) {
 		}
 		idx.Fragments[i] = fragment.Metadata{
 			Stream: c.Stream, Number: c.Number[i], Key: c.Dir + c.Name[i], Container: container,
-			ProducerStart: nsTime(c.StartNS[i]), ProducerEnd: nsTime(c.EndNS[i]), ServerTime: nsTime(c.ServerNS[i]),
+			ProducerStart: nsTime(c.StartNS[i], c.Hour), ProducerEnd: nsTime(c.EndNS[i], c.Hour), ServerTime: nsTime(c.ServerNS[i], c.Hour),
 			Duration: time.Duration(c.Duration[i]), Size: c.Size[i], Keyframes: c.Keyframe[i], SampleCount: c.Samples[i],
 			SHA256: c.SHA256[i], InitHash: c.Inits[c.InitIx[i]], Tracks: c.Tracks[c.TracksIx[i]], ClockSource: c.Clocks[c.ClockIx[i]],
 		}

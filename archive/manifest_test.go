@@ -151,8 +151,8 @@ const goodIndex = `{"version":1,"stream":"cam1","hour":"2026-11-27T03:00:00Z","f
 
 const goodIndexV2 = `{"version":2,"stream":"cam1","hour":"2026-11-27T03:00:00Z","count":2,` +
 	`"dir":"streams/cam1/f/2026/11/27/03/","name":["1795748400000-00000000000000000001.m4s","1795748402000-00000000000000000002.mkv"],` +
-	`"number":[1,2],"producer_start_ns":[1795748400000000000,1795748402000000000],"producer_end_ns":[1795748402000000000,1795748404000000000],` +
-	`"server_timestamp_ns":[1795748402300000000,-9223372036854775808],"duration_ns":[2000000000,2000000000],"size":[5,5],"keyframes":[1,1],` +
+	`"number":[1,2],"producer_start_ns":[0,2000000000],"producer_end_ns":[2000000000,4000000000],` +
+	`"server_timestamp_ns":[2300000000,-9223372036854775808],"duration_ns":[2000000000,2000000000],"size":[5,5],"keyframes":[1,1],` +
 	`"samples":[60,60],"sha256":["",""],"inits":["abc"],"init_ix":[0,0],"track_sets":[[{"id":1,"kind":"video","codec":"H264"}]],"track_ix":[0,0],` +
 	`"clocks":["rtcp"],"clock_ix":[0,0],"discontinuous":[1],"tags":{"0":{"a":"b"}}}`
 
@@ -176,6 +176,9 @@ var hourIndexCases = []struct {
 	{"v2 number differs from key", strings.Replace(goodIndexV2, `"number":[1,2]`, `"number":[1,3]`, 1), false},
 	{"v2 whole keys", strings.Replace(strings.Replace(goodIndexV2, `"dir":"streams/cam1/f/2026/11/27/03/","name":["`, `"dir":"","name":["streams/cam1/f/2026/11/27/03/`, 1), `","1795748402000`, `","streams/cam1/f/2026/11/27/03/1795748402000`, 1), true},
 	{"v2 dir of another hour", strings.Replace(goodIndexV2, `"dir":"streams/cam1/f/2026/11/27/03/"`, `"dir":"streams/cam1/f/2026/11/27/04/"`, 1), false},
+	{"v2 start not the key's", strings.Replace(goodIndexV2, `"producer_start_ns":[0,`, `"producer_start_ns":[1000000,`, 1), false},
+	{"v2 end a century away", strings.Replace(goodIndexV2, `"producer_end_ns":[2000000000,`, `"producer_end_ns":[9000000000000000000,`, 1), false},
+	{"start not the key's", strings.Replace(goodIndex, `"producer_start":"2026-11-27T03:00:02Z"`, `"producer_start":"2026-11-27T03:00:03Z"`, 1), false},
 	{"v2 huge count", strings.Replace(goodIndexV2, `"count":2`, `"count":99999999999`, 1), false},
 	{"bad stream", strings.Replace(goodIndex, `"stream":"cam1","hour"`, `"stream":"../x","hour"`, 1), false},
 	{"not on the hour", strings.Replace(goodIndex, `03:00:00Z","fragments"`, `03:00:01Z","fragments"`, 1), false},
