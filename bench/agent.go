@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tributary-io/tributary/archive"
 	edgeagent "github.com/tributary-io/tributary/edge-agent"
 )
 
@@ -177,7 +178,7 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsi
 			break
 		}
 		if time.Now().After(deadline) {
-			return Row{}, fmt.Errorf("bench: only %d of %d streams stored a fragment within %s; agent log: %s", ready, o.Streams, time.Until(deadline), p.tail())
+			return Row{}, fmt.Errorf("bench: only %d of %d streams stored a fragment in time; agent log: %s", ready, o.Streams, p.tail())
 		}
 		select {
 		case <-ctx.Done():
@@ -197,6 +198,9 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsi
 		return Row{}, err
 	}
 	row := m.row("tributary", o.Streams)
+	// the fragments closed at the end of the window may not be durable yet,
+	// and they are the slow ones: give them time to be counted
+	time.Sleep(2 * time.Second)
 	st, err := getStatus(ctx, base, m.start)
 	if err != nil {
 		return Row{}, err
@@ -226,15 +230,25 @@ func prune(ctx context.Context, root string) {
 		}
 		cut := time.Now().Add(-pruneAge)
 		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || ctx.Err() != nil {
+			if err != nil || ctx.Err() != nil {
 				return nil
 			}
-			name := strings.TrimSuffix(d.Name(), ".json")
-			if !strings.HasSuffix(name, ".m4s") && !strings.HasSuffix(name, ".mkv") {
+			if d.IsDir() {
+				if d.Name() == archive.LocalMetaDir {
+					return filepath.SkipDir // sidecars go with their objects
+				}
+				return nil
+			}
+			if !strings.HasSuffix(d.Name(), ".m4s") && !strings.HasSuffix(d.Name(), ".mkv") {
 				return nil
 			}
 			if info, err := d.Info(); err == nil && info.ModTime().Before(cut) {
-				os.Remove(path)
+				// the object first: a listing never sees it without its record
+				if os.Remove(path) == nil {
+					if rel, err := filepath.Rel(root, path); err == nil {
+						os.Remove(filepath.Join(root, archive.LocalMetaDir, rel+".json"))
+					}
+				}
 			}
 			return nil
 		})

@@ -85,7 +85,9 @@ type Row struct {
 	CPUPercent   float64 `json:"cpu_percent"`
 	CPUPerStream float64 `json:"cpu_percent_per_stream"`
 	// RSSMB is the resident memory at the end of the window; RSSPeakMB the
-	// highest seen in it (sampled every second). MB = 2^20 bytes.
+	// highest seen in it (sampled every second). It is the proportional set
+	// size: pages shared between processes (the baseline's libraries) are
+	// divided among them rather than counted in each. MB = 2^20 bytes.
 	RSSMB          float64 `json:"rss_mb"`
 	RSSPeakMB      float64 `json:"rss_peak_mb"`
 	RSSPerStreamMB float64 `json:"rss_mb_per_stream"`
@@ -315,11 +317,15 @@ func startCamsim(ctx context.Context, o Options, clip string) (*proc, []string, 
 		// machine to what is measured (at 200 cameras it still keeps up)
 		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	}
-	out, err := cmd.StdoutPipe()
+	// our own pipe: cmd.Wait (in start) must not close it under the reader
+	out, w, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
 	}
+	defer out.Close()
+	cmd.Stdout = w
 	p, err := start(cmd, filepath.Join(o.WorkDir, "camsim.log")) // stderr
+	w.Close()                                                    // the child has its copy
 	if err != nil {
 		return nil, nil, err
 	}

@@ -16,7 +16,7 @@ const userHZ = 100
 // procSample is a process's CPU time and resident memory at one moment.
 type procSample struct {
 	cpu time.Duration // user + system, all threads
-	rss int64         // bytes
+	rss int64         // bytes: the proportional set size (Pss)
 }
 
 // readProc reads /proc/<pid>/stat and /proc/<pid>/status.
@@ -41,15 +41,18 @@ func readProc(pid int) (procSample, error) {
 		return procSample{}, fmt.Errorf("/proc/%d/stat: bad utime or stime", pid)
 	}
 	s := procSample{cpu: time.Duration(ut+st) * time.Second / userHZ}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	// Pss (proportional set size) rather than RSS: the pages a process
+	// shares with others (libraries of N ffmpeg processes) count once in
+	// all, not once per process
+	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
 		return procSample{}, err
 	}
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+	for line := range strings.SplitSeq(string(rollup), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				return procSample{}, fmt.Errorf("/proc/%d/status: VmRSS %q", pid, v)
+				return procSample{}, fmt.Errorf("/proc/%d/smaps_rollup: Pss %q", pid, v)
 			}
 			s.rss = kb << 10
 		}

@@ -213,6 +213,9 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 		Host:         u.Host,
 		ReadTimeout:  s.Timeout,
 		WriteTimeout: s.Timeout,
+		// a UDP socket is not read while a closing fragment is encoded on
+		// the reader goroutine (a few ms): room for a second at 8 Mbit/s
+		UDPReadBufferSize: 1 << 20,
 		OnPacketsLost: func(lost uint64) {
 			s.Counters.PacketsLost.Add(lost)
 		},
@@ -220,7 +223,11 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 			s.Counters.DecodeErrors.Add(1)
 		},
 	}
-	var paced atomic.Pointer[pacedConn] // the RTSP connection, dialled by the client's goroutine
+	// the RTSP connection, dialled by the client's goroutine: again when
+	// auto transport falls back from UDP to TCP after PLAY, when it is
+	// paced from the start
+	var paced atomic.Pointer[pacedConn]
+	var playing atomic.Bool
 	if s.ReadPacing > 0 {
 		c.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
 			nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
@@ -228,6 +235,9 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 				return nil, err
 			}
 			pc := newPacedConn(nc, s.ReadPacing)
+			if playing.Load() {
+				pc.start()
+			}
 			paced.Store(pc)
 			return pc, nil
 		}
@@ -276,8 +286,14 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 	c.OnPacketRTPAny(sess.onPacket)
 
 	if _, err := c.Play(nil); err != nil {
+		// packets may have reached the sink before the error
+		if sess.stop() {
+			sink.EndSession(err)
+		}
 		return classify(ctx, err)
 	}
+	sess.last.Store(time.Now().UnixNano()) // PLAY may have taken a while: no stall yet
+	playing.Store(true)
 	if pc := paced.Load(); pc != nil {
 		pc.start()
 	}

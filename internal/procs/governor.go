@@ -18,7 +18,8 @@ import (
 
 // Governor adjusts GOMAXPROCS to the process's CPU use.
 type Governor struct {
-	// Max is the most Ps it sets. Default runtime.NumCPU().
+	// Max is the most Ps it sets. Default the GOMAXPROCS the runtime chose
+	// (the CPUs, or the container's CPU limit).
 	Max int
 	// Interval between measurements. Default 2s.
 	Interval time.Duration
@@ -37,10 +38,11 @@ type Governor struct {
 	cpu func() time.Duration // process CPU time; tests replace it
 }
 
-// Run adjusts GOMAXPROCS until ctx ends, then restores the value it found.
+// Run adjusts GOMAXPROCS until ctx ends, then gives it back to the
+// runtime's own choice (which follows container CPU limits).
 func (g *Governor) Run(ctx context.Context) {
 	if g.Max <= 0 {
-		g.Max = runtime.NumCPU()
+		g.Max = runtime.GOMAXPROCS(0)
 	}
 	if g.Interval <= 0 {
 		g.Interval = 2 * time.Second
@@ -60,8 +62,7 @@ func (g *Governor) Run(ctx context.Context) {
 	if g.cpu == nil {
 		g.cpu = processCPU
 	}
-	prev := runtime.GOMAXPROCS(1)
-	defer runtime.GOMAXPROCS(prev)
+	defer runtime.SetDefaultGOMAXPROCS()
 	g.set(1)
 	t := time.NewTicker(g.Interval)
 	defer t.Stop()

@@ -82,7 +82,7 @@ func TestRun(t *testing.T) {
 	cancel()
 	<-done
 	if runtime.GOMAXPROCS(0) != orig {
-		t.Errorf("GOMAXPROCS %d after Run, want %d", runtime.GOMAXPROCS(0), orig)
+		t.Errorf("GOMAXPROCS %d after Run, want the default %d", runtime.GOMAXPROCS(0), orig)
 	}
 	mu.Lock()
 	defer mu.Unlock()
