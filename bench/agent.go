@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -193,7 +194,46 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsi
 			return sumCounters(st), err
 		},
 	}
+	// the agent keeps the last 256 latencies per stream (8.5 min of 2 s
+	// fragments): collect them every 2 minutes so long windows lose none
+	seen := map[string]map[time.Time]float64{}
+	var seenMu sync.Mutex
+	collect := func(since time.Time) error {
+		st, err := getStatus(ctx, base, since)
+		if err != nil {
+			return err
+		}
+		seenMu.Lock()
+		defer seenMu.Unlock()
+		for _, s := range st.Streams {
+			if seen[s.Name] == nil {
+				seen[s.Name] = map[time.Time]float64{}
+			}
+			for _, l := range s.DurableLatency {
+				seen[s.Name][l.Closed] = l.MS
+			}
+		}
+		return nil
+	}
+	began := time.Now()
+	cctx, stopCollect := context.WithCancel(ctx)
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		t := time.NewTicker(2 * time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case <-t.C:
+				collect(began)
+			}
+		}
+	}()
 	m, err := w.run(ctx)
+	stopCollect()
+	<-collected
 	if err != nil {
 		return Row{}, err
 	}
@@ -201,15 +241,15 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsi
 	// the fragments closed at the end of the window may not be durable yet,
 	// and they are the slow ones: give them time to be counted
 	time.Sleep(2 * time.Second)
-	st, err := getStatus(ctx, base, m.start)
-	if err != nil {
+	if err := collect(m.start); err != nil {
 		return Row{}, err
 	}
 	var ms []float64
-	for _, s := range st.Streams {
-		for _, l := range s.DurableLatency {
-			if !l.Closed.After(m.start.Add(m.elapsed)) {
-				ms = append(ms, l.MS)
+	end := m.start.Add(m.elapsed)
+	for _, bySeen := range seen {
+		for closed, v := range bySeen {
+			if !closed.Before(m.start) && !closed.After(end) {
+				ms = append(ms, v)
 			}
 		}
 	}
