@@ -24,10 +24,11 @@ type hourColumns struct {
 	Count   int       `json:"count"`
 
 	// Dir is the folder shared by the fragments' keys, with its trailing
-	// slash, and Name their names in it: a key is Dir + Name; Dir is "" when they do not share one.
-	Dir      string   `json:"dir"`
-	Name     []string `json:"name"`
-	Number   []uint64 `json:"number"`
+	// slash, and Name their names in it: a key is Dir + Name. Dir is ""
+	// when they do not share one.
+	Dir    string   `json:"dir"`
+	Name   []string `json:"name"`
+	Number []uint64 `json:"number"`
 	// Times are nanoseconds from Hour (validate keeps them within 100
 	// years of it, so they never overflow).
 	StartNS  []int64  `json:"producer_start_ns"`
