@@ -170,22 +170,23 @@ func (r *LiveRing) has(msn uint64, p int) bool {
 
 // wait blocks until part p of segment msn exists, ctx ends or d passes.
 func (r *LiveRing) wait(ctx context.Context, msn uint64, p int, d time.Duration) bool {
+	return r.waitUntil(ctx, d, func() bool { return r.has(msn, p) })
+}
+
+// waitUntil blocks until ready (called with mu held) reports true, ctx
+// ends or d passes, and reports whether ready did.
+func (r *LiveRing) waitUntil(ctx context.Context, d time.Duration, ready func() bool) bool {
 	r.lock()
 	defer r.mu.Unlock()
 	deadline := time.Now().Add(d)
-	stop := context.AfterFunc(ctx, func() {
+	wake := func() {
 		r.mu.Lock()
 		r.cond.Broadcast()
 		r.mu.Unlock()
-	})
-	defer stop()
-	t := time.AfterFunc(d, func() {
-		r.mu.Lock()
-		r.cond.Broadcast()
-		r.mu.Unlock()
-	})
-	defer t.Stop()
-	for !r.has(msn, p) {
+	}
+	defer context.AfterFunc(ctx, wake)()
+	defer time.AfterFunc(d, wake).Stop()
+	for !ready() {
 		if ctx.Err() != nil || time.Now().After(deadline) {
 			return false
 		}
@@ -307,29 +308,14 @@ func (r *LiveRing) closedSegments() int {
 
 // waitClosed blocks until the ring holds a closed segment.
 func (r *LiveRing) waitClosed(ctx context.Context, d time.Duration) {
-	r.lock()
-	defer r.mu.Unlock()
-	deadline := time.Now().Add(d)
-	stop := context.AfterFunc(ctx, func() {
-		r.mu.Lock()
-		r.cond.Broadcast()
-		r.mu.Unlock()
-	})
-	defer stop()
-	t := time.AfterFunc(d, func() {
-		r.mu.Lock()
-		r.cond.Broadcast()
-		r.mu.Unlock()
-	})
-	defer t.Stop()
-	for ctx.Err() == nil && time.Now().Before(deadline) {
+	r.waitUntil(ctx, d, func() bool {
 		for _, s := range r.segs {
 			if s.closed {
-				return
+				return true
 			}
 		}
-		r.cond.Wait()
-	}
+		return false
+	})
 }
 
 // hlsLLPart serves a part, waiting for it when it is the next one to come
