@@ -220,16 +220,7 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsi
 	collected := make(chan struct{})
 	go func() {
 		defer close(collected)
-		t := time.NewTicker(2 * time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case <-cctx.Done():
-				return
-			case <-t.C:
-				collect(began)
-			}
-		}
+		every(cctx, 2*time.Minute, func() { collect(began) })
 	}()
 	m, err := w.run(ctx)
 	stopCollect()
@@ -260,14 +251,7 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsi
 // prune deletes the local archive's fragments (and their sidecars) older
 // than pruneAge every few seconds: 200 cameras at 4 Mbit/s write 100 MB/s.
 func prune(ctx context.Context, root string) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 5*time.Second, func() {
 		cut := time.Now().Add(-pruneAge)
 		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil || ctx.Err() != nil {
@@ -292,5 +276,19 @@ func prune(ctx context.Context, root string) {
 			}
 			return nil
 		})
+	})
+}
+
+// every calls f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
 	}
 }

@@ -52,6 +52,22 @@ func TestOptions(t *testing.T) {
 	}
 }
 
+// smallRun builds the tributary binary and returns options for 2 cameras
+// of a small clip, and the buffer the progress goes to.
+func smallRun(t *testing.T) (Options, *bytes.Buffer) {
+	t.Helper()
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "tributary")
+	if out, err := exec.Command("go", "build", "-o", exe, "../cmd/tributary").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	progress := &bytes.Buffer{}
+	return Options{
+		Streams: 2, Exe: exe, CacheDir: filepath.Join(dir, "cache"), Progress: progress,
+		Clip: Clip{Width: 320, Height: 240, FPS: 15, Bitrate: 300_000, Length: 4 * time.Second},
+	}, progress
+}
+
 // TestRun runs the whole bench small: 2 cameras of a small clip, the agent
 // and the ffmpeg baseline, and checks both rows carry real measurements.
 func TestRun(t *testing.T) {
@@ -59,17 +75,9 @@ func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs processes for 30 s")
 	}
-	dir := t.TempDir()
-	exe := filepath.Join(dir, "tributary")
-	if out, err := exec.Command("go", "build", "-o", exe, "../cmd/tributary").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	var progress bytes.Buffer
-	res, err := Run(context.Background(), Options{
-		Streams: 2, Duration: 4 * time.Second, Warmup: 2 * time.Second, Baseline: BaselineFFmpeg,
-		Clip: Clip{Width: 320, Height: 240, FPS: 15, Bitrate: 300_000, Length: 4 * time.Second},
-		Exe:  exe, CacheDir: filepath.Join(dir, "cache"), Progress: &progress,
-	})
+	o, progress := smallRun(t)
+	o.Duration, o.Warmup, o.Baseline = 4*time.Second, 2*time.Second, BaselineFFmpeg
+	res, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
@@ -103,7 +111,7 @@ func TestRun(t *testing.T) {
 	if !strings.Contains(progress.String(), "tributary: measured") {
 		t.Errorf("progress: %s", progress.String())
 	}
-	if clips, _ := filepath.Glob(filepath.Join(dir, "cache", "bench-*.ts")); len(clips) != 1 {
+	if clips, _ := filepath.Glob(filepath.Join(o.CacheDir, "bench-*.ts")); len(clips) != 1 {
 		t.Errorf("clip cache: %v", clips)
 	}
 }
@@ -116,17 +124,9 @@ func TestRunS3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs processes for 15 s")
 	}
-	dir := t.TempDir()
-	exe := filepath.Join(dir, "tributary")
-	if out, err := exec.Command("go", "build", "-o", exe, "../cmd/tributary").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	var progress bytes.Buffer
-	res, err := Run(context.Background(), Options{
-		Streams: 2, Duration: 3 * time.Second, Warmup: time.Second, Archive: "s3", VersityGW: gw,
-		Clip: Clip{Width: 320, Height: 240, FPS: 15, Bitrate: 300_000, Length: 4 * time.Second},
-		Exe:  exe, CacheDir: filepath.Join(dir, "cache"), Progress: &progress,
-	})
+	o, progress := smallRun(t)
+	o.Duration, o.Warmup, o.Archive, o.VersityGW = 3*time.Second, time.Second, "s3", gw
+	res, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
