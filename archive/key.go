@@ -237,3 +237,15 @@ func allDigits(s string) bool {
 	}
 	return s != ""
 }
+
+// StreamInfo is the content of a stream's stream.json (at StreamKey): its
+// name, current tracks and their configuration hash, container and tags,
+// as the agent writes it and the playback server reads it.
+type StreamInfo struct {
+	Name      string            `json:"name"`
+	Tracks    []fragment.Track  `json:"tracks"`
+	InitHash  string            `json:"init"`
+	Container string            `json:"container"`
+	Tags      map[string]string `json:"tags,omitempty"`
+	Updated   time.Time         `json:"updated"`
+}

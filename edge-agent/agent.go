@@ -2,7 +2,6 @@ package edgeagent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -366,7 +365,7 @@ func (a *Agent) routes() http.Handler {
 		if v := r.URL.Query().Get("latency_since"); v != "" {
 			since, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("latency_since: %q is not an RFC 3339 time", v))
+				playback.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("latency_since: %q is not an RFC 3339 time", v))
 				return
 			}
 			for i, p := range a.streams() {
@@ -381,20 +380,20 @@ func (a *Agent) routes() http.Handler {
 		if a.spool != nil {
 			out["spool"] = a.spool.status()
 		}
-		writeJSON(w, http.StatusOK, out)
+		playback.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/status/{stream}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("stream")
 		for _, p := range a.streams() {
 			if p.cfg.Name == name {
-				writeJSON(w, http.StatusOK, p.snapshot())
+				playback.WriteJSON(w, http.StatusOK, p.snapshot())
 				return
 			}
 		}
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no stream %q", name))
+		playback.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no stream %q", name))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		playback.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		// ready once every stream has left its first connecting state
@@ -405,10 +404,10 @@ func (a *Agent) routes() http.Handler {
 			}
 		}
 		if len(waiting) > 0 {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "streams": waiting})
+			playback.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "streams": waiting})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		playback.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	if a.Config.HTTP.Pprof {
@@ -423,20 +422,8 @@ func (a *Agent) routes() http.Handler {
 		mux.Handle("/", a.Handler)
 	} else {
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
+			playback.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
 		})
 	}
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, errCode, msg string) {
-	writeJSON(w, code, map[string]any{"error": map[string]string{"code": errCode, "message": msg}})
 }

@@ -353,18 +353,8 @@ func (p *pipeline) ensureInit(ctx context.Context, in *initInfo) error {
 	return nil
 }
 
-// StreamInfo is the content of a stream's stream.json.
-type StreamInfo struct {
-	Name      string            `json:"name"`
-	Tracks    []fragment.Track  `json:"tracks"`
-	InitHash  string            `json:"init"`
-	Container string            `json:"container"`
-	Tags      map[string]string `json:"tags,omitempty"`
-	Updated   time.Time         `json:"updated"`
-}
-
 func (p *pipeline) queueStreamInfo() {
-	info := StreamInfo{
+	info := archive.StreamInfo{
 		Name: p.cfg.Name, Tracks: p.tracks, InitHash: fragment.ConfigHash(p.tracks),
 		Container: p.cfg.Container, Tags: p.cfg.Tags, Updated: time.Now().UTC(),
 	}

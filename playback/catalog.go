@@ -287,7 +287,7 @@ func (s *Server) listStreams(w http.ResponseWriter, r *http.Request, _ request) 
 		}
 		out = append(out, sum)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"streams": out})
+	WriteJSON(w, http.StatusOK, map[string]any{"streams": out})
 }
 
 func (s *Server) getStream(w http.ResponseWriter, r *http.Request, req request) {
@@ -296,7 +296,7 @@ func (s *Server) getStream(w http.ResponseWriter, r *http.Request, req request) 
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sum)
+	WriteJSON(w, http.StatusOK, sum)
 }
 
 func (s *Server) listFragments(w http.ResponseWriter, r *http.Request, req request) {
@@ -325,7 +325,7 @@ func (s *Server) listFragments(w http.ResponseWriter, r *http.Request, req reque
 	if res.Fragments == nil {
 		res.Fragments = []fragment.Metadata{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"fragments": res.Fragments, "next_token": res.NextToken})
+	WriteJSON(w, http.StatusOK, map[string]any{"fragments": res.Fragments, "next_token": res.NextToken})
 }
 
 // Span is a run of fragments with no gap between them.
@@ -371,7 +371,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, req request) {
 		}
 		spans = append(spans, Span{Start: m.ProducerStart.UTC(), End: m.ProducerEnd.UTC(), Fragments: 1})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"start": start, "end": end, "spans": spans})
+	WriteJSON(w, http.StatusOK, map[string]any{"start": start, "end": end, "spans": spans})
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -383,11 +383,11 @@ func maxTime(a, b time.Time) time.Time {
 
 func (s *Server) newSession(w http.ResponseWriter, r *http.Request, req request) {
 	if s.Access.Disabled {
-		writeJSON(w, http.StatusOK, Session{})
+		WriteJSON(w, http.StatusOK, Session{})
 		return
 	}
 	if len(s.Access.SigningKey) == 0 {
-		writeError(w, http.StatusNotImplemented, "not_implemented", "no signing key is configured")
+		WriteError(w, http.StatusNotImplemented, "not_implemented", "no signing key is configured")
 		return
 	}
 	ttl, err := durationParam(r.URL.Query(), "ttl", time.Hour, time.Minute, 7*24*time.Hour)
@@ -395,7 +395,7 @@ func (s *Server) newSession(w http.ResponseWriter, r *http.Request, req request)
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.Access.NewSession(req.stream, ttl, s.Now()))
+	WriteJSON(w, http.StatusOK, s.Access.NewSession(req.stream, ttl, s.Now()))
 }
 
 // withSession appends a session query to a URI.

@@ -338,7 +338,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, key string)
 	if h := r.Header.Get("Range"); h != "" {
 		rr, err := parseRange(h)
 		if err != nil {
-			writeError(w, http.StatusRequestedRangeNotSatisfiable, "bad_range", err.Error())
+			WriteError(w, http.StatusRequestedRangeNotSatisfiable, "bad_range", err.Error())
 			return
 		}
 		if rr.Start < 0 { // the last -Start bytes
@@ -364,7 +364,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, key string)
 	if rng != nil {
 		off, n, err := rng.Resolve(info.Size)
 		if err != nil {
-			writeError(w, http.StatusRequestedRangeNotSatisfiable, "bad_range", err.Error())
+			WriteError(w, http.StatusRequestedRangeNotSatisfiable, "bad_range", err.Error())
 			return
 		}
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, info.Size))

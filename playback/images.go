@@ -200,5 +200,5 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request, req request) {
 		}
 		out = append(out, Image{Time: c.Start().Add(time.Duration(i) * interval).UTC(), Format: format, Data: base64.StdEncoding.EncodeToString(b)})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"images": out})
+	WriteJSON(w, http.StatusOK, map[string]any{"images": out})
 }

@@ -344,7 +344,7 @@ func (s *Server) hlsLLPart(w http.ResponseWriter, r *http.Request, req request) 
 	}
 	ring.mu.Unlock()
 	if data == nil {
-		writeError(w, http.StatusNotFound, "not_found", "no such part (any more)")
+		WriteError(w, http.StatusNotFound, "not_found", "no such part (any more)")
 		return
 	}
 	w.Header().Set("Content-Type", "video/iso.segment")
@@ -368,7 +368,7 @@ func (s *Server) hlsLLSegment(w http.ResponseWriter, r *http.Request, req reques
 	}
 	ring.mu.Unlock()
 	if data == nil {
-		writeError(w, http.StatusNotFound, "not_found", "no such segment (any more)")
+		WriteError(w, http.StatusNotFound, "not_found", "no such segment (any more)")
 		return
 	}
 	w.Header().Set("Content-Type", "video/iso.segment")

@@ -96,7 +96,7 @@ func (s *Server) init() {
 		m.Handle("GET /viewer/", s.viewer)
 		m.Handle("GET /{$}", s.viewer)
 		m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
+			WriteError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
 		})
 		s.mux = m
 	})
@@ -122,7 +122,7 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, request)) htt
 		req := request{stream: r.PathValue("stream")}
 		if req.stream != "" || strings.Contains(r.URL.Path, "/v1/streams/") && r.URL.Path != "/v1/streams" {
 			if err := fragment.ValidateStreamName(req.stream); err != nil {
-				writeError(w, http.StatusBadRequest, "invalid_stream", err.Error())
+				WriteError(w, http.StatusBadRequest, "invalid_stream", err.Error())
 				return
 			}
 		}
@@ -130,10 +130,10 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, request)) htt
 		switch {
 		case errors.Is(err, ErrUnauthorized):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tributary"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
+			WriteError(w, http.StatusUnauthorized, "unauthorized", err.Error())
 			return
 		case err != nil:
-			writeError(w, http.StatusForbidden, "forbidden", err.Error())
+			WriteError(w, http.StatusForbidden, "forbidden", err.Error())
 			return
 		}
 		req.session = sess
@@ -141,7 +141,8 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, request)) htt
 	}
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// WriteJSON answers with v as indented JSON and the status code.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
@@ -149,8 +150,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-func writeError(w http.ResponseWriter, code int, errCode, msg string) {
-	writeJSON(w, code, map[string]any{"error": map[string]string{"code": errCode, "message": msg}})
+// WriteError answers with the API's JSON error,
+// {"error":{"code":…,"message":…}}, and the status code.
+func WriteError(w http.ResponseWriter, code int, errCode, msg string) {
+	WriteJSON(w, code, map[string]any{"error": map[string]string{"code": errCode, "message": msg}})
 }
 
 // fail maps an error to its HTTP status.
@@ -158,51 +161,41 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrBadParam), errors.Is(err, archive.ErrInvalidRequest), errors.Is(err, archive.ErrInvalidToken),
 		errors.Is(err, fragment.ErrInvalidStreamName):
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, errNoStream), errors.Is(err, errNoFootage):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		WriteError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, archive.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		WriteError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, archive.ErrInvalidRange):
-		writeError(w, http.StatusRequestedRangeNotSatisfiable, "bad_range", err.Error())
+		WriteError(w, http.StatusRequestedRangeNotSatisfiable, "bad_range", err.Error())
 	case errors.Is(err, errNoFFmpeg):
-		writeError(w, http.StatusNotImplemented, "not_implemented", err.Error())
+		WriteError(w, http.StatusNotImplemented, "not_implemented", err.Error())
 	case errors.Is(err, context.Canceled):
 		// the client went away
 	default:
 		s.Logger.Error("playback", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		WriteError(w, http.StatusInternalServerError, "internal", err.Error())
 	}
 }
 
 var errNoStream = errors.New("no such stream")
 
-// streamInfo is a stream's stream.json, as the agent writes it.
-type streamInfo struct {
-	Name      string            `json:"name"`
-	Tracks    []fragment.Track  `json:"tracks"`
-	InitHash  string            `json:"init"`
-	Container string            `json:"container"`
-	Tags      map[string]string `json:"tags,omitempty"`
-	Updated   time.Time         `json:"updated"`
-}
-
 // info reads a stream's stream.json; a missing one is errNoStream.
-func (s *Server) info(ctx context.Context, stream string) (streamInfo, error) {
+func (s *Server) info(ctx context.Context, stream string) (archive.StreamInfo, error) {
 	key, err := s.Layout.StreamKey(stream)
 	if err != nil {
-		return streamInfo{}, err
+		return archive.StreamInfo{}, err
 	}
 	b, err := s.get(ctx, key, 1<<20)
 	if errors.Is(err, archive.ErrNotFound) {
-		return streamInfo{}, fmt.Errorf("%w: %q", errNoStream, stream)
+		return archive.StreamInfo{}, fmt.Errorf("%w: %q", errNoStream, stream)
 	}
 	if err != nil {
-		return streamInfo{}, err
+		return archive.StreamInfo{}, err
 	}
-	var si streamInfo
+	var si archive.StreamInfo
 	if err := json.Unmarshal(b, &si); err != nil {
-		return streamInfo{}, fmt.Errorf("%s: %w", key, err)
+		return archive.StreamInfo{}, fmt.Errorf("%s: %w", key, err)
 	}
 	return si, nil
 }
