@@ -99,19 +99,27 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) error {
 	}
 }
 
-// TestSIGTERMMidFragment stops the agent with SIGTERM in the middle of a
-// fragment: it exits 0 and the last fragment is valid. A second run
-// continues the numbering.
-func TestSIGTERMMidFragment(t *testing.T) {
-	t.Parallel()
-	testenv.RequireFFmpeg(t)
+// startCamera serves one h264_aac camera named "cam" over TCP until the
+// test ends.
+func startCamera(t *testing.T) *camsim.Server {
+	t.Helper()
 	cam := camsim.Presets(testdataDir())["h264_aac"]
 	cam.Name = "cam"
 	sim := &camsim.Server{Addr: "127.0.0.1:0", TCPOnly: true, Cameras: []camsim.Camera{cam}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer sim.Close()
+	t.Cleanup(sim.Close)
+	return sim
+}
+
+// TestSIGTERMMidFragment stops the agent with SIGTERM in the middle of a
+// fragment: it exits 0 and the last fragment is valid. A second run
+// continues the numbering.
+func TestSIGTERMMidFragment(t *testing.T) {
+	t.Parallel()
+	testenv.RequireFFmpeg(t)
+	sim := startCamera(t)
 	dir := t.TempDir()
 	archiveDir := filepath.Join(dir, "archive")
 	cfgPath := filepath.Join(dir, "agent.yaml")
@@ -227,13 +235,7 @@ func TestPowerLoss(t *testing.T) {
 	t.Parallel()
 	testenv.RequireFFmpeg(t)
 	gw := testenv.StartVersityGW(t)
-	cam := camsim.Presets(testdataDir())["h264_aac"]
-	cam.Name = "cam"
-	sim := &camsim.Server{Addr: "127.0.0.1:0", TCPOnly: true, Cameras: []camsim.Camera{cam}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startCamera(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	cfg := fmt.Sprintf(`data_dir: %s
@@ -424,13 +426,7 @@ func TestServeInstances(t *testing.T) {
 	t.Parallel()
 	testenv.RequireFFmpeg(t)
 	gw := testenv.StartVersityGW(t)
-	cam := camsim.Presets(testdataDir())["h264_aac"]
-	cam.Name = "cam"
-	sim := &camsim.Server{Addr: "127.0.0.1:0", TCPOnly: true, Cameras: []camsim.Camera{cam}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startCamera(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`data_dir: %s
