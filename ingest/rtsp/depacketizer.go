@@ -3,16 +3,12 @@ package rtsp
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtplpcm"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmpeg4audio"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpsimpleaudio"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
@@ -33,7 +29,8 @@ type depacketizer struct {
 	counters *ingest.Counters
 
 	video   videoCodec // H.264 or H.265
-	aac     *rtpmpeg4audio.Decoder
+	nal     *nalAssembler
+	aac     *aacAssembler
 	simple  *rtpsimpleaudio.Decoder
 	lpcm    *rtplpcm.Decoder
 	needKey bool // drop video until the next keyframe
@@ -72,19 +69,14 @@ func newDepacketizer(f format.Format) *depacketizer {
 	d := &depacketizer{format: f, needKey: true}
 	switch f := f.(type) {
 	case *format.H264:
-		v, err := newH264Video(f)
-		if err != nil {
-			return nil
+		if f.PacketizationMode > 1 {
+			return nil // interleaved mode: STAP-B, MTAP, FU-B
 		}
-		d.video, d.codec = v, fragment.CodecH264
+		d.video, d.nal, d.codec = newH264Video(), newNALAssembler(false), fragment.CodecH264
 		d.track = fragment.Track{Kind: fragment.KindVideo, Codec: fragment.CodecH264, TimeScale: 90000}
 		d.setParams([3][]byte{nil, f.SPS, f.PPS})
 	case *format.H265:
-		v, err := newH265Video(f)
-		if err != nil {
-			return nil
-		}
-		d.video, d.codec = v, fragment.CodecH265
+		d.video, d.nal, d.codec = newH265Video(), newNALAssembler(true), fragment.CodecH265
 		d.track = fragment.Track{Kind: fragment.KindVideo, Codec: fragment.CodecH265, TimeScale: 90000}
 		d.setParams([3][]byte{f.VPS, f.SPS, f.PPS})
 	case *format.MPEG4Audio:
@@ -95,11 +87,10 @@ func newDepacketizer(f format.Format) *depacketizer {
 		if err != nil {
 			return nil
 		}
-		dec, err := f.CreateDecoder()
-		if err != nil {
+		if f.SizeLength <= 0 || f.SizeLength > 32 || f.IndexLength < 0 || f.IndexLength > 32 || f.IndexDeltaLength < 0 || f.IndexDeltaLength > 32 {
 			return nil
 		}
-		d.aac = dec
+		d.aac = &aacAssembler{sizeLen: f.SizeLength, indexLen: f.IndexLength, deltaLen: f.IndexDeltaLength}
 		d.codec = fragment.CodecAAC
 		d.track = fragment.Track{Kind: fragment.KindAudio, Codec: fragment.CodecAAC, TimeScale: uint32(f.ClockRate()), Config: asc}
 		if d.track.FillFromParams() != nil {
@@ -183,47 +174,33 @@ func (d *depacketizer) lostSync() {
 	}
 }
 
-// isBenign reports decoder errors that only mean "more packets needed".
-func isBenign(err error) bool {
-	return errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) ||
-		errors.Is(err, rtph265.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) ||
-		errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded)
-}
-
 // decode depacketizes pkt (whose PTS is pts) and calls emit for each
-// complete access unit.
+// complete access unit. The unit's payload is valid only during the call.
 func (d *depacketizer) decode(pkt *rtp.Packet, pts int64, emit func(unit)) {
 	switch {
-	case d.video != nil:
-		au, err := d.video.decode(pkt)
-		if err != nil {
-			if !isBenign(err) {
-				d.counters.DecodeErrors.Add(1)
-				d.lostSync()
+	case d.nal != nil:
+		aus, err := d.nal.push(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload)
+		for i := range aus {
+			auPTS := pts
+			if aus[i].ts != pkt.Timestamp {
+				auPTS = d.prevPTS // completed by a timestamp change: the previous unit
 			}
-			d.prevPTS = pts
-			return
-		}
-		auPTS := pts
-		if !pkt.Marker {
-			auPTS = d.prevPTS // emitted on a timestamp change: it is the previous AU
+			d.videoAU(&aus[i], auPTS, emit)
 		}
 		d.prevPTS = pts
-		d.videoAU(au, auPTS, emit)
+		if err != nil && err != errNoStart {
+			d.counters.DecodeErrors.Add(1)
+			d.lostSync()
+		}
 	case d.aac != nil:
-		aus, err := d.aac.Decode(pkt)
+		aus, err := d.aac.push(pkt.SequenceNumber, pkt.Marker, pkt.Payload)
 		if err != nil {
-			if !isBenign(err) {
-				d.counters.DecodeErrors.Add(1)
-			}
+			d.counters.DecodeErrors.Add(1)
 			return
 		}
 		for i, au := range aus {
-			if len(au) == 0 {
-				continue
-			}
 			p := pts + int64(i)*mpeg4audio.SamplesPerAccessUnit
-			emit(audioUnit(d.idx, p, mpeg4audio.SamplesPerAccessUnit, au))
+			emit(unit{track: d.idx, pts: p, dts: p, dur: mpeg4audio.SamplesPerAccessUnit, key: true, payload: au})
 		}
 	case d.simple != nil:
 		frame, err := d.simple.Decode(pkt)
@@ -253,17 +230,15 @@ func (d *depacketizer) decode(pkt *rtp.Packet, pts int64, emit func(unit)) {
 }
 
 func audioUnit(idx int, pts int64, dur uint32, payload []byte) unit {
-	buf := bufPool.Get().(*[]byte)
-	*buf = append((*buf)[:0], payload...)
-	return unit{track: idx, pts: pts, dts: pts, dur: dur, key: true, buf: buf}
+	return unit{track: idx, pts: pts, dts: pts, dur: dur, key: true, payload: payload}
 }
 
 // videoAU handles a complete H.264 or H.265 access unit: parameter-set
 // changes, keyframes, DTS, and the conversion to MP4 sample format.
-func (d *depacketizer) videoAU(au [][]byte, pts int64, emit func(unit)) {
+func (d *depacketizer) videoAU(au *accessUnit, pts int64, emit func(unit)) {
 	var ps [3][]byte
 	key, any := false, false
-	for _, n := range au {
+	for _, n := range au.nalus {
 		switch k := d.video.kind(n); k {
 		case nalVPS, nalSPS, nalPPS:
 			ps[k] = n
@@ -296,7 +271,7 @@ func (d *depacketizer) videoAU(au [][]byte, pts int64, emit func(unit)) {
 			}
 		}
 	}
-	for _, n := range au {
+	for _, n := range au.nalus {
 		if k := d.video.kind(n); k <= nalPPS {
 			n = own[k]
 		}
@@ -313,21 +288,21 @@ func (d *depacketizer) videoAU(au [][]byte, pts int64, emit func(unit)) {
 	emit(d.videoUnit(au, pts, dts, key, params))
 }
 
-// videoUnit converts an access unit to MP4 sample format (4-byte lengths)
+// videoUnit turns an access unit into MP4 sample format (4-byte lengths)
 // without its parameter sets and delimiters, which live in the init
-// segment.
-func (d *depacketizer) videoUnit(au [][]byte, pts, dts int64, key bool, params *fragment.Track) unit {
-	buf := bufPool.Get().(*[]byte)
-	b := (*buf)[:0]
-	for _, n := range au {
-		if k := d.video.kind(n); k <= nalAUD {
-			continue // parameter sets live in the init segment
+// segment. It compacts the assembler's buffer in place: au's NAL views are
+// void afterwards.
+func (d *depacketizer) videoUnit(au *accessUnit, pts, dts int64, key bool, params *fragment.Track) unit {
+	b := au.buf.b
+	w := 0
+	for r := 0; r+4 <= len(b); {
+		end := r + 4 + int(binary.BigEndian.Uint32(b[r:]))
+		if d.video.kind(b[r+4:end]) > nalAUD {
+			w += copy(b[w:], b[r:end])
 		}
-		b = binary.BigEndian.AppendUint32(b, uint32(len(n)))
-		b = append(b, n...)
+		r = end
 	}
-	*buf = b
-	return unit{track: d.idx, pts: pts, dts: dts, key: key, buf: buf, params: params}
+	return unit{track: d.idx, pts: pts, dts: dts, key: key, payload: b[:w], params: params}
 }
 
 // codecName names a format for status messages: its type ("VP8", "MJPEG"),

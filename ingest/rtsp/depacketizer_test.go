@@ -83,7 +83,7 @@ func TestDepacketizerH264(t *testing.T) {
 		t.Fatalf("unit %+v params %+v", u, u.params)
 	}
 	// the payload is the IDR alone, length-prefixed
-	b := *u.buf
+	b := u.payload
 	if n := binary.BigEndian.Uint32(b); int(n) != 5000 || len(b) != 5004 || b[4] != 0x65 {
 		t.Fatalf("payload: length %d, %d bytes, first NAL %#x", n, len(b), b[4])
 	}
@@ -196,11 +196,11 @@ func FuzzDepacketize(f *testing.F) {
 				p.Payload[rng.IntN(len(payload))] ^= 0xff
 			}
 			d.decode(p, int64(i*3000), func(u unit) {
-				if u.buf == nil || u.track != d.idx {
+				if u.track != d.idx {
 					t.Fatalf("bad unit %+v", u)
 				}
 				if d.track.Kind == fragment.KindVideo {
-					b := *u.buf
+					b := u.payload
 					for len(b) > 0 {
 						if len(b) < 4 || int(binary.BigEndian.Uint32(b)) > len(b)-4 {
 							t.Fatalf("malformed length-prefixed payload")
@@ -208,7 +208,6 @@ func FuzzDepacketize(f *testing.F) {
 						b = b[4+binary.BigEndian.Uint32(b):]
 					}
 				}
-				bufPool.Put(u.buf)
 			})
 		}
 	})

@@ -1,12 +1,8 @@
 package rtsp
 
 import (
-	"github.com/bluenviron/gortsplib/v5/pkg/format"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
-	"github.com/pion/rtp"
 )
 
 // nalKind classifies a NAL unit for the depacketizer. The parameter-set
@@ -24,28 +20,20 @@ const (
 
 // videoCodec is what differs between H.264 and H.265 depacketizing.
 type videoCodec interface {
-	decode(pkt *rtp.Packet) ([][]byte, error)
 	kind(nalu []byte) nalKind
 	dts(au [][]byte, pts int64) (int64, error)
 	resetDTS()
 }
 
 type h264Video struct {
-	dec *rtph264.Decoder
 	ext h264.DTSExtractor
 }
 
-func newH264Video(f *format.H264) (*h264Video, error) {
-	dec, err := f.CreateDecoder()
-	if err != nil {
-		return nil, err
-	}
-	v := &h264Video{dec: dec}
+func newH264Video() *h264Video {
+	v := &h264Video{}
 	v.resetDTS()
-	return v, nil
+	return v
 }
-
-func (v *h264Video) decode(pkt *rtp.Packet) ([][]byte, error) { return v.dec.Decode(pkt) }
 
 func (v *h264Video) kind(n []byte) nalKind {
 	if len(n) == 0 {
@@ -72,21 +60,14 @@ func (v *h264Video) resetDTS() {
 }
 
 type h265Video struct {
-	dec *rtph265.Decoder
 	ext h265.DTSExtractor
 }
 
-func newH265Video(f *format.H265) (*h265Video, error) {
-	dec, err := f.CreateDecoder()
-	if err != nil {
-		return nil, err
-	}
-	v := &h265Video{dec: dec}
+func newH265Video() *h265Video {
+	v := &h265Video{}
 	v.resetDTS()
-	return v, nil
+	return v
 }
-
-func (v *h265Video) decode(pkt *rtp.Packet) ([][]byte, error) { return v.dec.Decode(pkt) }
 
 func (v *h265Video) kind(n []byte) nalKind {
 	if len(n) < 2 {

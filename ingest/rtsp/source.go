@@ -183,19 +183,18 @@ func (s *Source) defaults() {
 // unit is an access unit handed from a network goroutine to the session
 // loop.
 type unit struct {
-	track  int
-	pts    int64 // in the track's clock rate, on the session's common timeline
-	dts    int64
-	dur    uint32 // known for audio, 0 for video
-	key    bool
-	recv   time.Time
-	ntp    time.Time
-	ntpOK  bool
-	buf    *[]byte
-	params *fragment.Track // new codec configuration, if this AU changed it
+	track int
+	pts   int64 // in the track's clock rate, on the session's common timeline
+	dts   int64
+	dur   uint32 // known for audio, 0 for video
+	key   bool
+	recv  time.Time
+	ntp   time.Time
+	ntpOK bool
+	// payload in MP4 sample format, valid only while the unit is handled
+	payload []byte
+	params  *fragment.Track // new codec configuration, if this AU changed it
 }
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // Run runs one session: connect, describe, set up, play, and feed sink
 // until the connection fails, media stalls or ctx ends. started is called
@@ -400,7 +399,6 @@ func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *r
 
 // handle feeds one access unit to the sink. The caller holds mu.
 func (ss *session) handle(u unit) {
-	defer bufPool.Put(u.buf)
 	if ss.stopped {
 		return
 	}
@@ -424,7 +422,7 @@ func (ss *session) handle(u unit) {
 		ss.started = true
 		ss.onStart()
 	}
-	if len(*u.buf) == 0 {
+	if len(u.payload) == 0 {
 		return // parameter sets only
 	}
 	t := &ss.tracks[u.track]
@@ -449,7 +447,7 @@ func (ss *session) handle(u unit) {
 		Duration:  u.dur,
 		Keyframe:  u.key,
 		Time:      wall,
-		Payload:   *u.buf,
+		Payload:   u.payload,
 	})
 	ss.src.Counters.Samples.Add(1)
 }
