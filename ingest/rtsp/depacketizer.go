@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
@@ -28,11 +29,20 @@ type depacketizer struct {
 	track    fragment.Track // current codec configuration
 	counters *ingest.Counters
 
-	video   videoCodec // H.264 or H.265
-	nal     *nalAssembler
-	aac     *aacAssembler
-	simple  *rtpsimpleaudio.Decoder
-	lpcm    *rtplpcm.Decoder
+	video  videoCodec // H.264 or H.265
+	nal    *nalAssembler
+	aac    *aacAssembler
+	simple *rtpsimpleaudio.Decoder
+	lpcm   *rtplpcm.Decoder
+	// the media's interleaved RTP channel (TCP), -1 if none
+	channel  int
+	seqKnown bool
+	nextSeq  uint16
+	// the last RTCP sender report: RTP time srRTP is NTP time srNTP
+	srNTP uint64
+	srRTP uint32
+	srOK  bool
+
 	needKey bool // drop video until the next keyframe
 	prevPTS int64
 	nalus   [][]byte // scratch
@@ -66,7 +76,7 @@ func buildTracks(desc *description.Session) ([]fragment.Track, []*depacketizer, 
 }
 
 func newDepacketizer(f format.Format) *depacketizer {
-	d := &depacketizer{format: f, needKey: true}
+	d := &depacketizer{format: f, needKey: true, channel: -1}
 	switch f := f.(type) {
 	case *format.H264:
 		if f.PacketizationMode > 1 {
@@ -164,6 +174,25 @@ func (d *depacketizer) complete() bool {
 		return t.VPS != nil && t.SPS != nil && t.PPS != nil
 	}
 	return true
+}
+
+// packetNTP maps an RTP timestamp to the camera's wall clock through the
+// last sender report.
+func (d *depacketizer) packetNTP(ts uint32) (time.Time, bool) {
+	if !d.srOK || d.track.TimeScale == 0 {
+		return time.Time{}, false
+	}
+	diff := time.Duration(int32(ts-d.srRTP)) * time.Second / time.Duration(d.track.TimeScale)
+	return ntpTime(d.srNTP).Add(diff), true
+}
+
+// ntpTime converts a 64-bit NTP timestamp (seconds since 1900, 32.32 fixed
+// point) to a time.
+func ntpTime(v uint64) time.Time {
+	const unixFrom1900 = 2208988800
+	sec := int64(v>>32) - unixFrom1900
+	ns := int64((v & 0xffffffff) * 1e9 >> 32)
+	return time.Unix(sec, ns)
 }
 
 // lostSync is called when an access unit of this media was dropped: video

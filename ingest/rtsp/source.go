@@ -8,6 +8,7 @@ package rtsp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,7 +23,9 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
 	"github.com/tributary-io/tributary/fragment"
@@ -224,22 +227,21 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 	}
 	// the RTSP connection, dialled by the client's goroutine: again when
 	// auto transport falls back from UDP to TCP after PLAY, when it is
-	// paced from the start
+	// paced from the start (without the interleaved fast path: the channels
+	// of that SETUP are gortsplib's)
 	var paced atomic.Pointer[pacedConn]
 	var playing atomic.Bool
-	if s.ReadPacing > 0 {
-		c.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
-			nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
-			if err != nil {
-				return nil, err
-			}
-			pc := newPacedConn(nc, s.ReadPacing)
-			if playing.Load() {
-				pc.start()
-			}
-			paced.Store(pc)
-			return pc, nil
+	c.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
 		}
+		pc := newPacedConn(nc, max(s.ReadPacing, 0), u.Scheme == "rtsp")
+		if playing.Load() {
+			pc.start(nil, 0)
+		}
+		paced.Store(pc)
+		return pc, nil
 	}
 	switch s.Transport {
 	case TransportTCP:
@@ -271,8 +273,13 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 		return fmt.Errorf("%w; offered: %s", ErrNoSupportedTracks, strings.Join(ignored, ", "))
 	}
 	for _, d := range deps {
-		if _, err := c.Setup(desc.BaseURL, d.media, 0, 0); err != nil {
+		res, err := c.Setup(desc.BaseURL, d.media, 0, 0)
+		if err != nil {
 			return classify(ctx, err)
+		}
+		var th headers.Transport
+		if th.Unmarshal(res.Header["Transport"]) == nil && th.InterleavedIDs != nil {
+			d.channel = th.InterleavedIDs[0]
 		}
 	}
 
@@ -283,6 +290,7 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 	var sess session
 	sess.init(s, c, tracks, deps, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now()})
 	c.OnPacketRTPAny(sess.onPacket)
+	c.OnPacketRTCPAny(sess.onRTCP)
 
 	if _, err := c.Play(nil); err != nil {
 		// packets may have reached the sink before the error
@@ -294,7 +302,11 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 	sess.last.Store(time.Now().UnixNano()) // PLAY may have taken a while: no stall yet
 	playing.Store(true)
 	if pc := paced.Load(); pc != nil {
-		pc.start()
+		if transport == "tcp" {
+			pc.start(sess.onFrame, sess.rtcpChannel())
+		} else {
+			pc.start(nil, 0)
+		}
 	}
 	log.Info("camera connected", "url", Redact(s.URL), "transport", transport, "tracks", trackNames(tracks), "ignored", ignored)
 
@@ -346,7 +358,10 @@ type session struct {
 	tracks  []fragment.Track
 	deps    []*depacketizer
 	byMedia map[*description.Media]*depacketizer
-	last    atomic.Int64 // unix ns of the latest access unit, for stall detection
+	// byChannel finds the depacketizer of an interleaved RTP channel
+	byChannel [256]*depacketizer
+	pkt       rtp.Packet   // onFrame's, reused
+	last      atomic.Int64 // unix ns of the latest access unit, for stall detection
 
 	// mu serializes the access units of the media (gortsplib reads each
 	// UDP media on its own goroutine) and guards what follows.
@@ -367,14 +382,18 @@ func (ss *session) init(s *Source, c *gortsplib.Client, tracks []fragment.Track,
 	for _, d := range deps {
 		ss.byMedia[d.media] = d
 		d.counters = s.Counters
+		if d.channel >= 0 && d.channel < 256 {
+			ss.byChannel[d.channel] = d
+		}
 	}
 	ss.clock.MaxClockSkew = s.MaxClockSkew
 }
 
-// onPacket runs on gortsplib's reader goroutines (one per media with UDP).
-// It depacketizes and hands access units to the sink right there: a
-// handoff to another goroutine per access unit would cost a wakeup each,
-// more than the work itself.
+// onPacket runs on gortsplib's reader goroutines (one per media with UDP),
+// and on the RTSP connection's reader for interleaved RTP (onFrame). It
+// depacketizes and hands access units to the sink right there: a handoff
+// to another goroutine per access unit would cost a wakeup each, more than
+// the work itself.
 func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *rtp.Packet) {
 	ctr := ss.src.Counters
 	ctr.Packets.Add(1)
@@ -387,15 +406,99 @@ func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *r
 	if !ok {
 		return // waiting for the first random access point
 	}
-	ntp, ntpOK := ss.client.PacketNTP(medi, pkt)
 	recv := time.Now()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	ntp, ntpOK := d.packetNTP(pkt.Timestamp)
 	d.decode(pkt, pts, func(u unit) {
 		u.recv, u.ntp, u.ntpOK = recv, ntp, ntpOK
 		ss.handle(u)
 	})
 }
+
+// onFrame takes an interleaved frame from the RTSP connection: the RTP
+// packets of the session's media, parsed in place. It reports whether the
+// frame was one.
+func (ss *session) onFrame(channel byte, payload []byte) bool {
+	d := ss.byChannel[channel]
+	if d == nil {
+		return false
+	}
+	pkt := &ss.pkt
+	if err := parseRTP(pkt, payload); err != nil {
+		ss.src.Counters.DecodeErrors.Add(1)
+		return true
+	}
+	if pkt.PayloadType != d.format.PayloadType() {
+		return true // a format of the media we did not pick
+	}
+	if d.seqKnown && pkt.SequenceNumber != d.nextSeq {
+		if gap := pkt.SequenceNumber - d.nextSeq; gap < 0x8000 {
+			ss.src.Counters.PacketsLost.Add(uint64(gap))
+		}
+	}
+	d.seqKnown, d.nextSeq = true, pkt.SequenceNumber+1
+	ss.onPacket(d.media, d.format, pkt)
+	return true
+}
+
+// rtcpChannel is the first media's RTCP channel, for the connection's
+// keepalive reports.
+func (ss *session) rtcpChannel() byte {
+	for ch, d := range ss.byChannel {
+		if d != nil {
+			return byte(ch + 1)
+		}
+	}
+	return 1
+}
+
+// onRTCP keeps the sender reports that map a media's RTP time to the
+// camera's wall clock.
+func (ss *session) onRTCP(medi *description.Media, pkt rtcp.Packet) {
+	sr, ok := pkt.(*rtcp.SenderReport)
+	if !ok {
+		return
+	}
+	d := ss.byMedia[medi]
+	if d == nil {
+		return
+	}
+	ss.mu.Lock()
+	d.srNTP, d.srRTP, d.srOK = sr.NTPTime, sr.RTPTime, true
+	ss.mu.Unlock()
+}
+
+// parseRTP parses an RTP packet into p without allocating: p.Payload is a
+// view into b, and the CSRCs and header extensions are skipped.
+func parseRTP(p *rtp.Packet, b []byte) error {
+	if len(b) < 12 || b[0]>>6 != 2 {
+		return errBadRTP
+	}
+	off := 12 + 4*int(b[0]&0x0f)
+	if b[0]&0x10 != 0 {
+		if len(b) < off+4 {
+			return errBadRTP
+		}
+		off += 4 + 4*int(binary.BigEndian.Uint16(b[off+2:]))
+	}
+	end := len(b)
+	if b[0]&0x20 != 0 {
+		end -= int(b[end-1])
+	}
+	if off > end {
+		return errBadRTP
+	}
+	p.Marker = b[1]&0x80 != 0
+	p.PayloadType = b[1] & 0x7f
+	p.SequenceNumber = binary.BigEndian.Uint16(b[2:])
+	p.Timestamp = binary.BigEndian.Uint32(b[4:])
+	p.SSRC = binary.BigEndian.Uint32(b[8:])
+	p.Payload = b[off:end]
+	return nil
+}
+
+var errBadRTP = errors.New("malformed RTP packet")
 
 // handle feeds one access unit to the sink. The caller holds mu.
 func (ss *session) handle(u unit) {
