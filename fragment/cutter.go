@@ -1,8 +1,6 @@
 package fragment
 
 import (
-	"bytes"
-	"sync"
 	"time"
 )
 
@@ -95,18 +93,10 @@ type Part struct {
 	Aborted bool
 }
 
-// chunkSize is the unit of sample memory, shared by every Cutter through
-// chunkPool: a closed fragment's chunks go back to the pool at once, so a
-// stream holds about the bytes of its open fragment rather than twice its
-// largest fragment.
-const chunkSize = 256 << 10
-
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return &b }}
-
 // arena holds the samples of one fragment, their payloads copied into
-// pooled chunks.
+// chunks from the process's chunk allocator.
 type arena struct {
-	chunks  []*[]byte // in use; the last one is being filled
+	chunks  []*chunk // in use; the last one is being filled
 	samples [][]Sample
 	bytes   int64
 }
@@ -114,8 +104,7 @@ type arena struct {
 // reset empties the arena for n tracks and returns its chunks to the pool.
 func (a *arena) reset(n int) {
 	for i, c := range a.chunks {
-		*c = (*c)[:0]
-		chunkPool.Put(c)
+		chunks.put(c)
 		a.chunks[i] = nil
 	}
 	a.chunks = a.chunks[:0]
@@ -131,20 +120,22 @@ func (a *arena) reset(n int) {
 
 func (a *arena) add(track int, s Sample) {
 	n := len(s.Payload)
-	if n > chunkSize {
-		s.Payload = bytes.Clone(s.Payload) // an access unit larger than a chunk: rare
+	var c *chunk
+	if k := len(a.chunks); k > 0 && cap(a.chunks[k-1].b)-len(a.chunks[k-1].b) >= n {
+		c = a.chunks[k-1]
 	} else {
-		var c *[]byte
-		if k := len(a.chunks); k > 0 && cap(*a.chunks[k-1])-len(*a.chunks[k-1]) >= n {
-			c = a.chunks[k-1]
+		c = chunks.get(n)
+		if k := len(a.chunks); n > chunkSize && k > 0 {
+			// keep filling the last small chunk after this large sample
+			a.chunks = append(a.chunks, a.chunks[k-1])
+			a.chunks[k-1] = c
 		} else {
-			c = chunkPool.Get().(*[]byte)
 			a.chunks = append(a.chunks, c)
 		}
-		start := len(*c)
-		*c = append(*c, s.Payload...)
-		s.Payload = (*c)[start:len(*c):len(*c)]
 	}
+	start := len(c.b)
+	c.b = append(c.b, s.Payload...)
+	s.Payload = c.b[start:len(c.b):len(c.b)]
 	a.samples[track] = append(a.samples[track], s)
 	a.bytes += int64(n)
 }

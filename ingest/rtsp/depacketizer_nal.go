@@ -54,6 +54,7 @@ type nalAssembler struct {
 
 	bufs    [2]nalBuf
 	cur     int    // index of the buffer being built
+	done    bool   // it holds the unit the last call returned
 	ts      uint32 // its timestamp
 	fu      int    // offset in it of the length of the NAL unit a fragmentation unit builds; -1 if none
 	fuNext  uint16 // sequence number the next fragment must carry
@@ -70,6 +71,10 @@ func newNALAssembler(h265 bool) *nalAssembler { return &nalAssembler{h265: h265,
 func (a *nalAssembler) push(seq uint16, ts uint32, marker bool, p []byte) ([]accessUnit, error) {
 	out := a.out[:0]
 	cur := &a.bufs[a.cur]
+	if a.done {
+		cur.reset()
+		a.done = false
+	}
 	if ts != a.ts && (cur.count > 0 || a.fu >= 0) {
 		if a.fu >= 0 {
 			// the unit's last fragment never came: what it holds is
@@ -82,7 +87,12 @@ func (a *nalAssembler) push(seq uint16, ts uint32, marker bool, p []byte) ([]acc
 			}
 			return a.finishOn(marker, out), errIncomplete
 		}
+		// the new unit goes to the other buffer while this one is out:
+		// only cameras that do not set the marker bit grow both
 		out = a.finish(out)
+		a.done = false
+		a.cur ^= 1
+		a.bufs[a.cur].reset()
 	}
 	a.ts = ts
 	if err := a.add(seq, p); err != nil {
@@ -101,11 +111,15 @@ func (a *nalAssembler) finishOn(marker bool, out []accessUnit) []accessUnit {
 
 // drop forgets the unit being built.
 func (a *nalAssembler) drop() {
+	if a.done {
+		return // the unit in the buffer was handed out: it stays valid
+	}
 	a.bufs[a.cur].reset()
 	a.fu = -1
 }
 
-// finish appends the unit being built to out and starts the other buffer.
+// finish appends the unit being built to out; its buffer is emptied at the
+// next call.
 func (a *nalAssembler) finish(out []accessUnit) []accessUnit {
 	nb := &a.bufs[a.cur]
 	a.splitAnnexB(nb)
@@ -116,8 +130,7 @@ func (a *nalAssembler) finish(out []accessUnit) []accessUnit {
 		b = b[4+n:]
 	}
 	out = append(out, accessUnit{ts: a.ts, buf: nb, nalus: nb.nalus})
-	a.cur ^= 1
-	a.bufs[a.cur].reset()
+	a.done = true
 	a.fu = -1
 	return out
 }
