@@ -473,6 +473,7 @@ func nominalDuration(ss []Sample) int64 {
 
 func (c *Cutter) emit(a *arena, endNs, endTime int64) {
 	f := &c.frag
+	refs := f.Tracks[:0] // reused: Emit copies what it keeps
 	f.Metadata = Metadata{
 		ProducerStart: time.Unix(0, c.curStart),
 		ProducerEnd:   time.Unix(0, endTime),
@@ -481,7 +482,7 @@ func (c *Cutter) emit(a *arena, endNs, endTime int64) {
 	}
 	f.TrackConfigs = c.tracks
 	f.Samples = a.samples
-	f.Tracks = f.Tracks[:0]
+	f.Tracks = refs
 	for j, t := range c.tracks {
 		if len(a.samples[j]) > 0 {
 			f.Tracks = append(f.Tracks, TrackRef{ID: t.ID, Kind: t.Kind, Codec: t.Codec})

@@ -73,6 +73,7 @@ type pacedConn struct {
 	keepCh  byte      // RTCP channel for the keepalive report
 	pass    int       // bytes of the current unit still to hand to gortsplib
 	inject  []byte    // a keepalive frame to hand out before the next unit
+	ka      [len(keepaliveFrame)]byte
 	fed     time.Time // last time gortsplib was handed something
 	swallow bool      // frames were taken since gortsplib was last fed
 	// keepalive is the longest gortsplib goes without being fed while
@@ -129,9 +130,9 @@ func (c *pacedConn) Read(p []byte) (int, error) {
 			continue
 		}
 		if c.pass == 0 && c.swallow && c.last.Sub(c.fed) >= c.keepalive {
-			f := keepaliveFrame
-			f[1] = c.keepCh
-			c.inject = f[:]
+			c.ka = keepaliveFrame
+			c.ka[1] = c.keepCh
+			c.inject = c.ka[:]
 			c.fed, c.swallow = c.last, false
 			continue
 		}

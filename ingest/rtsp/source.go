@@ -288,7 +288,7 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 		transport = strings.ToLower(tr.Session.Protocol.String())
 	}
 	var sess session
-	sess.init(s, c, tracks, deps, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now()})
+	sess.init(s, c.PacketPTS, tracks, deps, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now()})
 	c.OnPacketRTPAny(sess.onPacket)
 	c.OnPacketRTCPAny(sess.onRTCP)
 
@@ -353,8 +353,11 @@ func classify(ctx context.Context, err error) error {
 
 // session is the state of one connection.
 type session struct {
-	src     *Source
-	client  *gortsplib.Client
+	src *Source
+	// pts gives a packet's PTS on the session's common timeline
+	// (gortsplib's Client.PacketPTS); false until the track's first
+	// random access point
+	pts     func(*description.Media, *rtp.Packet) (int64, bool)
 	tracks  []fragment.Track
 	deps    []*depacketizer
 	byMedia map[*description.Media]*depacketizer
@@ -374,8 +377,8 @@ type session struct {
 	stopped bool // the session ended: no more samples reach the sink
 }
 
-func (ss *session) init(s *Source, c *gortsplib.Client, tracks []fragment.Track, deps []*depacketizer, sink ingest.Sink, started func(), info ingest.Session) {
-	ss.src, ss.client, ss.tracks, ss.deps = s, c, tracks, deps
+func (ss *session) init(s *Source, pts func(*description.Media, *rtp.Packet) (int64, bool), tracks []fragment.Track, deps []*depacketizer, sink ingest.Sink, started func(), info ingest.Session) {
+	ss.src, ss.pts, ss.tracks, ss.deps = s, pts, tracks, deps
 	ss.sink, ss.onStart, ss.info = sink, started, info
 	ss.last.Store(time.Now().UnixNano())
 	ss.byMedia = make(map[*description.Media]*depacketizer, len(deps))
@@ -402,7 +405,7 @@ func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *r
 	if d == nil || d.format != forma {
 		return
 	}
-	pts, ok := ss.client.PacketPTS(medi, pkt)
+	pts, ok := ss.pts(medi, pkt)
 	if !ok {
 		return // waiting for the first random access point
 	}
