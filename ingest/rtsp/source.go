@@ -1,9 +1,12 @@
-// Package rtsp pulls media from RTSP cameras with gortsplib: it connects
-// over TCP or UDP, depacketizes H.264, H.265, AAC, Opus and G.711 into
-// access units with decode timestamps, maps them to producer time (RTCP
-// sender reports when present, else the receive clock) and feeds an
-// ingest.Sink. One Source.Run is one session; an ingest.Supervisor runs
-// sessions one after another with backoff.
+// Package rtsp pulls media from RTSP cameras: gortsplib speaks RTSP, and
+// over TCP the connection itself (pacedConn) takes the interleaved RTP
+// frames out of its read buffer so that packets reach the depacketizers
+// without a copy or an allocation. It depacketizes H.264, H.265, AAC (its
+// own assemblers), Opus and G.711 into access units with decode
+// timestamps, maps them to producer time (RTCP sender reports when
+// present, else the receive clock) and feeds an ingest.Sink. One
+// Source.Run is one session; an ingest.Supervisor runs sessions one after
+// another with backoff.
 package rtsp
 
 import (
