@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/inference"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
 	"github.com/tributary-io/tributary/playback"
@@ -40,8 +42,9 @@ type Agent struct {
 	// the next run. Default: Config.Spool.ShutdownGrace (5 s).
 	ShutdownGrace time.Duration
 
-	spool    *spool
-	uploader *uploader
+	spool     *spool
+	uploader  *uploader
+	inference *inference.Dispatcher
 
 	mu           sync.Mutex // guards pipelines (push streams are added while running) and closing
 	closing      bool
@@ -122,6 +125,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 
 	a.layout, a.storeLatency = layout, latency
+	if len(cfg.Inference.Hooks) > 0 {
+		a.startInference(layout)
+	}
 	for _, sc := range cfg.Streams {
 		if sc.Disabled {
 			continue
@@ -200,6 +206,7 @@ func (a *Agent) newStream(sc StreamConfig) (*pipeline, error) {
 	}
 	p.persistOnUpload = a.Config.PutMedia.PersistedOn == "archive"
 	p.landed = a.hub.notify
+	p.inference = a.inference
 	if a.spool != nil {
 		p.spool = a.spool
 		if p.crashLost {
@@ -327,6 +334,9 @@ func (a *Agent) Close() error {
 			<-a.upDone
 			a.closeSpool()
 		}
+		if a.inference != nil {
+			a.inference.Close()
+		}
 		if a.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -380,6 +390,9 @@ func (a *Agent) routes() http.Handler {
 		if a.spool != nil {
 			out["spool"] = a.spool.status()
 		}
+		if a.inference != nil {
+			out["inference"] = a.inference.Stats()
+		}
 		playback.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /v1/status/{stream}", func(w http.ResponseWriter, r *http.Request) {
@@ -426,4 +439,52 @@ func (a *Agent) routes() http.Handler {
 		})
 	}
 	return mux
+}
+
+// startInference starts the hooks' dispatcher. Results and dead letters go
+// to the archive (not through the spool: they are small, and an edge
+// result the archive cannot take is counted as unrecorded).
+func (a *Agent) startInference(layout archive.Layout) {
+	cfg := a.Config.Inference
+	records := &inference.Records{Store: a.Store, Layout: layout}
+	d := &inference.Dispatcher{Queue: cfg.Queue, Logger: a.Logger.With("component", "inference")}
+	for _, h := range cfg.Hooks {
+		d.Invokers = append(d.Invokers, &inference.Invoker{
+			Hook: h, Records: records, FragmentURL: a.fragmentURLs,
+			Logger: a.Logger.With("component", "inference", "model", h.Model),
+		})
+	}
+	d.Start()
+	a.inference = d
+	a.registry.MustRegister(d)
+}
+
+// fragmentURLs returns signed URLs of a fragment and of its init segment
+// on the agent's playback API, for webhook notices (valid 24 h).
+func (a *Agent) fragmentURLs(m fragment.Metadata) (string, string, error) {
+	base := strings.TrimRight(a.Config.Inference.PublicURL, "/")
+	if base == "" {
+		addr := a.Addr()
+		if addr == "" {
+			return "", "", errors.New("the agent serves no HTTP (http.listen off) and inference.public_url is not set")
+		}
+		base = "http://" + addr
+	}
+	prefix, err := a.layout.FragmentsPrefix(m.Stream)
+	if err != nil {
+		return "", "", err
+	}
+	rel, ok := strings.CutPrefix(m.Key, prefix)
+	if !ok {
+		return "", "", fmt.Errorf("fragment key %q is not under %q", m.Key, prefix)
+	}
+	if m.Container == fragment.ContainerMKV {
+		rel += ".m4s" // served remuxed to fMP4
+	}
+	q := ""
+	if !a.access.Disabled {
+		q = "?" + a.access.NewSession(m.Stream, 24*time.Hour, time.Now()).Query
+	}
+	s := base + "/v1/streams/" + m.Stream
+	return s + "/hls/f/" + rel + q, s + "/hls/init/" + m.InitHash + ".mp4" + q, nil
 }

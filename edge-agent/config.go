@@ -17,6 +17,7 @@ import (
 
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/inference"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -46,6 +47,23 @@ type Config struct {
 	API APIConfig `yaml:"api"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
+	// Inference runs model hooks on fragments as they close.
+	Inference InferenceConfig `yaml:"inference"`
+}
+
+// InferenceConfig configures the inference hooks the agent runs as
+// fragments close (the edge placement; `tributary consume` runs them from
+// the archive).
+type InferenceConfig struct {
+	// Hooks to run, each on the fragments of its streams.
+	Hooks []inference.Hook `yaml:"hooks"`
+	// Queue is the number of fragments waiting per hook; a fragment that
+	// finds it full is dropped for that hook and counted. Default 64.
+	Queue int `yaml:"queue"`
+	// PublicURL is the agent's base URL as webhook endpoints reach it, for
+	// the signed fragment URLs of their notices. Default
+	// "http://<http.listen>".
+	PublicURL string `yaml:"public_url"`
 }
 
 // HTTPConfig configures the agent's HTTP server.
@@ -644,6 +662,27 @@ func (c *Config) fillDefaults() {
 func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
+	}
+	models := map[string]int{}
+	for i := range c.Inference.Hooks {
+		h := &c.Inference.Hooks[i]
+		key := fmt.Sprintf("inference.hooks[%d]", i)
+		if err := h.Validate(key); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if j, ok := models[h.Model]; ok {
+			return bad(key+".model", "%q is also the model of inference.hooks[%d]", h.Model, j)
+		}
+		models[h.Model] = i
+		if h.Payload == inference.PayloadJPEG && !inference.HaveFFmpeg() {
+			return bad(key+".payload", "%v", inference.ErrNoFFmpeg)
+		}
+	}
+	if c.Inference.Queue < 0 || c.Inference.Queue > 1<<16 {
+		return bad("inference.queue", "%d is outside 0 to 65536", c.Inference.Queue)
+	}
+	if u := c.Inference.PublicURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return bad("inference.public_url", "%q is not an http or https URL", u)
 	}
 	switch c.Archive.Type {
 	case "local":

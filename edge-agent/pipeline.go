@@ -15,6 +15,7 @@ import (
 
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/inference"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
 	"github.com/tributary-io/tributary/ingest/rtsp"
@@ -63,6 +64,7 @@ type pipeline struct {
 	crashLost       bool                    // the previous run's fragment in progress was lost
 	persistOnUpload bool                    // PERSISTED acks wait for the upload to the archive
 	landed          func(fragment.Metadata) // told when a fragment is in the archive
+	inference       *inference.Dispatcher   // hooks run as fragments close; nil if none
 	ring            *playback.LiveRing      // the live edge (low-latency HLS)
 	ringHash        string                  // init segment the ring has (source goroutine)
 	latency         latencyObserver
@@ -318,6 +320,15 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	}
 	meta := f.Metadata
 	meta.Tracks = append([]fragment.TrackRef(nil), f.Tracks...)
+	if d := p.inference; d != nil {
+		if which := d.Wants(&meta); len(which) > 0 {
+			in := &inference.Input{Meta: meta, Data: bytes.Clone(*buf)}
+			if p.cfg.Container != fragment.ContainerMKV {
+				in.Init = p.init.marshal()
+			}
+			d.Offer(which, in, closed)
+		}
+	}
 	p.lastEnd = f.ProducerEnd
 	p.seq.SetLastEnd(f.ProducerEnd) // saved with the next block reservation
 	p.ackReceived(meta)
@@ -328,6 +339,15 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 type initInfo struct {
 	hash   string
 	tracks []fragment.Track
+	bytes  []byte // the init segment, once marshalled (for inference)
+}
+
+// marshal returns the init segment, made once; nil if it cannot be.
+func (in *initInfo) marshal() []byte {
+	if in.bytes == nil {
+		in.bytes, _ = fragment.MarshalInit(in.tracks)
+	}
+	return in.bytes
 }
 
 // ensureInit stores the init segment of a fragment's configuration unless

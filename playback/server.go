@@ -89,6 +89,8 @@ func (s *Server) init() {
 		m.HandleFunc("POST /v1/streams/{stream}/media/fragments", s.authed(s.getMediaForFragmentList))
 		m.HandleFunc("GET /v1/streams/{stream}/clip.mp4", s.authed(s.clip))
 		m.HandleFunc("GET /v1/streams/{stream}/images", s.authed(s.images))
+		m.HandleFunc("GET /v1/streams/{stream}/results", s.authed(s.listRecords(archive.RecordResult)))
+		m.HandleFunc("GET /v1/streams/{stream}/deadletters", s.authed(s.listRecords(archive.RecordDeadLetter)))
 		m.HandleFunc("OPTIONS /v1/", func(w http.ResponseWriter, r *http.Request) {
 			s.Access.cors(w, r)
 			w.WriteHeader(http.StatusNoContent)

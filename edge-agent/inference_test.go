@@ -1,0 +1,146 @@
+package edgeagent_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/archive"
+	edgeagent "github.com/tributary-io/tributary/edge-agent"
+	"github.com/tributary-io/tributary/inference"
+	"github.com/tributary-io/tributary/internal/camsim"
+)
+
+// TestEdgeInference runs two hooks in the agent on a camsim camera: the
+// example model (SageMaker contract) and a webhook. Results land in the
+// archive beside the fragments and come back from the API; the webhook's
+// signed URL serves the fragment.
+func TestEdgeInference(t *testing.T) {
+	t.Parallel()
+	cam := camsim.Presets(repoTestdata(t))["h264_aac"]
+	cam.Name = "lobby"
+	sim := &camsim.Server{Addr: "127.0.0.1:0", TCPOnly: true, Cameras: []camsim.Camera{cam}, Logger: testLogger(t)}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+
+	model := httptest.NewServer(&inference.ExampleModel{})
+	defer model.Close()
+	var mu sync.Mutex
+	var notices []map[string]any
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		mu.Lock()
+		notices = append(notices, n)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"seen":true}`))
+	}))
+	defer hook.Close()
+
+	dir := t.TempDir()
+	cfg := &edgeagent.Config{
+		DataDir: dir, HTTP: edgeagent.HTTPConfig{Listen: "127.0.0.1:0"},
+		Streams: []edgeagent.StreamConfig{streamCfg("lobby", sim.URL("lobby"))},
+		API:     edgeagent.APIConfig{Tokens: []string{"test-token-0123456789"}},
+		Inference: edgeagent.InferenceConfig{Hooks: []inference.Hook{
+			{Model: "activity", Kind: inference.KindSageMaker, URL: model.URL},
+			{Model: "notify", Kind: inference.KindWebhook, URL: hook.URL, Every: 2},
+		}},
+	}
+	cfg, err := edgeagent.FinishConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &archive.Local{Root: cfg.Archive.Path}
+	a := &edgeagent.Agent{Config: cfg, Logger: testLogger(t), Store: store}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	base := "http://" + a.Addr()
+	authGet := func(url string) (int, []byte) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", "Bearer test-token-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+
+	var results []inference.Record
+	waitFor(t, 20*time.Second, "4 results", func() bool {
+		code, b := authGet(base + "/v1/streams/lobby/results?model=activity")
+		var out struct{ Results []inference.Record }
+		if code != 200 || json.Unmarshal(b, &out) != nil {
+			return false
+		}
+		results = out.Results
+		return len(results) >= 4
+	})
+	var lat []time.Duration
+	for _, r := range results {
+		var ans inference.ExampleAnswer
+		if err := json.Unmarshal(r.Output, &ans); err != nil || ans.Frames < 10 || len(ans.Keyframes) == 0 || r.Placement != inference.PlacementEdge ||
+			r.IdempotencyKey != inference.IdempotencyKey("lobby", r.FragmentNumber, "activity") {
+			t.Errorf("result %+v (answer %+v, %v)", r, ans, err)
+		}
+		lat = append(lat, r.Stored.Sub(r.ServerTime))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("fragment close → result stored: %v … %v over %d results", lat[0], lat[len(lat)-1], len(lat))
+	if lat[len(lat)-1] > time.Second {
+		t.Errorf("a result took %v after its fragment closed", lat[len(lat)-1])
+	}
+
+	waitFor(t, 10*time.Second, "a webhook notice", func() bool { mu.Lock(); defer mu.Unlock(); return len(notices) >= 1 })
+	mu.Lock()
+	n := notices[0]
+	mu.Unlock()
+	for _, k := range []string{"url", "init_url"} {
+		u, _ := n[k].(string)
+		resp, err := http.Get(u) // signed: no token
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(b) < 100 {
+			t.Errorf("notice %s %s: %d, %d bytes", k, u, resp.StatusCode, len(b))
+		}
+	}
+	if !strings.HasPrefix(n["idempotency_key"].(string), "lobby/") {
+		t.Errorf("notice %v", n)
+	}
+
+	code, b := authGet(base + "/v1/status")
+	var st struct{ Inference []inference.HookStats }
+	if code != 200 || json.Unmarshal(b, &st) != nil || len(st.Inference) != 2 || st.Inference[0].Results == 0 || st.Inference[0].Dropped != 0 {
+		t.Errorf("status: %d %s", code, b)
+	}
+	if code, b := authGet(base + "/v1/streams/lobby/results?model=../x"); code != 400 || !strings.Contains(string(b), "model") {
+		t.Errorf("bad model: %d %s", code, b)
+	}
+	if code, b := authGet(base + "/v1/streams/lobby/deadletters"); code != 200 || !strings.Contains(string(b), `"deadletters": []`) {
+		t.Errorf("dead letters: %d %s", code, b)
+	}
+	_, b = authGet(base + "/metrics")
+	if !strings.Contains(string(b), `tributary_inference_results_total{model="activity"}`) {
+		t.Error("no inference metrics")
+	}
+}
