@@ -365,6 +365,15 @@ func (a *Agent) SpoolStatus() SpoolStatus {
 	return a.spool.status()
 }
 
+// InferenceStats returns the counts of the inference hooks (none without
+// hooks).
+func (a *Agent) InferenceStats() []inference.HookStats {
+	if a.inference == nil {
+		return nil
+	}
+	return a.inference.Stats()
+}
+
 // Registry is the agent's Prometheus registry.
 func (a *Agent) Registry() *prometheus.Registry { return a.registry }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/tributary-io/tributary"
 	edgeagent "github.com/tributary-io/tributary/edge-agent"
+	"github.com/tributary-io/tributary/inference"
 	"github.com/tributary-io/tributary/internal/camsim"
 )
 
@@ -100,10 +102,23 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	// the example model endpoint (SageMaker container contract), with a
+	// hook that sends it every fragment
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("example model: %w", err)
+	}
+	model := &http.Server{Handler: &inference.ExampleModel{}, ReadHeaderTimeout: 10 * time.Second}
+	go model.Serve(mln)
+	defer model.Close()
+	modelURL := "http://" + mln.Addr().String()
 	cfg := &edgeagent.Config{
 		DataDir: data,
 		HTTP:    edgeagent.HTTPConfig{Listen: listen},
 		Archive: arch,
+		Inference: edgeagent.InferenceConfig{Hooks: []inference.Hook{
+			{Model: "activity", Kind: inference.KindSageMaker, URL: modelURL},
+		}},
 	}
 	for _, c := range Cameras {
 		cfg.Streams = append(cfg.Streams, edgeagent.StreamConfig{Name: c.Name, URL: sim.URL(c.Name), Transport: "tcp"})
@@ -128,6 +143,7 @@ func Run(ctx context.Context, o Options) error {
 	if tok := agent.APIToken(); tok != "" {
 		viewer += "#token=" + tok
 	}
+	fmt.Fprintf(o.Out, "  model        %s/invocations (the example model: per-frame sizes and an activity score; results under streams/*/results/activity)\n", modelURL)
 	fmt.Fprintf(o.Out, "  viewer       %s\n", viewer)
 	fmt.Fprintf(o.Out, "  status       http://%s/v1/status\n", agent.Addr())
 	fmt.Fprintf(o.Out, "  metrics      http://%s/metrics\n", agent.Addr())
@@ -155,6 +171,7 @@ loop:
 			break loop
 		case <-tick.C:
 			printProgress(o.Out, time.Since(start), agent.Status())
+			printInference(o.Out, agent.InferenceStats())
 		}
 	}
 	fmt.Fprintln(o.Out, "stopping: closing the fragments in progress")
@@ -203,4 +220,12 @@ func printProgress(w io.Writer, elapsed time.Duration, st []edgeagent.StreamStat
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// printInference prints each model's results.
+func printInference(w io.Writer, st []inference.HookStats) {
+	for _, h := range st {
+		fmt.Fprintf(w, "  model %-10s results %d  dead letters %d  dropped %d  last %.0f ms after its fragment closed\n",
+			h.Model, h.Results, h.DeadLetters, h.Dropped, h.LastEndToEnd)
+	}
 }

@@ -24,6 +24,8 @@ const state = {
   to: 0, // range end (ms)
   minutes: 60, // timeline range
   spans: [], // [{start, end, fragments}] in ms
+  results: [], // inference results [{start, end, model, score}]
+  dead: [], // dead letters [{start, end, model, error}]
   selection: null, // {start, end} in ms
   anchor: null, // first shift-click (ms)
   hover: null, // x of the pointer over the timeline
@@ -255,7 +257,7 @@ function renderStreams() {
 async function selectStream(name) {
   if (state.selected === name) return;
   stopPlayer();
-  Object.assign(state, { selected: name, session: null, spans: [], selection: null, anchor: null });
+  Object.assign(state, { selected: name, session: null, spans: [], results: [], dead: [], selection: null, anchor: null });
   history.replaceState(null, '', location.pathname + location.search + '#stream=' + enc(name));
   $('placeholder').hidden = true;
   $('viewer').hidden = false;
@@ -453,7 +455,41 @@ async function loadTimeline() {
   } catch (e) {
     if (state.selected === name && e.status !== 401) $('timeline-msg').textContent = 'Cannot load the timeline: ' + e.message;
   }
+  await loadResults(name, start, end);
   drawTimeline();
+}
+
+// Inference results of the range: a strip along the bottom of the bar,
+// coloured by the answer's activity (or score) from green (0) to red (1);
+// dead letters in red along the top.
+async function loadResults(name, start, end) {
+  const q = `start=${enc(iso(start))}&end=${enc(iso(end))}&limit=10000`;
+  try {
+    const [r, d] = await Promise.all([
+      api(`/v1/streams/${enc(name)}/results?${q}`),
+      api(`/v1/streams/${enc(name)}/deadletters?${q}`),
+    ]);
+    if (state.selected !== name) return;
+    const score = (o) => (o && typeof o.activity === 'number' ? o.activity : o && typeof o.score === 'number' ? o.score : null);
+    state.results = (r.results || []).map((x) => ({
+      start: Date.parse(x.producer_start), end: Date.parse(x.producer_end), model: x.model, score: score(x.output),
+    }));
+    state.dead = (d.deadletters || []).map((x) => ({
+      start: Date.parse(x.producer_start), end: Date.parse(x.producer_end), model: x.model, error: x.error,
+    }));
+    if (state.results.length || state.dead.length) {
+      const models = [...new Set(state.results.map((x) => x.model))].join(', ');
+      $('timeline-msg').textContent += ` · ${state.results.length} inference result${state.results.length === 1 ? '' : 's'}` +
+        (models ? ` (${models})` : '') + (state.dead.length ? `, ${state.dead.length} failed` : '');
+    }
+  } catch (e) {
+    state.results = [];
+    state.dead = [];
+  }
+}
+
+function resultAt(t) {
+  return (state.results || []).find((r) => t >= r.start && t < r.end) || (state.dead || []).find((r) => t >= r.start && t < r.end);
 }
 
 function drawTimeline() {
@@ -484,6 +520,21 @@ function drawTimeline() {
     const x0 = Math.max(0, x(s.start));
     const x1 = Math.min(w, x(s.end));
     if (x1 >= 0 && x0 <= w) g.fillRect(x0, BAR_Y, Math.max(1.5, x1 - x0), BAR_H);
+  }
+
+  // inference results and dead letters
+  for (const r of state.results || []) {
+    const x0 = Math.max(0, x(r.start));
+    const x1 = Math.min(w, x(r.end));
+    if (x1 < 0 || x0 > w) continue;
+    g.fillStyle = r.score === null ? colors.accent : `hsl(${Math.round(120 - 120 * Math.min(1, Math.max(0, r.score)))}, 75%, 50%)`;
+    g.fillRect(x0, BAR_Y + BAR_H - 6, Math.max(1.5, x1 - x0 - 0.5), 6);
+  }
+  g.fillStyle = '#e03131';
+  for (const r of state.dead || []) {
+    const x0 = Math.max(0, x(r.start));
+    const x1 = Math.min(w, x(r.end));
+    if (x1 >= 0 && x0 <= w) g.fillRect(x0, BAR_Y, Math.max(1.5, x1 - x0), 4);
   }
 
   // ticks on local-time boundaries
@@ -548,6 +599,8 @@ function showTip(px) {
   const tip = $('tip');
   let text = clock(t, state.minutes > 360);
   if (!spanAt(t)) text += ' · no footage';
+  const r = resultAt(t);
+  if (r) text += r.error ? ` · ${r.model} failed` : r.score !== null ? ` · ${r.model} ${r.score.toFixed(2)}` : ` · ${r.model} result`;
   if (state.drag && state.drag.moved) text = clock(Math.min(state.drag.t0, t)) + ' – ' + clock(Math.max(state.drag.t0, t)) + ' (' + span(Math.abs(t - state.drag.t0)) + ')';
   tip.textContent = text;
   tip.style.left = Math.min(Math.max(px, 60), $('timeline').clientWidth - 60) + 'px';
