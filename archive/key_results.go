@@ -102,3 +102,24 @@ func ParseRecordKey(key string) (model string, startMs int64, number uint64, err
 	}
 	return model, startMs, number, nil
 }
+
+// SystemKey returns "{prefix}/_system/{parts joined by /}", where shard
+// maps, leases and checkpoints live. Each part must be a stream-name-like
+// identifier, optionally ending in ".json".
+func (l Layout) SystemKey(parts ...string) (string, error) {
+	p := strings.Trim(l.Prefix, "/")
+	if p != "" {
+		if err := ValidateKey(p); err != nil {
+			return "", fmt.Errorf("layout prefix: %w", err)
+		}
+		p += "/"
+	}
+	key := p + "_system"
+	for _, part := range parts {
+		if err := fragment.ValidateStreamName(strings.TrimSuffix(part, ".json")); err != nil {
+			return "", fmt.Errorf("%w: system key part %q", ErrInvalidKey, part)
+		}
+		key += "/" + part
+	}
+	return key, nil
+}

@@ -2,7 +2,10 @@ package inference
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
@@ -91,14 +94,7 @@ func clipInput(t testing.TB, stream string, number uint64, start time.Time) *Inp
 	}
 	f.Metadata = fragment.Metadata{Stream: stream, Number: number, ProducerStart: start, ProducerEnd: start.Add(time.Second),
 		ServerTime: start.Add(time.Second), Duration: time.Second, Container: fragment.ContainerFMP4, Keyframes: 1, SampleCount: 10}
-	init, err := fragment.MarshalInit(f.TrackConfigs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := fragment.AppendFMP4(nil, f)
-	m := f.Metadata
-	m.Size = int64(len(data))
-	return &Input{Meta: m, Init: init, Data: data}
+	return finishInput(t, f)
 }
 
 // syntheticInput is a fragment of made-up samples (valid containers,
@@ -123,14 +119,7 @@ func syntheticInput(t testing.TB, stream string, number uint64, start time.Time,
 	end := start.Add(time.Duration(len(sizes)) * time.Second / 30)
 	f.Metadata = fragment.Metadata{Stream: stream, Number: number, ProducerStart: start, ProducerEnd: end, ServerTime: end,
 		Duration: end.Sub(start), Container: fragment.ContainerFMP4, Keyframes: 1, SampleCount: len(sizes)}
-	init, err := fragment.MarshalInit(f.TrackConfigs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := fragment.AppendFMP4(nil, f)
-	m := f.Metadata
-	m.Size = int64(len(data))
-	return &Input{Meta: m, Init: init, Data: data}
+	return finishInput(t, f)
 }
 
 // localRecords is a record store over a local archive in a temporary
@@ -140,3 +129,44 @@ func localRecords(t testing.TB) *Records {
 }
 
 var quiet = slog.New(slog.DiscardHandler)
+
+// finishInput encodes a fragment as the agent stores it.
+func finishInput(t testing.TB, f *fragment.Fragment) *Input {
+	init, err := fragment.MarshalInit(f.TrackConfigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.InitHash = fragment.ConfigHash(f.TrackConfigs)
+	f.Tracks = []fragment.TrackRef{{ID: 1, Kind: fragment.KindVideo, Codec: fragment.CodecH264}}
+	data := fragment.AppendFMP4(nil, f)
+	m := f.Metadata
+	m.Size = int64(len(data))
+	sum := sha256.Sum256(data)
+	m.SHA256 = hex.EncodeToString(sum[:])
+	key, err := (archive.Layout{}).FragmentKey(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Key = key
+	return &Input{Meta: m, Init: init, Data: data}
+}
+
+// storeInput puts a fragment and its init segment in an archive as the
+// agent does.
+func storeInput(t testing.TB, st archive.Store, in *Input) {
+	ctx := context.Background()
+	ik, err := (archive.Layout{}).InitKey(in.Meta.Stream, in.Meta.InitHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, ik, bytes.NewReader(in.Init), int64(len(in.Init)), archive.PutOptions{ContentType: "video/mp4"}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := archive.EncodeMetadata(in.Meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, in.Meta.Key, bytes.NewReader(in.Data), int64(len(in.Data)), archive.PutOptions{ContentType: "video/iso.segment", Metadata: md}); err != nil {
+		t.Fatal(err)
+	}
+}
