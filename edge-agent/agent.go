@@ -125,8 +125,11 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 
 	a.layout, a.storeLatency = layout, latency
-	if len(cfg.Inference.Hooks) > 0 {
-		a.startInference(layout)
+	for _, h := range cfg.Inference.Hooks {
+		if h.Placement == inference.PlacementEdge {
+			a.startInference(layout)
+			break
+		}
 	}
 	for _, sc := range cfg.Streams {
 		if sc.Disabled {
@@ -458,6 +461,9 @@ func (a *Agent) startInference(layout archive.Layout) {
 	records := &inference.Records{Store: a.Store, Layout: layout}
 	d := &inference.Dispatcher{Queue: cfg.Queue, Logger: a.Logger.With("component", "inference")}
 	for _, h := range cfg.Hooks {
+		if h.Placement != inference.PlacementEdge {
+			continue // for tributary consume
+		}
 		d.Invokers = append(d.Invokers, &inference.Invoker{
 			Hook: h, Records: records, FragmentURL: a.fragmentURLs,
 			Logger: a.Logger.With("component", "inference", "model", h.Model),

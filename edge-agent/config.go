@@ -64,6 +64,30 @@ type InferenceConfig struct {
 	// the signed fragment URLs of their notices. Default
 	// "http://<http.listen>".
 	PublicURL string `yaml:"public_url"`
+	// Consumer configures `tributary consume`, which runs the hooks placed
+	// "archive" over the archive.
+	Consumer ConsumerConfig `yaml:"consumer"`
+}
+
+// ConsumerConfig configures `tributary consume`.
+type ConsumerConfig struct {
+	// Group names the consumer group: consumers of one group share the
+	// shards; groups run independently. Default "default".
+	Group string `yaml:"group"`
+	// ID of this consumer in its group. Default host-pid-random.
+	ID string `yaml:"id"`
+	// Local runs one consumer without leases. Default false.
+	Local bool `yaml:"local"`
+	// LeaseTTL is how long a shard lease holds without renewal; a dead
+	// consumer's shards are taken over within twice this. Default "10s".
+	LeaseTTL Duration `yaml:"lease_ttl"`
+	// Poll is the interval between looks for new fragments. Default "1s".
+	Poll Duration `yaml:"poll"`
+	// Workers is the number of streams processed at once. Default 8.
+	Workers int `yaml:"workers"`
+	// Lookback is how far behind a stream's checkpoint late fragments are
+	// looked for. Default "10m".
+	Lookback Duration `yaml:"lookback"`
 }
 
 // HTTPConfig configures the agent's HTTP server.
@@ -677,6 +701,19 @@ func (c *Config) Validate() error {
 		if h.Payload == inference.PayloadJPEG && !inference.HaveFFmpeg() {
 			return bad(key+".payload", "%v", inference.ErrNoFFmpeg)
 		}
+	}
+	cc := c.Inference.Consumer
+	if cc.Group != "" && fragment.ValidateStreamName(cc.Group) != nil {
+		return bad("inference.consumer.group", "%q must match %s", cc.Group, fragment.StreamNamePattern)
+	}
+	if cc.ID != "" && fragment.ValidateStreamName(cc.ID) != nil {
+		return bad("inference.consumer.id", "%q must match %s", cc.ID, fragment.StreamNamePattern)
+	}
+	if cc.LeaseTTL != 0 && (time.Duration(cc.LeaseTTL) < 100*time.Millisecond || time.Duration(cc.LeaseTTL) > time.Hour) {
+		return bad("inference.consumer.lease_ttl", "%v is outside 100ms to 1h", time.Duration(cc.LeaseTTL))
+	}
+	if cc.Poll < 0 || cc.Workers < 0 || cc.Workers > 1024 {
+		return bad("inference.consumer.workers", "%d is outside 0 to 1024", cc.Workers)
 	}
 	if c.Inference.Queue < 0 || c.Inference.Queue > 1<<16 {
 		return bad("inference.queue", "%d is outside 0 to 65536", c.Inference.Queue)

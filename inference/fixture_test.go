@@ -3,9 +3,7 @@ package inference
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/internal/fixture"
 	"github.com/tributary-io/tributary/internal/testenv"
 )
 
@@ -94,32 +93,21 @@ func clipInput(t testing.TB, stream string, number uint64, start time.Time) *Inp
 	}
 	f.Metadata = fragment.Metadata{Stream: stream, Number: number, ProducerStart: start, ProducerEnd: start.Add(time.Second),
 		ServerTime: start.Add(time.Second), Duration: time.Second, Container: fragment.ContainerFMP4, Keyframes: 1, SampleCount: 10}
-	return finishInput(t, f)
+	enc, err := fixture.Encode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Input{Meta: enc.Meta, Init: enc.Init, Data: enc.Data}
 }
 
 // syntheticInput is a fragment of made-up samples (valid containers,
 // undecodable pictures) of the given sizes, the first a keyframe.
 func syntheticInput(t testing.TB, stream string, number uint64, start time.Time, sizes ...int) *Input {
-	sps := []byte{0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96}
-	pps := []byte{0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0}
-	tr := fragment.Track{ID: 1, Kind: fragment.KindVideo, Codec: fragment.CodecH264, TimeScale: 90000, SPS: sps, PPS: pps}
-	if err := tr.FillFromParams(); err != nil {
+	f, err := fixture.Synthetic(stream, number, start, sizes...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fragment.Fragment{TrackConfigs: []fragment.Track{tr}, Samples: make([][]fragment.Sample, 1)}
-	for i, n := range sizes {
-		p := make([]byte, n)
-		binary.BigEndian.PutUint32(p, uint32(n-4))
-		p[4] = 0x41
-		if i == 0 {
-			p[4] = 0x65
-		}
-		f.Samples[0] = append(f.Samples[0], fragment.Sample{DTS: int64(i) * 3000, Duration: 3000, Keyframe: i == 0, Payload: p})
-	}
-	end := start.Add(time.Duration(len(sizes)) * time.Second / 30)
-	f.Metadata = fragment.Metadata{Stream: stream, Number: number, ProducerStart: start, ProducerEnd: end, ServerTime: end,
-		Duration: end.Sub(start), Container: fragment.ContainerFMP4, Keyframes: 1, SampleCount: len(sizes)}
-	return finishInput(t, f)
+	return &Input{Meta: f.Meta, Init: f.Init, Data: f.Data}
 }
 
 // localRecords is a record store over a local archive in a temporary
@@ -130,43 +118,11 @@ func localRecords(t testing.TB) *Records {
 
 var quiet = slog.New(slog.DiscardHandler)
 
-// finishInput encodes a fragment as the agent stores it.
-func finishInput(t testing.TB, f *fragment.Fragment) *Input {
-	init, err := fragment.MarshalInit(f.TrackConfigs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.InitHash = fragment.ConfigHash(f.TrackConfigs)
-	f.Tracks = []fragment.TrackRef{{ID: 1, Kind: fragment.KindVideo, Codec: fragment.CodecH264}}
-	data := fragment.AppendFMP4(nil, f)
-	m := f.Metadata
-	m.Size = int64(len(data))
-	sum := sha256.Sum256(data)
-	m.SHA256 = hex.EncodeToString(sum[:])
-	key, err := (archive.Layout{}).FragmentKey(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Key = key
-	return &Input{Meta: m, Init: init, Data: data}
-}
-
 // storeInput puts a fragment and its init segment in an archive as the
 // agent does.
 func storeInput(t testing.TB, st archive.Store, in *Input) {
-	ctx := context.Background()
-	ik, err := (archive.Layout{}).InitKey(in.Meta.Stream, in.Meta.InitHash)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Put(ctx, ik, bytes.NewReader(in.Init), int64(len(in.Init)), archive.PutOptions{ContentType: "video/mp4"}); err != nil {
-		t.Fatal(err)
-	}
-	md, err := archive.EncodeMetadata(in.Meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Put(ctx, in.Meta.Key, bytes.NewReader(in.Data), int64(len(in.Data)), archive.PutOptions{ContentType: "video/iso.segment", Metadata: md}); err != nil {
+	f := &fixture.Fragment{Meta: in.Meta, Init: in.Init, Data: in.Data}
+	if err := f.Put(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
 }

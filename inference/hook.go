@@ -55,6 +55,10 @@ type Hook struct {
 	Model string `yaml:"model" json:"model"`
 	// Kind is "sagemaker" or "webhook". Required.
 	Kind string `yaml:"kind" json:"kind"`
+	// Placement is "edge" (default: the agent runs the hook as fragments
+	// close) or "archive" (`tributary consume` runs it from the archive,
+	// in order, with checkpoints).
+	Placement string `yaml:"placement" json:"placement,omitempty"`
 	// URL of the endpoint. For sagemaker: a base URL ("/invocations" is
 	// appended, as a SageMaker container serves it) or a full URL ending in
 	// "/invocations" (a SageMaker runtime InvokeEndpoint URL). For webhook:
@@ -122,6 +126,13 @@ func (h *Hook) Validate(path string) error {
 		return bad("kind", "required: sagemaker or webhook")
 	default:
 		return bad("kind", "%q is not sagemaker or webhook", h.Kind)
+	}
+	switch h.Placement {
+	case "":
+		h.Placement = PlacementEdge
+	case PlacementEdge, PlacementArchive:
+	default:
+		return bad("placement", "%q is not edge or archive", h.Placement)
 	}
 	if h.URL == "" {
 		return bad("url", "required")

@@ -22,7 +22,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(agentCmd(), archiveCmd(), benchCmd(), camsimCmd(), demoCmd(), modelExampleCmd(), serveCmd(), versionCmd())
+	root.AddCommand(agentCmd(), archiveCmd(), benchCmd(), camsimCmd(), consumeCmd(), demoCmd(), modelExampleCmd(), serveCmd(), shardsCmd(), versionCmd())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {
