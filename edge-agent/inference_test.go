@@ -14,8 +14,10 @@ import (
 
 	"github.com/tributary-io/tributary/archive"
 	edgeagent "github.com/tributary-io/tributary/edge-agent"
+	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/inference"
 	"github.com/tributary-io/tributary/internal/camsim"
+	"github.com/tributary-io/tributary/playback"
 )
 
 // TestEdgeInference runs two hooks in the agent on a camsim camera: the
@@ -139,6 +141,32 @@ func TestEdgeInference(t *testing.T) {
 	if code, b := authGet(base + "/v1/streams/lobby/deadletters"); code != 200 || !strings.Contains(string(b), `"deadletters": []`) {
 		t.Errorf("dead letters: %d %s", code, b)
 	}
+	// GetMedia carries each fragment's result as a tag
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/streams/lobby/media?start=earliest", nil)
+	req.Header.Set("Authorization", "Bearer test-token-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := fragment.NewMKVReader(resp.Body)
+	tagged := 0
+	for range 3 {
+		c, err := r.Next()
+		if err != nil {
+			t.Fatalf("GetMedia: %v", err)
+		}
+		var ans inference.ExampleAnswer
+		if v, ok := c.Tags[playback.TagResultPrefix+"activity"]; ok && json.Unmarshal([]byte(v), &ans) == nil && ans.Frames > 0 {
+			tagged++
+		}
+	}
+	resp.Body.Close()
+	if tagged == 0 {
+		t.Error("no GetMedia cluster carries a result tag")
+	}
+
 	_, b = authGet(base + "/metrics")
 	if !strings.Contains(string(b), `tributary_inference_results_total{model="activity"}`) {
 		t.Error("no inference metrics")

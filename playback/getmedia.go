@@ -14,6 +14,7 @@ import (
 
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/inference"
 )
 
 // continuationToken is the GetMedia token that resumes after a fragment:
@@ -47,6 +48,39 @@ type mediaWriter struct {
 	mkv     fragment.MKVWriter
 	buf     []byte
 	started bool
+	models  []string  // with inference results on the stream
+	listed  time.Time // when models was read: again every 30 s
+}
+
+// TagResultPrefix starts the tag that carries a model's result for a
+// fragment in GetMedia: TRIBUTARY_RESULT_{model} = the answer (JSON), when
+// the result exists as the fragment is sent.
+const TagResultPrefix = "TRIBUTARY_RESULT_"
+
+// maxResultTag bounds a result carried as a tag; larger ones are left to
+// the results API.
+const maxResultTag = 16 << 10
+
+// resultTags adds the fragment's inference results to its tags.
+func (mw *mediaWriter) resultTags(ctx context.Context, m fragment.Metadata, tags map[string]string) {
+	rs := &inference.Records{Store: mw.s.Store, Layout: mw.s.Layout}
+	if now := time.Now(); now.Sub(mw.listed) > 30*time.Second {
+		mw.models, _ = rs.Models(ctx, archive.RecordResult, m.Stream)
+		mw.listed = now
+	}
+	for _, model := range mw.models {
+		r, err := rs.Get(ctx, archive.RecordResult, m, model)
+		if err != nil {
+			continue
+		}
+		v := string(r.Output)
+		if v == "" {
+			v = r.OutputText
+		}
+		if v != "" && len(v) <= maxResultTag {
+			tags[TagResultPrefix+model] = v
+		}
+	}
 }
 
 func (mw *mediaWriter) write(ctx context.Context, m fragment.Metadata) error {
@@ -60,6 +94,7 @@ func (mw *mediaWriter) write(ctx context.Context, m fragment.Metadata) error {
 	}
 	tags[fragment.TagContinuationToken] = continuationToken(m.Key)
 	tags[fragment.TagMillisBehindNow] = strconv.FormatInt(max(mw.s.Now().Sub(m.ProducerEnd).Milliseconds(), 0), 10)
+	mw.resultTags(ctx, m, tags)
 	f.Tags = tags
 	mw.buf = mw.buf[:0]
 	mw.mkv.Monotonic = true

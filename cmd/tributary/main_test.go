@@ -18,6 +18,7 @@ import (
 
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/inference"
 	"github.com/tributary-io/tributary/internal/camsim"
 	"github.com/tributary-io/tributary/internal/testenv"
 )
@@ -224,6 +225,15 @@ func TestDemo(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "fragments are in") {
 		t.Errorf("demo did not say where the files are:\n%s", out.String())
+	}
+	// the example model's results, out of the box
+	rs := &inference.Records{Store: &archive.Local{Root: root}}
+	for _, s := range streams {
+		frags := fragments(t, root, s)
+		recs, err := rs.List(context.Background(), archive.RecordResult, s, "activity", frags[0].ProducerStart, time.Now().Add(time.Minute), 0)
+		if err != nil || len(recs) < len(frags)-2 {
+			t.Errorf("%s: %d results for %d fragments (%v)", s, len(recs), len(frags), err)
+		}
 	}
 }
 
