@@ -81,6 +81,14 @@ var badConfigs = []struct {
 	{"bad archive type", "archive: {type: ftp}\n", "archive.type"},
 	{"bad log level", "log: {level: loud}\n", "log.level"},
 	{"not yaml", "streams: [\n", "config"},
+	{"unknown hook kind", "inference:\n  hooks:\n    - {model: m, kind: lambda, url: http://h/}\n", "inference.hooks[0].kind"},
+	{"unknown hook key", "inference:\n  hooks:\n    - {model: m, kind: sagemaker, url: http://h/, sample: 3}\n", "inference.hooks[0].sample (line 3): unknown key"},
+	{"bad hook url", "inference:\n  hooks:\n    - {model: m, kind: sagemaker, url: 'ftp://h/'}\n", "inference.hooks[0].url"},
+	{"hook sampling out of range", "inference:\n  hooks:\n    - {model: m, kind: webhook, url: http://h/, every: -1}\n", "inference.hooks[0].every"},
+	{"hook timeout not a duration", "inference:\n  hooks:\n    - {model: m, kind: sagemaker, url: http://h/, timeout: soon}\n", "soon"},
+	{"dup model", "inference:\n  hooks:\n    - {model: m, kind: sagemaker, url: http://h/}\n    - {model: m, kind: webhook, url: http://h/}\n", "inference.hooks[1].model"},
+	{"bad placement", "inference:\n  hooks:\n    - {model: m, kind: sagemaker, url: http://h/, placement: cloud}\n", "inference.hooks[0].placement"},
+	{"bad consumer group", "inference:\n  consumer: {group: a/b}\n", "inference.consumer.group"},
 }
 
 func TestParseConfigErrors(t *testing.T) {
