@@ -152,7 +152,7 @@ func (c *pacedConn) unit() bool {
 			return false
 		}
 		n := 4 + int(binary.BigEndian.Uint16(b[2:]))
-		if c.frame != nil && c.on.Load() {
+		if c.on.Load() && c.frame != nil { // on first: start's writes happen before
 			if len(b) < n {
 				return false // the whole frame first
 			}

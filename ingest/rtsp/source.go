@@ -28,6 +28,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/bluenviron/gortsplib/v5/pkg/rtptime"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
@@ -291,7 +292,19 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 		transport = strings.ToLower(tr.Session.Protocol.String())
 	}
 	var sess session
-	sess.init(s, c.PacketPTS, tracks, deps, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now()})
+	// PTS on a timeline common to the session's media, decoded here
+	// rather than by the client's own decoder (Client.PacketPTS), which the
+	// client drops when it closes while the connection's reader may still
+	// be handing over a frame
+	var dec rtptime.GlobalDecoder
+	dec.Initialize()
+	pts := func(m *description.Media, pkt *rtp.Packet) (int64, bool) {
+		if d := sess.byMedia[m]; d != nil {
+			return dec.Decode(d.format, pkt)
+		}
+		return 0, false
+	}
+	sess.init(s, pts, tracks, deps, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now()})
 	c.OnPacketRTPAny(sess.onPacket)
 	c.OnPacketRTCPAny(sess.onRTCP)
 
