@@ -119,8 +119,8 @@ func (iv *Invoker) Process(ctx context.Context, in *Input, placement string) (Ou
 	}
 	var out Outcome
 	body, ctype, err := iv.body(ctx, in, rec.IdempotencyKey)
-	if err == nil && len(body) > MaxPayload {
-		err = fmt.Errorf("%w: %d bytes", ErrPayloadTooLarge, len(body))
+	if err == nil && body.size() > MaxPayload {
+		err = fmt.Errorf("%w: %d bytes", ErrPayloadTooLarge, body.size())
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -184,9 +184,33 @@ type notice struct {
 	InitURL        string            `json:"init_url"`
 }
 
-func (iv *Invoker) body(ctx context.Context, in *Input, key string) ([]byte, string, error) {
+// parts is a request body in pieces, sent without joining them (the
+// fragment payload is the init segment then the fragment).
+type parts [][]byte
+
+func (p parts) size() int {
+	n := 0
+	for _, b := range p {
+		n += len(b)
+	}
+	return n
+}
+
+func (p parts) reader() io.ReadCloser {
+	rs := make([]io.Reader, len(p))
+	for i, b := range p {
+		rs[i] = bytes.NewReader(b)
+	}
+	return io.NopCloser(io.MultiReader(rs...))
+}
+
+func (iv *Invoker) body(ctx context.Context, in *Input, key string) (parts, string, error) {
 	if iv.Hook.Kind != KindWebhook {
-		return Payload(ctx, iv.Hook.Payload, in)
+		if (iv.Hook.Payload == PayloadFragment || iv.Hook.Payload == "") && in.Meta.Container != fragment.ContainerMKV {
+			return parts{in.Init, in.Data}, "video/mp4", nil
+		}
+		b, ctype, err := Payload(ctx, iv.Hook.Payload, in)
+		return parts{b}, ctype, err
 	}
 	if iv.FragmentURL == nil {
 		return nil, "", errors.New("webhook: no way to sign fragment URLs here")
@@ -196,18 +220,20 @@ func (iv *Invoker) body(ctx context.Context, in *Input, key string) ([]byte, str
 		return nil, "", fmt.Errorf("webhook: fragment URL: %w", err)
 	}
 	b, err := json.Marshal(notice{Model: iv.Hook.Model, IdempotencyKey: key, Fragment: in.Meta, URL: u, InitURL: iu})
-	return b, "application/json", err
+	return parts{b}, "application/json", err
 }
 
 // do makes one request and reads the answer, bounded by MaxResult.
-func (iv *Invoker) do(ctx context.Context, body []byte, ctype, key string) (status int, rctype string, answer []byte, latency time.Duration, err error) {
+func (iv *Invoker) do(ctx context.Context, body parts, ctype, key string) (status int, rctype string, answer []byte, latency time.Duration, err error) {
 	h := &iv.Hook
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.InvokeURL(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.InvokeURL(), nil)
 	if err != nil {
 		return 0, "", nil, 0, fmt.Errorf("%w: %v", ErrPermanent, err)
 	}
+	req.Body, req.ContentLength = body.reader(), int64(body.size())
+	req.GetBody = func() (io.ReadCloser, error) { return body.reader(), nil }
 	req.Header.Set("Content-Type", ctype)
 	req.Header.Set("Accept", h.Accept)
 	req.Header.Set(HeaderIdempotencyKey, key)
@@ -224,8 +250,11 @@ func (iv *Invoker) do(ctx context.Context, body []byte, ctype, key string) (stat
 		req.Header.Set(k, v)
 	}
 	if iv.signer != nil {
-		sum := sha256.Sum256(body)
-		iv.signer.sign(req, hex.EncodeToString(sum[:]), iv.Now())
+		hs := sha256.New()
+		for _, b := range body {
+			hs.Write(b)
+		}
+		iv.signer.sign(req, hex.EncodeToString(hs.Sum(nil)), iv.Now())
 	}
 	start := time.Now()
 	resp, err := iv.Client.Do(req)
