@@ -29,7 +29,7 @@ type chunk struct {
 }
 
 // chunkAllocator keeps free chunks for reuse, per size class: up to a
-// quarter of those in use (at least minResident, less for large classes)
+// eighth of those in use (at least minResident, less for large classes)
 // stay in memory, and the pages of the rest go back to the operating
 // system until they are needed again.
 type chunkAllocator struct {
@@ -89,7 +89,7 @@ func (a *chunkAllocator) put(c *chunk) {
 	a.mu.Lock()
 	cl := &a.classes[i]
 	cl.inUse--
-	if len(cl.resident) < max(minResident>>i, cl.inUse/4) {
+	if len(cl.resident) < max(minResident>>i, cl.inUse/8) {
 		cl.resident = append(cl.resident, c)
 		a.mu.Unlock()
 		return
@@ -112,4 +112,48 @@ func (a *chunkAllocator) residentBytes() (inUse, free int64) {
 		free += int64(len(cl.resident)) * chunkSize << i
 	}
 	return inUse, free
+}
+
+// Buffer is growable memory for an access unit being assembled (by a
+// depacketizer), from the same allocator as the Cutter's chunks: outside
+// the Go heap, and handed back when it grew past one chunk, so that a
+// stream does not keep its largest keyframe's worth between keyframes.
+// The zero value is empty. A Buffer is used by one goroutine.
+type Buffer struct {
+	c *chunk
+}
+
+// Reserve makes room for n more bytes after b, the buffer's contents (nil
+// or a slice of what it returned before), and returns b, moved into larger
+// memory if needed: appending n bytes to the result does not reallocate.
+func (buf *Buffer) Reserve(b []byte, n int) []byte {
+	if buf.c != nil && cap(buf.c.b)-len(b) >= n {
+		return buf.c.b[:len(b)]
+	}
+	c := chunks.get(len(b) + n)
+	c.b = append(c.b[:0], b...)
+	if buf.c != nil {
+		chunks.put(buf.c)
+	}
+	buf.c = c
+	return c.b
+}
+
+// Shrink gives the memory back if it grew past one chunk, and reports
+// whether it did: slices of it must not be used afterwards.
+func (buf *Buffer) Shrink() bool {
+	if buf.c != nil && cap(buf.c.b) > chunkSize {
+		chunks.put(buf.c)
+		buf.c = nil
+		return true
+	}
+	return false
+}
+
+// Release gives the memory back; slices of it must not be used afterwards.
+func (buf *Buffer) Release() {
+	if buf.c != nil {
+		chunks.put(buf.c)
+		buf.c = nil
+	}
 }

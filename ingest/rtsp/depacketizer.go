@@ -195,6 +195,13 @@ func ntpTime(v uint64) time.Time {
 	return time.Unix(sec, ns)
 }
 
+// release gives the assembler's memory back at the end of a session.
+func (d *depacketizer) release() {
+	if d.nal != nil {
+		d.nal.release()
+	}
+}
+
 // lostSync is called when an access unit of this media was dropped: video
 // waits for the next keyframe so no fragment references a missing frame.
 func (d *depacketizer) lostSync() {

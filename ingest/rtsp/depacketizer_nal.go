@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
+	"github.com/tributary-io/tributary/fragment"
 )
 
 // Errors of the access-unit assemblers. errNoStart and errIncomplete are
@@ -31,15 +33,25 @@ type accessUnit struct {
 // nalBuf holds one access unit being built: NAL units, each behind a
 // 4-byte big-endian length (the MP4 sample format).
 type nalBuf struct {
-	b     []byte
+	b     []byte // in mem
+	mem   fragment.Buffer
 	count int
 	nalus [][]byte
 }
 
+// reset empties the buffer; memory that grew past one chunk for a large
+// unit goes back to the allocator.
 func (n *nalBuf) reset() {
-	n.b = n.b[:0]
 	n.count = 0
+	if n.mem.Shrink() {
+		n.b = nil
+	} else {
+		n.b = n.b[:0]
+	}
 }
+
+// room makes room for k more bytes.
+func (n *nalBuf) room(k int) { n.b = n.mem.Reserve(n.b, k) }
 
 // nalAssembler rebuilds the access units of an H.264 (RFC 6184: single NAL
 // unit, STAP-A, FU-A) or H.265 (RFC 7798: single, AP, FU) RTP stream. NAL
@@ -232,6 +244,7 @@ func (a *nalAssembler) addFragment(seq uint16, p []byte) error {
 			return errTooManyNALUs
 		}
 		a.fu = len(nb.b)
+		nb.room(4 + hlen + len(data))
 		nb.b = append(nb.b, 0, 0, 0, 0)
 		nb.b = append(nb.b, header[:hlen]...)
 	} else {
@@ -245,6 +258,7 @@ func (a *nalAssembler) addFragment(seq uint16, p []byte) error {
 	if len(nb.b)+len(data) > h264.MaxAccessUnitSize {
 		return errAUTooLarge
 	}
+	nb.room(len(data))
 	nb.b = append(nb.b, data...)
 	a.fuNext = seq + 1
 	if end {
@@ -263,6 +277,7 @@ func (a *nalAssembler) appendNAL(n []byte) error {
 	if len(nb.b)+4+len(n) > h264.MaxAccessUnitSize {
 		return errAUTooLarge
 	}
+	nb.room(4 + len(n))
 	nb.b = binary.BigEndian.AppendUint32(nb.b, uint32(len(n)))
 	nb.b = append(nb.b, n...)
 	nb.count++
@@ -309,6 +324,19 @@ func (a *nalAssembler) splitAnnexB(nb *nalBuf) {
 			count++
 		}
 	}
-	a.scratch, nb.b = nb.b[:0], out
+	a.scratch = out[:0]
+	nb.b = nb.b[:0]
+	nb.room(len(out))
+	nb.b = append(nb.b, out...)
 	nb.count = count
+}
+
+// release gives the buffers' memory back at the end of a session.
+func (a *nalAssembler) release() {
+	for i := range a.bufs {
+		a.bufs[i].mem.Release()
+		a.bufs[i].b = nil
+		a.bufs[i].count = 0
+	}
+	a.fu = -1
 }

@@ -273,6 +273,15 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 		return classify(ctx, err)
 	}
 	tracks, deps, ignored := buildTracks(desc)
+	defer func() {
+		// once the client and its readers have stopped, nothing uses the
+		// depacketizers' buffers
+		cancel()
+		<-closed
+		for _, d := range deps {
+			d.release()
+		}
+	}()
 	if len(deps) == 0 {
 		return fmt.Errorf("%w; offered: %s", ErrNoSupportedTracks, strings.Join(ignored, ", "))
 	}
