@@ -112,7 +112,7 @@ func (a *Agent) Start(ctx context.Context) error {
 			log: a.Logger.With("component", "uploader"), classify: a.classify,
 			onUploaded: func(m fragment.Metadata, d time.Duration) {
 				uploadLatency.Observe(d.Seconds())
-				a.hub.notify(m)
+				a.landed(m)
 				if cfg.PutMedia.PersistedOn == "archive" {
 					for _, p := range a.streams() {
 						if p.cfg.Name == m.Stream {
@@ -208,7 +208,7 @@ func (a *Agent) newStream(sc StreamConfig) (*pipeline, error) {
 		return nil, err
 	}
 	p.persistOnUpload = a.Config.PutMedia.PersistedOn == "archive"
-	p.landed = a.hub.notify
+	p.landed = a.landed
 	p.inference = a.inference
 	if a.spool != nil {
 		p.spool = a.spool
@@ -453,6 +453,17 @@ func (a *Agent) routes() http.Handler {
 	return mux
 }
 
+// landed is told when a fragment is in the archive: live subscribers, and
+// webhooks, whose notices point at it.
+func (a *Agent) landed(m fragment.Metadata) {
+	a.hub.notify(m)
+	if d := a.inference; d != nil {
+		if which := d.Wants(&m, true); len(which) > 0 {
+			d.Offer(which, &inference.Input{Meta: m}, m.ServerTime)
+		}
+	}
+}
+
 // startInference starts the hooks' dispatcher. Results and dead letters go
 // to the archive (not through the spool: they are small, and an edge
 // result the archive cannot take is counted as unrecorded).
@@ -475,7 +486,8 @@ func (a *Agent) startInference(layout archive.Layout) {
 }
 
 // fragmentURLs returns signed URLs of a fragment and of its init segment
-// on the agent's playback API, for webhook notices (valid 24 h).
+// on the agent's playback API, for webhook notices: a playback session of
+// the stream, valid for an hour.
 func (a *Agent) fragmentURLs(m fragment.Metadata) (string, string, error) {
 	base := strings.TrimRight(a.Config.Inference.PublicURL, "/")
 	if base == "" {
@@ -498,7 +510,7 @@ func (a *Agent) fragmentURLs(m fragment.Metadata) (string, string, error) {
 	}
 	q := ""
 	if !a.access.Disabled {
-		q = "?" + a.access.NewSession(m.Stream, 24*time.Hour, time.Now()).Query
+		q = "?" + a.access.NewSession(m.Stream, time.Hour, time.Now()).Query
 	}
 	s := base + "/v1/streams/" + m.Stream
 	return s + "/hls/f/" + rel + q, s + "/hls/init/" + m.InitHash + ".mp4" + q, nil

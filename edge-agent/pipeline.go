@@ -321,7 +321,7 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	meta := f.Metadata
 	meta.Tracks = append([]fragment.TrackRef(nil), f.Tracks...)
 	if d := p.inference; d != nil {
-		if which := d.Wants(&meta); len(which) > 0 {
+		if which := d.Wants(&meta, false); len(which) > 0 {
 			in := &inference.Input{Meta: meta, Data: bytes.Clone(*buf)}
 			if p.cfg.Container != fragment.ContainerMKV {
 				in.Init = p.init.marshal()

@@ -72,6 +72,7 @@ type Consumer struct {
 	shards  Shards
 
 	mu     sync.Mutex
+	runCtx context.Context
 	held   map[string]*heldLease // shard id → lease
 	cps    map[string]*checkpoint
 	busy   map[string]bool
@@ -82,10 +83,16 @@ type Consumer struct {
 	processed, dead, failed atomic.Uint64
 }
 
-// heldLease is a lease this consumer holds.
+// heldLease is a lease this consumer holds. Its context ends when the
+// lease is lost or given up: work on the shard's streams runs under it.
 type heldLease struct {
 	etag    string
 	expires time.Time
+	ctx     context.Context
+	cancel  context.CancelFunc
+	// releasing: no new work starts; the lease is renewed until the
+	// shard's streams are idle, then given up (drained when it closed)
+	releasing, drained bool
 }
 
 // leaseBody is a lease object.
@@ -177,6 +184,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("consumer id: %w", err)
 	}
 	c.Logger.Info("consumer starting", "group", c.Group, "id", c.ID, "local", c.Local, "hooks", len(c.Invokers))
+	c.mu.Lock()
+	c.runCtx = ctx
+	c.mu.Unlock()
 	work := make(chan string)
 	var wg sync.WaitGroup
 	for range c.Workers {
@@ -184,7 +194,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for s := range work {
-				if err := c.stream(ctx, s); err != nil && ctx.Err() == nil {
+				if err := c.stream(ctx, s); err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 					c.Logger.Warn("stream: will retry", "stream", s, "err", err)
 				}
 				c.mu.Lock()
@@ -193,34 +203,49 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// leases are renewed on their own, whatever the workers are doing
+	leaseDone := make(chan struct{})
+	if !c.Local {
+		go func() {
+			defer close(leaseDone)
+			t := time.NewTicker(c.LeaseTTL / 3)
+			defer t.Stop()
+			for {
+				if err := c.leases(ctx); err != nil && ctx.Err() == nil {
+					c.Logger.Warn("leases", "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	} else {
+		close(leaseDone)
+	}
 	defer func() {
 		close(work)
 		wg.Wait()
+		<-leaseDone
 		c.releaseAll(context.WithoutCancel(ctx))
 	}()
-	lastLease := time.Time{}
 	t := time.NewTicker(c.Poll)
 	defer t.Stop()
+	next := 0 // where the round starts: every stream gets its turn
 	for {
-		now := c.Now()
-		if !c.Local && now.Sub(lastLease) >= c.LeaseTTL/3 {
-			if err := c.leases(ctx); err != nil && ctx.Err() == nil {
-				c.Logger.Warn("leases", "err", err)
-			}
-			lastLease = now
-		} else if c.Local || c.smap == nil {
-			if m, _, err := c.shards.Load(ctx); err == nil {
-				c.mu.Lock()
-				c.smap = m
-				c.mu.Unlock()
-			}
+		if m, _, err := c.shards.Load(ctx); err == nil {
+			c.mu.Lock()
+			c.smap = m
+			c.mu.Unlock()
 		}
 		streams, err := archive.ListStreams(ctx, c.Store, c.Layout)
 		if err != nil && ctx.Err() == nil {
 			c.Logger.Warn("listing streams", "err", err)
 		}
-		for _, s := range streams {
-			if !c.mine(s) {
+		for k := range streams {
+			s := streams[(next+k)%len(streams)]
+			if _, ok := c.mine(s); !ok {
 				continue
 			}
 			c.mu.Lock()
@@ -230,13 +255,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			c.busy[s] = true
 			c.mu.Unlock()
+			sent := false
 			select {
 			case work <- s:
-			case <-ctx.Done():
+				sent = true
+			default: // every worker is busy: the next round
+			}
+			if !sent {
 				c.mu.Lock()
 				delete(c.busy, s)
 				c.mu.Unlock()
-				return nil
+				next = (next + k) % max(len(streams), 1)
+				break
 			}
 		}
 		select {
@@ -247,28 +277,45 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-// mine reports whether this consumer processes the stream now: its shard
-// is held (or Local) and startable.
-func (c *Consumer) mine(stream string) bool {
+// mine returns the context to process the stream under, if this
+// consumer processes it now: its shard is held (or Local), not being given
+// up, and its lease is good for a while yet.
+func (c *Consumer) mine(stream string) (context.Context, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.smap == nil {
-		return false
+		return nil, false
 	}
 	s := c.smap.Of(stream)
 	if s == nil {
-		return false
+		return nil, false
 	}
 	if c.Local {
-		return true
+		return c.runCtx, c.runCtx != nil
 	}
 	l := c.held[s.ID]
-	return l != nil && c.Now().Before(l.expires.Add(-c.LeaseTTL/6))
+	if l == nil || l.releasing || !c.Now().Before(l.expires.Add(-c.LeaseTTL/6)) {
+		return nil, false
+	}
+	return l.ctx, true
 }
 
-// leases renews the leases held, gives up closed shards and shards over
-// this consumer's share, and takes free ones up to it.
+// leases renews the leases held (first, whatever else fails), gives up
+// closed shards and shards over this consumer's share once their streams
+// are idle, and takes free ones up to the share.
 func (c *Consumer) leases(ctx context.Context) error {
+	c.mu.Lock()
+	ids := make([]string, 0, len(c.held))
+	for id := range c.held {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	sort.Strings(ids)
+	for _, id := range ids {
+		if err := c.renew(ctx, id); err != nil && ctx.Err() == nil {
+			c.Logger.Warn("lease lost", "shard", id, "err", err)
+		}
+	}
 	m, _, err := c.shards.Load(ctx)
 	if err != nil {
 		return err
@@ -286,27 +333,32 @@ func (c *Consumer) leases(ctx context.Context) error {
 	open := m.Open()
 	share := (len(open) + max(live, 1) - 1) / max(live, 1)
 
-	// renew, or give up closed shards (drained: their streams went to the
-	// children, which wait for this)
+	// closed shards and those over the share are given up once idle
 	c.mu.Lock()
-	ids := make([]string, 0, len(c.held))
-	for id := range c.held {
-		ids = append(ids, id)
-	}
-	c.mu.Unlock()
-	sort.Strings(ids)
 	kept := 0
 	for _, id := range ids {
+		l := c.held[id]
+		if l == nil {
+			continue
+		}
 		s := m.Shard(id)
-		if s == nil || s.Closed || kept >= share {
-			c.release(ctx, id, s != nil && s.Closed)
-			continue
+		switch {
+		case s == nil || s.Closed:
+			l.releasing, l.drained = true, s != nil
+		case !l.releasing && kept >= share:
+			l.releasing = true
+		case !l.releasing:
+			kept++
 		}
-		if err := c.renew(ctx, id); err != nil {
-			c.Logger.Warn("lease lost", "shard", id, "err", err)
-			continue
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		c.mu.Lock()
+		l := c.held[id]
+		c.mu.Unlock()
+		if l != nil && l.releasing && !c.shardBusy(id) {
+			c.giveUp(ctx, id, l)
 		}
-		kept++
 	}
 	// take free shards up to the share, in a random order so that
 	// consumers starting together do not all try the same one
@@ -318,7 +370,7 @@ func (c *Consumer) leases(ctx context.Context) error {
 		c.mu.Lock()
 		_, have := c.held[s.ID]
 		c.mu.Unlock()
-		if have || !c.startable(ctx, m, s) {
+		if have || !c.startable(ctx, m, s.ID, map[string]bool{}) {
 			continue
 		}
 		if ok, err := c.acquire(ctx, s.ID); err != nil {
@@ -332,14 +384,25 @@ func (c *Consumer) leases(ctx context.Context) error {
 }
 
 // startable reports whether a shard's parents are drained: each parent's
-// lease is gone, given up, or expired.
-func (c *Consumer) startable(ctx context.Context, m *ShardMap, s Shard) bool {
+// lease was given up as drained or expired, or, for a parent never leased,
+// its own parents are drained (a split of a split before anyone took the
+// middle one).
+func (c *Consumer) startable(ctx context.Context, m *ShardMap, id string, seen map[string]bool) bool {
+	s := m.Shard(id)
+	if s == nil || seen[id] {
+		return s != nil
+	}
+	seen[id] = true
 	for _, p := range s.Parents {
 		body, _, err := c.readLease(ctx, p)
-		if errors.Is(err, archive.ErrNotFound) {
-			continue
-		}
-		if err != nil || (!body.Drained && c.Now().Before(body.Expires)) {
+		switch {
+		case errors.Is(err, archive.ErrNotFound):
+			if !c.startable(ctx, m, p, seen) {
+				return false
+			}
+		case err != nil:
+			return false
+		case !body.Drained && c.Now().Before(body.Expires):
 			return false
 		}
 	}
@@ -387,8 +450,9 @@ func (c *Consumer) acquire(ctx context.Context, shard string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	lctx, cancel := context.WithCancel(ctx)
 	c.mu.Lock()
-	c.held[shard] = &heldLease{etag: netag, expires: exp}
+	c.held[shard] = &heldLease{etag: netag, expires: exp, ctx: lctx, cancel: cancel}
 	c.mu.Unlock()
 	return true, nil
 }
@@ -402,35 +466,28 @@ func (c *Consumer) renew(ctx context.Context, shard string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
-		delete(c.held, shard)
+		if ctx.Err() == nil {
+			l.cancel() // stop the shard's work: someone else may take it
+			delete(c.held, shard)
+		}
 		return err
 	}
 	l.etag, l.expires = etag, exp
 	return nil
 }
 
-// release gives a shard up once no stream of it is being processed.
-func (c *Consumer) release(ctx context.Context, shard string, drained bool) {
-	c.mu.Lock()
-	l := c.held[shard]
-	delete(c.held, shard) // no new work starts on it
-	c.mu.Unlock()
-	if l == nil {
-		return
-	}
-	for deadline := time.Now().Add(c.LeaseTTL / 2); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if !c.shardBusy(shard) {
-			break
-		}
-	}
-	if c.shardBusy(shard) {
-		return // let the lease expire rather than claim a drain
-	}
-	if _, err := c.writeLease(ctx, shard, leaseBody{Owner: c.ID, Expires: c.Now(), Drained: drained}, l.etag); err != nil {
+// giveUp gives up an idle shard: drained when it closed, so its
+// children may start.
+func (c *Consumer) giveUp(ctx context.Context, shard string, l *heldLease) {
+	if _, err := c.writeLease(ctx, shard, leaseBody{Owner: c.ID, Expires: c.Now(), Drained: l.drained}, l.etag); err != nil {
 		c.Logger.Warn("giving up a lease", "shard", shard, "err", err)
-		return
+	} else {
+		c.Logger.Info("shard given up", "shard", shard, "drained", l.drained)
 	}
-	c.Logger.Info("shard given up", "shard", shard, "drained", drained)
+	l.cancel()
+	c.mu.Lock()
+	delete(c.held, shard)
+	c.mu.Unlock()
 }
 
 func (c *Consumer) shardBusy(shard string) bool {
@@ -456,7 +513,12 @@ func (c *Consumer) releaseAll(ctx context.Context) {
 	}
 	c.mu.Unlock()
 	for _, id := range ids {
-		c.release(ctx, id, false)
+		c.mu.Lock()
+		l := c.held[id]
+		c.mu.Unlock()
+		if l != nil {
+			c.giveUp(ctx, id, l) // the workers have stopped
+		}
 	}
 }
 
@@ -511,10 +573,11 @@ func (c *Consumer) stream(ctx context.Context, name string) error {
 			if cp.Key != "" && m.Key <= cp.Key {
 				continue
 			}
-			if !c.mine(name) {
+			sctx, ok := c.mine(name)
+			if !ok {
 				return nil // the lease went: stop at a fragment boundary
 			}
-			if err := c.process(ctx, m); err != nil {
+			if err := c.process(sctx, m); err != nil {
 				return err
 			}
 			cp.Key, cp.Number, cp.Start = m.Key, m.Number, m.ProducerStart
@@ -560,8 +623,14 @@ func (c *Consumer) lookBack(ctx context.Context, name string, cp *checkpoint) er
 		}
 	}
 	for _, m := range res.Fragments {
-		if m.Key >= cp.Key {
+		// the records were listed from `from`: a fragment that straddles
+		// it would never be found done
+		if m.Key >= cp.Key || m.ProducerStart.Before(from) {
 			continue
+		}
+		sctx, ok := c.mine(name)
+		if !ok {
+			return nil
 		}
 		var todo []*Invoker
 		for _, iv := range c.Invokers {
@@ -571,7 +640,7 @@ func (c *Consumer) lookBack(ctx context.Context, name string, cp *checkpoint) er
 		}
 		if len(todo) > 0 {
 			c.Logger.Info("late fragment behind the checkpoint", "stream", name, "fragment", m.Number)
-			if err := c.run(ctx, m, todo); err != nil {
+			if err := c.run(sctx, m, todo); err != nil {
 				return err
 			}
 		}
@@ -598,6 +667,16 @@ func (c *Consumer) process(ctx context.Context, m fragment.Metadata) error {
 
 func (c *Consumer) run(ctx context.Context, m fragment.Metadata, todo []*Invoker) error {
 	in, err := c.input(ctx, m)
+	if errors.Is(err, archive.ErrNotFound) {
+		// deleted by retention since the listing, or an init segment the
+		// agent could not store: nothing to send, ever
+		var errs []error
+		for _, iv := range todo {
+			c.dead.Add(1)
+			errs = append(errs, iv.Fail(ctx, &Input{Meta: m}, PlacementArchive, err))
+		}
+		return errors.Join(errs...)
+	}
 	if err != nil {
 		return err
 	}

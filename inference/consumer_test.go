@@ -293,3 +293,41 @@ func TestShardMap(t *testing.T) {
 		t.Errorf("%d open shards", len(m.Open()))
 	}
 }
+
+// TestConsumerSlowEndpoint: with every worker busy on a slow endpoint for
+// longer than the lease TTL, the leases are still renewed: the shard stays
+// with its consumer and every stream comes out whole and in order.
+func TestConsumerSlowEndpoint(t *testing.T) {
+	st := &archive.Local{Root: filepath.Join(t.TempDir(), "a")}
+	streams := []string{"s1", "s2", "s3", "s4"}
+	base := time.Unix(1_700_000_000, 0).UTC()
+	archiveWith(t, st, streams, 3, base)
+	m := newOrderModel()
+	m.delay = 250 * time.Millisecond
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	c := &Consumer{Store: st, Invokers: []*Invoker{newInvoker(t, &Records{Store: st}, srv.URL)}, ID: "slow",
+		LeaseTTL: 400 * time.Millisecond, Poll: 20 * time.Millisecond, Workers: 1, Logger: quiet}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	lost := 0
+	waitUntil(t, 20*time.Second, func() bool {
+		if len(c.Stats().Shards) == 0 && c.Stats().Processed > 0 {
+			lost++
+		}
+		return countResults(t, &Records{Store: st}, streams, base) == 12
+	})
+	if lost > 0 {
+		t.Errorf("the shard was lost %d times while the worker was busy", lost)
+	}
+	m.checkOrder(t, map[string]int{"s1": 3, "s2": 3, "s3": 3, "s4": 3})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, n := range m.keys {
+		if n > 1 {
+			t.Errorf("%s sent %d times", k, n)
+		}
+	}
+}

@@ -93,12 +93,15 @@ func (d *Dispatcher) Start() {
 	}
 }
 
-// Wants returns the hooks that take this fragment (Hook.Samples); Offer
-// it to them.
-func (d *Dispatcher) Wants(m *fragment.Metadata) []int {
+// Wants returns the hooks that take this fragment (Hook.Samples) at this
+// moment; Offer it to them. Model endpoints take fragments as they close
+// (landed false): the payload travels with the request. Webhooks take
+// them once they are in the archive (landed true): their notice points
+// at it.
+func (d *Dispatcher) Wants(m *fragment.Metadata, landed bool) []int {
 	var which []int
 	for i, h := range d.hooks {
-		if h.iv.Hook.Applies(m.Stream) && h.iv.Hook.Samples(m) {
+		if (h.iv.Hook.Kind == KindWebhook) == landed && h.iv.Hook.Applies(m.Stream) && h.iv.Hook.Samples(m) {
 			which = append(which, i)
 		}
 	}

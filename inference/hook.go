@@ -153,6 +153,9 @@ func (h *Hook) Validate(path string) error {
 	default:
 		return bad("payload", "%q is not fragment, keyframe or jpeg", h.Payload)
 	}
+	if h.Kind == KindWebhook && h.Placement == PlacementArchive {
+		return bad("placement", "a webhook runs at the edge: its fragment URLs are the agent's")
+	}
 	if h.Kind == KindWebhook && h.Payload != PayloadFragment {
 		return bad("payload", "a webhook gets a notice with the fragment's URL: only fragment applies")
 	}

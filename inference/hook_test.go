@@ -29,6 +29,7 @@ func TestHookValidate(t *testing.T) {
 		{"bad stream", func(h *Hook) { h.Streams = []string{"ok", "a/b"} }, "streams[1]"},
 		{"bad payload", func(h *Hook) { h.Payload = "gif" }, "payload"},
 		{"webhook keyframe", func(h *Hook) { h.Kind, h.Payload = KindWebhook, PayloadKeyframe }, "payload"},
+		{"webhook from the archive", func(h *Hook) { h.Kind, h.Placement = KindWebhook, PlacementArchive }, "placement"},
 		{"every negative", func(h *Hook) { h.Every = -2 }, "every"},
 		{"every huge", func(h *Hook) { h.Every = 2_000_000 }, "every"},
 		{"interval negative", func(h *Hook) { h.MinInterval = -time.Second }, "min_interval"},

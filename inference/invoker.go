@@ -168,6 +168,19 @@ func (iv *Invoker) Process(ctx context.Context, in *Input, placement string) (Ou
 	}
 }
 
+// Fail stores a dead letter for a fragment that cannot be sent at all (its
+// objects are gone), without a request.
+func (iv *Invoker) Fail(ctx context.Context, in *Input, placement string, cause error) error {
+	iv.init()
+	h := &iv.Hook
+	rec := &Record{
+		Stream: in.Meta.Stream, Model: h.Model, FragmentNumber: in.Meta.Number,
+		ProducerStart: in.Meta.ProducerStart, ProducerEnd: in.Meta.ProducerEnd, ServerTime: in.Meta.ServerTime,
+		IdempotencyKey: IdempotencyKey(in.Meta.Stream, in.Meta.Number, h.Model), Placement: placement, Payload: h.Payload,
+	}
+	return iv.deadLetter(ctx, rec, cause)
+}
+
 func (iv *Invoker) deadLetter(ctx context.Context, rec *Record, err error) error {
 	rec.Error = err.Error()
 	rec.Stored = iv.Now().UTC()

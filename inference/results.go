@@ -109,8 +109,9 @@ const MaxListRange = 7 * 24 * time.Hour
 var ErrRange = errors.New("bad time range")
 
 // List returns the records of a stream's fragments that started in
-// [start, end), for one model or (model empty) every model, in time then
-// model order, at most limit (≤ 0: 1000).
+// [start, end), for one model or (model empty) every model: hour by hour,
+// and within an hour model by model in time order; at most limit (≤ 0:
+// 1000).
 func (rs *Records) List(ctx context.Context, kind, stream, model string, start, end time.Time, limit int) ([]Record, error) {
 	if limit <= 0 {
 		limit = 1000
@@ -180,7 +181,7 @@ func (rs *Records) Models(ctx context.Context, kind, stream string) ([]string, e
 			return models, nil
 		}
 		models = append(models, m)
-		after = p + m + "/\xff" // past every key of this model
+		after = p + m + "0" // past every key of this model: '0' sorts after '/', and no model character lies between
 	}
 }
 

@@ -216,6 +216,12 @@ func (d *depacketizer) decode(pkt *rtp.Packet, pts int64, emit func(unit)) {
 	switch {
 	case d.nal != nil:
 		aus, err := d.nal.push(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload)
+		if err != nil && err != errNoStart {
+			// before the units that came with the error: a frame after a
+			// lost one must wait for the next keyframe
+			d.counters.DecodeErrors.Add(1)
+			d.lostSync()
+		}
 		for i := range aus {
 			auPTS := pts
 			if aus[i].ts != pkt.Timestamp {
@@ -224,10 +230,6 @@ func (d *depacketizer) decode(pkt *rtp.Packet, pts int64, emit func(unit)) {
 			d.videoAU(&aus[i], auPTS, emit)
 		}
 		d.prevPTS = pts
-		if err != nil && err != errNoStart {
-			d.counters.DecodeErrors.Add(1)
-			d.lostSync()
-		}
 	case d.aac != nil:
 		aus, err := d.aac.push(pkt.SequenceNumber, pkt.Marker, pkt.Payload)
 		if err != nil {
