@@ -25,6 +25,24 @@ func TestPrune(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// an inference result of every fragment, for two models, and a
+		// dead letter every hour
+		for i := 0; i < 18; i++ {
+			for _, kind := range []string{RecordResult, RecordDeadLetter} {
+				for _, model := range []string{"m1", "m2"} {
+					if kind == RecordDeadLetter && (model == "m2" || i%6 != 0) {
+						continue
+					}
+					key, err := layout.RecordKey(s, kind, model, t0.Add(time.Duration(i)*10*time.Minute), uint64(i+1))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := store.Put(ctx, key, bytes.NewReader([]byte("{}")), 2, PutOptions{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
 		for h := 0; h < 3; h++ {
 			key, _ := layout.HourIndexKey(s, t0.Add(time.Duration(h)*time.Hour))
 			if _, err := store.Put(ctx, key, bytes.NewReader([]byte("{}")), 2, PutOptions{}); err != nil {
@@ -34,10 +52,10 @@ func TestPrune(t *testing.T) {
 	}
 	// keep from 02:30: only the 01:00 hour is wholly before it
 	res, err := Prune(ctx, store, layout, "cam", t0.Add(90*time.Minute), true)
-	if err != nil || res.Fragments != 6 || res.Manifests != 1 || res.Bytes != 18 {
+	if err != nil || res.Fragments != 6 || res.Manifests != 1 || res.Bytes != 18 || res.Records != 6*2+1 {
 		t.Fatalf("dry run: %+v %v", res, err)
 	}
-	if objs, _ := store.List(ctx, "p/streams/cam/", "", 0); len(objs) != 21 {
+	if objs, _ := store.List(ctx, "p/streams/cam/", "", 0); len(objs) != 21+36+3 {
 		t.Fatalf("dry run deleted something: %d objects", len(objs))
 	}
 	res, err = Prune(ctx, store, layout, "cam", t0.Add(90*time.Minute), false)
@@ -48,7 +66,13 @@ func TestPrune(t *testing.T) {
 	if len(objs) != 14 || !bytes.Contains([]byte(objs[0].Key), []byte("/2026/11/27/02/")) {
 		t.Fatalf("left %d objects, first %s", len(objs), objs[0].Key)
 	}
-	if others, _ := store.List(ctx, "p/streams/other/", "", 0); len(others) != 21 {
+	if recs, _ := store.List(ctx, "p/streams/cam/results/", "", 0); len(recs) != 24 || !bytes.Contains([]byte(recs[0].Key), []byte("/2026/11/27/02/")) {
+		t.Fatalf("left %d results", len(recs))
+	}
+	if dead, _ := store.List(ctx, "p/streams/cam/deadletters/", "", 0); len(dead) != 2 {
+		t.Fatalf("left %d dead letters", len(dead))
+	}
+	if others, _ := store.List(ctx, "p/streams/other/", "", 0); len(others) != 21+36+3 {
 		t.Errorf("another stream was pruned: %d objects left", len(others))
 	}
 	// nothing more to prune

@@ -280,7 +280,7 @@ func (a *Agent) retentionLoop(ctx context.Context, layout archive.Layout) {
 			if err != nil {
 				a.Logger.Warn("archive retention", "stream", sc.Name, "err", err)
 			} else if res.Fragments > 0 {
-				a.Logger.Info("archive retention: pruned", "stream", sc.Name, "fragments", res.Fragments, "bytes", res.Bytes)
+				a.Logger.Info("archive retention: pruned", "stream", sc.Name, "fragments", res.Fragments, "bytes", res.Bytes, "records", res.Records)
 			}
 		}
 		t.Reset(time.Hour)
