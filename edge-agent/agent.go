@@ -486,8 +486,8 @@ func (a *Agent) startInference(layout archive.Layout) {
 }
 
 // fragmentURLs returns signed URLs of a fragment and of its init segment
-// on the agent's playback API, for webhook notices: a playback session of
-// the stream, valid for an hour.
+// on the agent's playback API, for webhook notices: each signed for its
+// own path alone, valid for an hour.
 func (a *Agent) fragmentURLs(m fragment.Metadata) (string, string, error) {
 	base := strings.TrimRight(a.Config.Inference.PublicURL, "/")
 	if base == "" {
@@ -508,10 +508,12 @@ func (a *Agent) fragmentURLs(m fragment.Metadata) (string, string, error) {
 	if m.Container == fragment.ContainerMKV {
 		rel += ".m4s" // served remuxed to fMP4
 	}
-	q := ""
-	if !a.access.Disabled {
-		q = "?" + a.access.NewSession(m.Stream, time.Hour, time.Now()).Query
+	sign := func(path string) string {
+		if a.access.Disabled {
+			return base + path
+		}
+		return base + path + "?" + a.access.SignPath(path, time.Hour, time.Now())
 	}
-	s := base + "/v1/streams/" + m.Stream
-	return s + "/hls/f/" + rel + q, s + "/hls/init/" + m.InitHash + ".mp4" + q, nil
+	s := "/v1/streams/" + m.Stream
+	return sign(s + "/hls/f/" + rel), sign(s + "/hls/init/" + m.InitHash + ".mp4"), nil
 }
