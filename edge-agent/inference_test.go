@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/inference"
 	"github.com/tributary-io/tributary/internal/camsim"
+	"github.com/tributary-io/tributary/internal/testenv"
 	"github.com/tributary-io/tributary/playback"
 )
 
@@ -167,8 +170,78 @@ func TestEdgeInference(t *testing.T) {
 		t.Error("no GetMedia cluster carries a result tag")
 	}
 
+	checkViewerResults(t, base, "test-token-0123456789")
+
 	_, b = authGet(base + "/metrics")
 	if !strings.Contains(string(b), `tributary_inference_results_total{model="activity"}`) {
 		t.Error("no inference metrics")
+	}
+}
+
+// viewerHarness opens the viewer in a same-origin iframe (the harness
+// proxies the agent), waits for its timeline to list inference results,
+// and reports the message under the timeline and whether the canvas holds
+// a pixel of the results strip (green to red; the footage is blue).
+const viewerHarness = `<!doctype html><html><body>
+<iframe id="v" src="/#token=TOKEN" width="1400" height="900"></iframe>
+<script>
+const t0 = Date.now();
+function report(r) { fetch('/harness/report', {method: 'POST', body: JSON.stringify(r)}); }
+function poll() {
+  try {
+    const d = document.getElementById('v').contentDocument;
+    const msg = d && d.getElementById('timeline-msg');
+    const c = d && d.getElementById('timeline');
+    if (msg && /inference result/.test(msg.textContent) && c && c.width > 0) {
+      const g = c.getContext('2d');
+      const dpr = c.width / c.clientWidth;
+      const row = g.getImageData(0, Math.round(33 * dpr), c.width, 1).data;
+      let strip = 0;
+      for (let i = 0; i < row.length; i += 4) {
+        const [r, gr, b] = [row[i], row[i + 1], row[i + 2]];
+        if (b < 110 && (r > 150 || gr > 150)) strip++;
+      }
+      report({message: msg.textContent, strip: strip});
+      return;
+    }
+  } catch (e) { report({message: 'error: ' + e, strip: 0}); return; }
+  if (Date.now() - t0 > 25000) { report({message: 'timed out', strip: 0}); return; }
+  setTimeout(poll, 200);
+}
+setTimeout(poll, 500);
+</script></body></html>`
+
+func checkViewerResults(t *testing.T, agentBase, token string) {
+	t.Helper()
+	target, _ := url.Parse(agentBase)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	type result struct {
+		Message string
+		Strip   int
+	}
+	got := make(chan result, 1)
+	done := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /harness", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, strings.Replace(viewerHarness, "TOKEN", token, 1))
+	})
+	mux.HandleFunc("POST /harness/report", func(w http.ResponseWriter, r *http.Request) {
+		var res result
+		json.NewDecoder(r.Body).Decode(&res)
+		select {
+		case got <- res:
+			close(done)
+		default:
+		}
+	})
+	mux.Handle("/", proxy)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	testenv.OpenPage(t, srv.URL+"/harness", 45*time.Second, done)
+	res := <-got
+	t.Logf("viewer: %q, %d pixels of the results strip", res.Message, res.Strip)
+	if !strings.Contains(res.Message, "inference result") || res.Strip == 0 {
+		t.Errorf("the viewer's timeline shows no inference results: %q, %d strip pixels", res.Message, res.Strip)
 	}
 }

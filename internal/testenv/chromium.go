@@ -167,19 +167,49 @@ func PlayHLS(t testing.TB, hlsJSPath, playlistURL string, d time.Duration, lowLa
 	}
 	pageURL := srv.URL + "/?" + q.Encode()
 
+	c := startChromium(t, bin, pageURL)
+	defer c.stop()
+	began := time.Now()
+	timeout := d + playStartGrace + playReportSlack
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case res := <-reports:
+		t.Logf("PlayHLS %s: currentTime %.2f s, %d errors, latency %.0f ms, after %v",
+			redactQuery(playlistURL), res.CurrentTime, len(res.Errors), res.LatencyMS, time.Since(began).Round(10*time.Millisecond))
+		return res
+	case err := <-c.done:
+		c.exited = true
+		t.Fatalf("PlayHLS: chromium exited before the page reported (%v); its log:\n%s", err, fileTail(c.logPath, 4096))
+	case <-timer.C:
+		t.Fatalf("PlayHLS: no report from the page within %v; chromium's log:\n%s", timeout, fileTail(c.logPath, 4096))
+	}
+	return PlayResult{}
+}
+
+// chromium is a headless Chromium showing one page.
+type chromium struct {
+	cmd     *exec.Cmd
+	done    chan error
+	exited  bool
+	logPath string
+	profile string
+}
+
+// startChromium opens pageURL in a headless Chromium with a fresh profile.
+func startChromium(t testing.TB, bin, pageURL string) *chromium {
+	t.Helper()
 	// Not t.TempDir: a Chromium helper may still be writing as the test
 	// ends, and a profile that cannot be removed must not fail the test.
 	profile, err := os.MkdirTemp("", "tributary-chromium-*")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(profile)
 	logPath := filepath.Join(profile, "chromium.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logf.Close()
 
 	cmd := exec.Command(bin,
 		"--headless",
@@ -208,37 +238,42 @@ func PlayHLS(t testing.TB, hlsJSPath, playlistURL string, d time.Duration, lowLa
 		"XDG_CONFIG_HOME="+filepath.Join(profile, "config"),
 		"XDG_CACHE_HOME="+filepath.Join(profile, "cache"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	began := time.Now()
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("PlayHLS: starting %s: %v", bin, err)
+		logf.Close()
+		os.RemoveAll(profile)
+		t.Fatalf("starting %s: %v", bin, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	exited := false
-	defer func() {
-		// the whole group: the browser, its renderer, GPU and utility
-		// processes, and the crash handler
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if !exited {
-			<-done
-		}
-	}()
+	logf.Close() // the child has its own descriptor
+	c := &chromium{cmd: cmd, done: make(chan error, 1), logPath: logPath, profile: profile}
+	go func() { c.done <- cmd.Wait() }()
+	return c
+}
 
-	timeout := d + playStartGrace + playReportSlack
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case res := <-reports:
-		t.Logf("PlayHLS %s: currentTime %.2f s, %d errors, latency %.0f ms, after %v",
-			redactQuery(playlistURL), res.CurrentTime, len(res.Errors), res.LatencyMS, time.Since(began).Round(10*time.Millisecond))
-		return res
-	case err := <-done:
-		exited = true
-		t.Fatalf("PlayHLS: chromium exited before the page reported (%v); its log:\n%s", err, fileTail(logPath, 4096))
-	case <-timer.C:
-		t.Fatalf("PlayHLS: no report from the page within %v; chromium's log:\n%s", timeout, fileTail(logPath, 4096))
+// stop kills the whole process group (the browser, its renderer, GPU and
+// utility processes, and the crash handler) and removes the profile.
+func (c *chromium) stop() {
+	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+	if !c.exited {
+		<-c.done
 	}
-	return PlayResult{}
+	os.RemoveAll(c.profile)
+}
+
+// OpenPage shows pageURL in a headless Chromium until done is closed or
+// timeout passes (a test failure, with Chromium's log), then kills it. The
+// page reports to the test by its own means (a POST to a test server).
+func OpenPage(t testing.TB, pageURL string, timeout time.Duration, done <-chan struct{}) {
+	t.Helper()
+	c := startChromium(t, RequireChromium(t), pageURL)
+	defer c.stop()
+	select {
+	case <-done:
+	case err := <-c.done:
+		c.exited = true
+		t.Fatalf("chromium exited before the page reported (%v); its log:\n%s", err, fileTail(c.logPath, 4096))
+	case <-time.After(timeout):
+		t.Fatalf("no report from the page within %v; chromium's log:\n%s", timeout, fileTail(c.logPath, 4096))
+	}
 }
 
 // redactQuery drops a URL's query (signatures) for logs.
