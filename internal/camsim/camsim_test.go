@@ -217,6 +217,21 @@ func pull(rawURL string, proto gortsplib.Protocol, frames int) (*pullResult, err
 		return nil, fmt.Errorf("fewer than %d video frames in %v", frames, pullTimeout)
 	case <-enough:
 	}
+	// under load (the race detector, a busy CI machine) a track's first
+	// sender report can come after the frames: give it a few seconds more
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		waiting := false
+		for _, pt := range res.tracks {
+			if pt.requireSR && !slices.ContainsFunc(pt.units, func(u unit) bool { return u.ntpOK }) {
+				waiting = true
+			}
+		}
+		mu.Unlock()
+		if !waiting {
+			break
+		}
+	}
 	c.Close()
 	mu.Lock()
 	defer mu.Unlock()
