@@ -10,7 +10,6 @@ import (
 
 	edgeagent "github.com/tributary-io/tributary/edge-agent"
 	"github.com/tributary-io/tributary/ingest"
-	"github.com/tributary-io/tributary/internal/camsim"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -26,13 +25,7 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestHTTPEndpoints(t *testing.T) {
 	t.Parallel()
-	cam := camsim.Presets(repoTestdata(t))["h264_aac"]
-	cam.Name = "lobby"
-	sim := &camsim.Server{Addr: "127.0.0.1:0", TCPOnly: true, Cameras: []camsim.Camera{cam}, Logger: testLogger(t)}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startCamera(t, "lobby")
 	a, _ := startAgent(t, streamCfg("lobby", strings.Replace(sim.URL("lobby"), "rtsp://", "rtsp://viewer:hunter2@", 1)))
 	base := "http://" + a.Addr()
 	waitFor(t, 10*time.Second, "a fragment", func() bool { return statusOf(a, "lobby").Counters.Fragments > 0 })

@@ -14,11 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tributary-io/tributary/archive"
 	edgeagent "github.com/tributary-io/tributary/edge-agent"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/inference"
-	"github.com/tributary-io/tributary/internal/camsim"
 	"github.com/tributary-io/tributary/internal/testenv"
 	"github.com/tributary-io/tributary/playback"
 )
@@ -29,13 +27,7 @@ import (
 // signed URL serves the fragment.
 func TestEdgeInference(t *testing.T) {
 	t.Parallel()
-	cam := camsim.Presets(repoTestdata(t))["h264_aac"]
-	cam.Name = "lobby"
-	sim := &camsim.Server{Addr: "127.0.0.1:0", TCPOnly: true, Cameras: []camsim.Camera{cam}, Logger: testLogger(t)}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startCamera(t, "lobby")
 
 	model := httptest.NewServer(&inference.ExampleModel{})
 	defer model.Close()
@@ -55,26 +47,14 @@ func TestEdgeInference(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	dir := t.TempDir()
-	cfg := &edgeagent.Config{
-		DataDir: dir, HTTP: edgeagent.HTTPConfig{Listen: "127.0.0.1:0"},
+	a, _ := startAgentWith(t, &edgeagent.Config{
 		Streams: []edgeagent.StreamConfig{streamCfg("lobby", sim.URL("lobby"))},
 		API:     edgeagent.APIConfig{Tokens: []string{"test-token-0123456789"}},
 		Inference: edgeagent.InferenceConfig{Hooks: []inference.Hook{
 			{Model: "activity", Kind: inference.KindSageMaker, URL: model.URL},
 			{Model: "notify", Kind: inference.KindWebhook, URL: hook.URL, Every: 2},
 		}},
-	}
-	cfg, err := edgeagent.FinishConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &archive.Local{Root: cfg.Archive.Path}
-	a := &edgeagent.Agent{Config: cfg, Logger: testLogger(t), Store: store}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	})
 	base := "http://" + a.Addr()
 	authGet := func(url string) (int, []byte) {
 		req, _ := http.NewRequest("GET", url, nil)

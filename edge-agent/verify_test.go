@@ -16,6 +16,7 @@ import (
 	"github.com/tributary-io/tributary/archive"
 	edgeagent "github.com/tributary-io/tributary/edge-agent"
 	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/internal/camsim"
 	"github.com/tributary-io/tributary/internal/testenv"
 )
 
@@ -35,8 +36,14 @@ func testLogger(t testing.TB) *slog.Logger {
 // startAgent starts an agent over a fresh data directory.
 func startAgent(t testing.TB, streams ...edgeagent.StreamConfig) (*edgeagent.Agent, *archive.Local) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := &edgeagent.Config{DataDir: dir, HTTP: edgeagent.HTTPConfig{Listen: "127.0.0.1:0"}, Streams: streams}
+	return startAgentWith(t, &edgeagent.Config{Streams: streams})
+}
+
+// startAgentWith starts an agent of cfg with its data in a temporary
+// directory and its HTTP server on a free port, until the test ends.
+func startAgentWith(t testing.TB, cfg *edgeagent.Config) (*edgeagent.Agent, *archive.Local) {
+	t.Helper()
+	cfg.DataDir, cfg.HTTP.Listen = t.TempDir(), "127.0.0.1:0"
 	cfg, err := edgeagent.FinishConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +55,20 @@ func startAgent(t testing.TB, streams ...edgeagent.StreamConfig) (*edgeagent.Age
 	}
 	t.Cleanup(func() { a.Close() })
 	return a, store
+}
+
+// startCamera serves the h264_aac preset as camera name over TCP until the
+// test ends.
+func startCamera(t testing.TB, name string) *camsim.Server {
+	t.Helper()
+	cam := camsim.Presets(repoTestdata(t))["h264_aac"]
+	cam.Name = name
+	sim := &camsim.Server{Addr: "127.0.0.1:0", TCPOnly: true, Cameras: []camsim.Camera{cam}, Logger: testLogger(t)}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	return sim
 }
 
 func statusOf(a *edgeagent.Agent, name string) edgeagent.StreamStatus {

@@ -5,65 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tributary-io/tributary/archive"
+	"github.com/tributary-io/tributary/internal/fixture"
 )
 
-// orderModel answers like the example model and records, per stream, the
-// fragment numbers in the order they arrived.
-type orderModel struct {
-	mu    sync.Mutex
-	order map[string][]uint64
-	keys  map[string]int
-	delay time.Duration
-}
-
-func newOrderModel() *orderModel {
-	return &orderModel{order: map[string][]uint64{}, keys: map[string]int{}}
-}
-
-func (m *orderModel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	io.Copy(io.Discard, r.Body)
-	key := r.Header.Get(HeaderIdempotencyKey) // stream/number/model
-	parts := strings.Split(key, "/")
-	n, _ := strconv.ParseUint(parts[1], 10, 64)
-	time.Sleep(m.delay)
-	m.mu.Lock()
-	m.order[parts[0]] = append(m.order[parts[0]], n)
-	m.keys[key]++
-	m.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"n":%d}`, n)
-}
-
-// checkOrder fails unless every stream's fragments arrived in increasing
-// order (a repeat of the last one allowed) and all of want arrived.
-func (m *orderModel) checkOrder(t *testing.T, want map[string]int) {
+// checkOrder fails unless every stream's fragments arrived in order and
+// want[stream] of them arrived.
+func checkOrder(t *testing.T, m *fixture.Model, want map[string]int) {
 	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	if err := m.InOrder(); err != nil {
+		t.Error(err)
+	}
 	for s, n := range want {
-		seen := map[uint64]bool{}
-		var last uint64
-		for i, x := range m.order[s] {
-			if i > 0 && x < last {
-				t.Errorf("%s: fragment %d after %d (order %v)", s, x, last, m.order[s])
-				break
-			}
-			last = x
-			seen[x] = true
-		}
-		if len(seen) != n {
-			t.Errorf("%s: %d fragments processed, want %d", s, len(seen), n)
+		if got := m.Distinct(s); got != n {
+			t.Errorf("%s: %d fragments processed, want %d", s, got, n)
 		}
 	}
 }
@@ -93,8 +54,7 @@ func TestConsumerLocal(t *testing.T) {
 	streams := []string{"cam1", "cam2", "cam3"}
 	base := time.Unix(1_700_000_000, 0).UTC()
 	archiveWith(t, st, streams, 12, base)
-	m := newOrderModel()
-	m.delay = 5 * time.Millisecond
+	m := &fixture.Model{Delay: 5 * time.Millisecond}
 	srv := httptest.NewServer(m)
 	defer srv.Close()
 	rs := &Records{Store: st}
@@ -108,14 +68,12 @@ func TestConsumerLocal(t *testing.T) {
 	}
 	run(100 * time.Millisecond) // part of the way
 	waitUntil(t, 10*time.Second, func() bool { run(300 * time.Millisecond); return countResults(t, rs, streams, base) == 36 })
-	m.checkOrder(t, map[string]int{"cam1": 12, "cam2": 12, "cam3": 12})
-	m.mu.Lock()
-	for k, n := range m.keys {
+	checkOrder(t, m, map[string]int{"cam1": 12, "cam2": 12, "cam3": 12})
+	for k, n := range m.Requests() {
 		if n > 2 {
 			t.Errorf("%s sent %d times", k, n)
 		}
 	}
-	m.mu.Unlock()
 }
 
 func countResults(t *testing.T, rs *Records, streams []string, base time.Time) int {
@@ -197,7 +155,7 @@ func TestConsumerLeases(t *testing.T) {
 	}
 	base := time.Unix(1_700_000_000, 0).UTC()
 	archiveWith(t, st, streams, 3, base)
-	m := newOrderModel()
+	m := &fixture.Model{}
 	srv := httptest.NewServer(m)
 	defer srv.Close()
 	const ttl = 600 * time.Millisecond
@@ -258,7 +216,7 @@ func TestConsumerLeases(t *testing.T) {
 	for _, s := range streams {
 		want[s] = 12
 	}
-	m.checkOrder(t, want)
+	checkOrder(t, m, want)
 	sm, _, err := shards.Load(context.Background())
 	if err != nil || len(sm.Open()) != 4 || sm.Version != 5 {
 		t.Errorf("shard map after 3 splits, a split and a merge: %d open, version %d, %v", len(sm.Open()), sm.Version, err)
@@ -302,8 +260,7 @@ func TestConsumerSlowEndpoint(t *testing.T) {
 	streams := []string{"s1", "s2", "s3", "s4"}
 	base := time.Unix(1_700_000_000, 0).UTC()
 	archiveWith(t, st, streams, 3, base)
-	m := newOrderModel()
-	m.delay = 250 * time.Millisecond
+	m := &fixture.Model{Delay: 250 * time.Millisecond}
 	srv := httptest.NewServer(m)
 	defer srv.Close()
 	c := &Consumer{Store: st, Invokers: []*Invoker{newInvoker(t, &Records{Store: st}, srv.URL)}, ID: "slow",
@@ -322,10 +279,8 @@ func TestConsumerSlowEndpoint(t *testing.T) {
 	if lost > 0 {
 		t.Errorf("the shard was lost %d times while the worker was busy", lost)
 	}
-	m.checkOrder(t, map[string]int{"s1": 3, "s2": 3, "s3": 3, "s4": 3})
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for k, n := range m.keys {
+	checkOrder(t, m, map[string]int{"s1": 3, "s2": 3, "s3": 3, "s4": 3})
+	for k, n := range m.Requests() {
 		if n > 1 {
 			t.Errorf("%s sent %d times", k, n)
 		}

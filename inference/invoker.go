@@ -112,11 +112,7 @@ type Outcome struct {
 func (iv *Invoker) Process(ctx context.Context, in *Input, placement string) (Outcome, error) {
 	iv.init()
 	h := &iv.Hook
-	rec := &Record{
-		Stream: in.Meta.Stream, Model: h.Model, FragmentNumber: in.Meta.Number,
-		ProducerStart: in.Meta.ProducerStart, ProducerEnd: in.Meta.ProducerEnd, ServerTime: in.Meta.ServerTime,
-		IdempotencyKey: IdempotencyKey(in.Meta.Stream, in.Meta.Number, h.Model), Placement: placement, Payload: h.Payload,
-	}
+	rec := iv.record(in, placement)
 	var out Outcome
 	body, ctype, err := iv.body(ctx, in, rec.IdempotencyKey)
 	if err == nil && body.size() > MaxPayload {
@@ -172,13 +168,17 @@ func (iv *Invoker) Process(ctx context.Context, in *Input, placement string) (Ou
 // objects are gone), without a request.
 func (iv *Invoker) Fail(ctx context.Context, in *Input, placement string, cause error) error {
 	iv.init()
+	return iv.deadLetter(ctx, iv.record(in, placement), cause)
+}
+
+// record starts the record of a fragment.
+func (iv *Invoker) record(in *Input, placement string) *Record {
 	h := &iv.Hook
-	rec := &Record{
+	return &Record{
 		Stream: in.Meta.Stream, Model: h.Model, FragmentNumber: in.Meta.Number,
 		ProducerStart: in.Meta.ProducerStart, ProducerEnd: in.Meta.ProducerEnd, ServerTime: in.Meta.ServerTime,
 		IdempotencyKey: IdempotencyKey(in.Meta.Stream, in.Meta.Number, h.Model), Placement: placement, Payload: h.Payload,
 	}
-	return iv.deadLetter(ctx, rec, cause)
 }
 
 func (iv *Invoker) deadLetter(ctx context.Context, rec *Record, err error) error {

@@ -66,6 +66,13 @@ func (a *Access) signPath(path string, exp int64) string {
 // HEAD of one URL path, and nothing else, until now + ttl (bounded by
 // MaxSessionTTL): a link to one fragment for a webhook, say.
 func (a *Access) SignPath(path string, ttl time.Duration, now time.Time) string {
+	exp := a.expiry(ttl, now)
+	return "exp=" + strconv.FormatInt(exp, 10) + "&osig=" + a.signPath(path, exp)
+}
+
+// expiry is now + ttl, ttl bounded by MaxSessionTTL (default 24 h), in
+// Unix seconds.
+func (a *Access) expiry(ttl time.Duration, now time.Time) int64 {
 	max := a.MaxSessionTTL
 	if max <= 0 {
 		max = 24 * time.Hour
@@ -73,21 +80,13 @@ func (a *Access) SignPath(path string, ttl time.Duration, now time.Time) string 
 	if ttl <= 0 || ttl > max {
 		ttl = max
 	}
-	exp := now.Add(ttl).Unix()
-	return "exp=" + strconv.FormatInt(exp, 10) + "&osig=" + a.signPath(path, exp)
+	return now.Add(ttl).Unix()
 }
 
 // NewSession signs a session for stream, valid for ttl (bounded by
 // MaxSessionTTL).
 func (a *Access) NewSession(stream string, ttl time.Duration, now time.Time) Session {
-	max := a.MaxSessionTTL
-	if max <= 0 {
-		max = 24 * time.Hour
-	}
-	if ttl <= 0 || ttl > max {
-		ttl = max
-	}
-	exp := now.Add(ttl).Unix()
+	exp := a.expiry(ttl, now)
 	sig := a.sign(stream, exp)
 	return Session{Exp: exp, Sig: sig, Query: "exp=" + strconv.FormatInt(exp, 10) + "&sig=" + sig}
 }

@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,54 +20,6 @@ import (
 	"github.com/tributary-io/tributary/internal/fixture"
 	"github.com/tributary-io/tributary/internal/testenv"
 )
-
-// countingModel answers every invocation after a delay and records, per
-// stream, the fragment numbers in arrival order and the requests per
-// idempotency key.
-type countingModel struct {
-	mu    sync.Mutex
-	delay time.Duration
-	order map[string][]uint64
-	keys  map[string]int
-}
-
-func newCountingModel(delay time.Duration) *countingModel {
-	return &countingModel{delay: delay, order: map[string][]uint64{}, keys: map[string]int{}}
-}
-
-func (m *countingModel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	io.Copy(io.Discard, r.Body)
-	key := r.Header.Get(inference.HeaderIdempotencyKey)
-	parts := strings.Split(key, "/")
-	if len(parts) != 3 {
-		http.Error(w, "no idempotency key", 400)
-		return
-	}
-	n, _ := strconv.ParseUint(parts[1], 10, 64)
-	time.Sleep(m.delay)
-	m.mu.Lock()
-	m.order[parts[0]] = append(m.order[parts[0]], n)
-	m.keys[key]++
-	m.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"fragment":%d}`, n)
-}
-
-// inOrder checks that each stream's fragments arrived in increasing order,
-// a repeat of the one before allowed (the at-least-once window).
-func (m *countingModel) inOrder(t *testing.T) {
-	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for s, order := range m.order {
-		for i := 1; i < len(order); i++ {
-			if order[i] < order[i-1] {
-				t.Errorf("%s: fragment %d after %d", s, order[i], order[i-1])
-				break
-			}
-		}
-	}
-}
 
 // fillArchive stores count fragments of each stream, 2 s apart, from base.
 func fillArchive(t *testing.T, st archive.Store, streams []string, from, count int, base time.Time) {
@@ -113,7 +62,7 @@ func TestConsumeKill9(t *testing.T) {
 	base := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
 	const perStream = 50
 	fillArchive(t, st, streams, 0, perStream, base)
-	model := newCountingModel(100 * time.Millisecond)
+	model := &fixture.Model{Delay: 100 * time.Millisecond}
 	srv := httptest.NewServer(model)
 	defer srv.Close()
 	cfgPath := filepath.Join(dir, "consume.yaml")
@@ -155,11 +104,11 @@ log: {level: warn}
 	if n := resultsOf(t, st, streams, "count", base); n != len(streams)*perStream {
 		t.Fatalf("%d results after %d kills, want %d", n, kills, len(streams)*perStream)
 	}
-	model.inOrder(t)
-	model.mu.Lock()
-	defer model.mu.Unlock()
+	if err := model.InOrder(); err != nil {
+		t.Error(err)
+	}
 	requests, repeats := 0, 0
-	for _, n := range model.keys {
+	for _, n := range model.Requests() {
 		requests += n
 		repeats += n - 1
 	}
@@ -189,7 +138,7 @@ func TestConsumersVersityGW(t *testing.T) {
 	}
 	base := time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second)
 	fillArchive(t, store, streams, 0, 4, base)
-	model := newCountingModel(5 * time.Millisecond)
+	model := &fixture.Model{Delay: 5 * time.Millisecond}
 	srv := httptest.NewServer(model)
 	defer srv.Close()
 	cfg := func(id string) string {
@@ -264,7 +213,9 @@ log: {level: info}
 	shards("merge", "7", "8") // 2 → 1
 	fillArchive(t, store, streams, 10, 3, base)
 	wait("results after the merge", 30*time.Second, func() bool { return resultsOf(t, store, streams, "count", base) == 8*13 })
-	model.inOrder(t)
+	if err := model.InOrder(); err != nil {
+		t.Error(err)
+	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	if err := waitExit(t, a.cmd, 20*time.Second); err != nil {
 		t.Errorf("consume a: %v\n%s", err, a.out.String())
