@@ -70,6 +70,7 @@ type Consumer struct {
 	once    sync.Once
 	records *Records
 	shards  Shards
+	owner   string // in leases: ID and a per-process nonce
 
 	mu     sync.Mutex
 	runCtx context.Context
@@ -79,6 +80,9 @@ type Consumer struct {
 	inits  map[string][]byte
 	smap   *ShardMap
 	lastLB map[string]time.Time
+	// a stream that failed waits until retryAt; retryIn is its backoff
+	retryAt map[string]time.Time
+	retryIn map[string]time.Duration
 
 	processed, dead, failed atomic.Uint64
 }
@@ -90,6 +94,7 @@ type heldLease struct {
 	expires time.Time
 	ctx     context.Context
 	cancel  context.CancelFunc
+	timer   *time.Timer // cancels ctx as the lease runs out
 	// releasing: no new work starts; the lease is renewed until the
 	// shard's streams are idle, then given up (drained when it closed)
 	releasing, drained bool
@@ -149,6 +154,7 @@ func (c *Consumer) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.owner = fmt.Sprintf("%s#%08x", c.ID, rand.Uint32())
 	c.records = &Records{Store: c.Store, Layout: c.Layout}
 	c.shards = Shards{Store: c.Store, Layout: c.Layout}
 	c.held = map[string]*heldLease{}
@@ -156,6 +162,8 @@ func (c *Consumer) defaults() {
 	c.busy = map[string]bool{}
 	c.inits = map[string][]byte{}
 	c.lastLB = map[string]time.Time{}
+	c.retryAt = map[string]time.Time{}
+	c.retryIn = map[string]time.Duration{}
 	for _, iv := range c.Invokers {
 		iv.init()
 	}
@@ -194,11 +202,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for s := range work {
-				if err := c.stream(ctx, s); err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-					c.Logger.Warn("stream: will retry", "stream", s, "err", err)
-				}
+				err := c.stream(ctx, s)
 				c.mu.Lock()
 				delete(c.busy, s)
+				if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+					// back off: 1 s, doubling up to 30 s, so a failing
+					// archive or endpoint is not hammered every poll
+					d := min(max(2*c.retryIn[s], time.Second), 30*time.Second)
+					c.retryIn[s], c.retryAt[s] = d, c.Now().Add(d)
+					c.mu.Unlock()
+					c.Logger.Warn("stream: will retry", "stream", s, "in", d, "err", err)
+					continue
+				}
+				delete(c.retryIn, s)
+				delete(c.retryAt, s)
 				c.mu.Unlock()
 			}
 		}()
@@ -228,7 +245,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		close(work)
 		wg.Wait()
 		<-leaseDone
-		c.releaseAll(context.WithoutCancel(ctx))
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.LeaseTTL)
+		defer cancel()
+		c.releaseAll(rctx)
 	}()
 	t := time.NewTicker(c.Poll)
 	defer t.Stop()
@@ -249,7 +268,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				continue
 			}
 			c.mu.Lock()
-			if c.busy[s] {
+			if c.busy[s] || c.Now().Before(c.retryAt[s]) {
 				c.mu.Unlock()
 				continue
 			}
@@ -424,6 +443,9 @@ func (c *Consumer) readLease(ctx context.Context, shard string) (leaseBody, stri
 }
 
 func (c *Consumer) writeLease(ctx context.Context, shard string, b leaseBody, etag string) (string, error) {
+	// a write that hangs must not outlive the lease it renews
+	ctx, cancel := context.WithTimeout(ctx, c.LeaseTTL/3)
+	defer cancel()
 	key, err := c.leaseKey(shard)
 	if err != nil {
 		return "", err
@@ -439,20 +461,24 @@ func (c *Consumer) acquire(ctx context.Context, shard string) (bool, error) {
 		etag = ""
 	case err != nil:
 		return false, err
-	case cur.Owner != c.ID && c.Now().Before(cur.Expires):
+	case cur.Owner != c.owner && c.Now().Before(cur.Expires):
 		return false, nil
 	}
 	exp := c.Now().Add(c.LeaseTTL)
-	netag, err := c.writeLease(ctx, shard, leaseBody{Owner: c.ID, Expires: exp}, etag)
+	netag, err := c.writeLease(ctx, shard, leaseBody{Owner: c.owner, Expires: exp}, etag)
 	if errors.Is(err, archive.ErrPreconditionFailed) {
 		return false, nil // someone else was quicker
 	}
 	if err != nil {
 		return false, err
 	}
+	// the shard's work stops a little before the lease would expire
+	// unrenewed, whatever the renewals are doing
 	lctx, cancel := context.WithCancel(ctx)
+	l := &heldLease{etag: netag, expires: exp, ctx: lctx, cancel: cancel}
+	l.timer = time.AfterFunc(time.Until(exp.Add(-c.LeaseTTL/6)), cancel)
 	c.mu.Lock()
-	c.held[shard] = &heldLease{etag: netag, expires: exp, ctx: lctx, cancel: cancel}
+	c.held[shard] = l
 	c.mu.Unlock()
 	return true, nil
 }
@@ -462,7 +488,7 @@ func (c *Consumer) renew(ctx context.Context, shard string) error {
 	l := c.held[shard]
 	c.mu.Unlock()
 	exp := c.Now().Add(c.LeaseTTL)
-	etag, err := c.writeLease(ctx, shard, leaseBody{Owner: c.ID, Expires: exp}, l.etag)
+	etag, err := c.writeLease(ctx, shard, leaseBody{Owner: c.owner, Expires: exp}, l.etag)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -473,13 +499,14 @@ func (c *Consumer) renew(ctx context.Context, shard string) error {
 		return err
 	}
 	l.etag, l.expires = etag, exp
+	l.timer.Reset(time.Until(exp.Add(-c.LeaseTTL / 6)))
 	return nil
 }
 
 // giveUp gives up an idle shard: drained when it closed, so its
 // children may start.
 func (c *Consumer) giveUp(ctx context.Context, shard string, l *heldLease) {
-	if _, err := c.writeLease(ctx, shard, leaseBody{Owner: c.ID, Expires: c.Now(), Drained: l.drained}, l.etag); err != nil {
+	if _, err := c.writeLease(ctx, shard, leaseBody{Owner: c.owner, Expires: c.Now(), Drained: l.drained}, l.etag); err != nil {
 		c.Logger.Warn("giving up a lease", "shard", shard, "err", err)
 	} else {
 		c.Logger.Info("shard given up", "shard", shard, "drained", l.drained)
@@ -528,7 +555,7 @@ func (c *Consumer) heartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.putJSON(ctx, key, leaseBody{Owner: c.ID, Expires: c.Now().Add(c.LeaseTTL)}, "", false)
+	_, err = c.putJSON(ctx, key, leaseBody{Owner: c.owner, Expires: c.Now().Add(c.LeaseTTL)}, "", false)
 	return err
 }
 
@@ -560,8 +587,9 @@ func (c *Consumer) stream(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.lookBack(ctx, name, cp); err != nil {
-		return err
+	if err := c.lookBack(ctx, name, cp); err != nil && ctx.Err() == nil {
+		// the stream's new fragments go on; the look-back comes again
+		c.Logger.Warn("look-back failed", "stream", name, "err", err)
 	}
 	req := archive.ListRequest{Stream: name, Start: cp.Start, Limit: 200}
 	for {
@@ -605,24 +633,39 @@ func (c *Consumer) lookBack(ctx context.Context, name string, cp *checkpoint) er
 		return nil
 	}
 	from := cp.Start.Add(-c.Lookback)
-	res, err := archive.ListFragments(ctx, c.Store, c.Layout, archive.ListRequest{Stream: name, Start: from, End: cp.Start, Limit: archive.MaxListFragmentsLimit})
-	if err != nil {
-		return err
-	}
 	have := map[string]map[uint64]bool{}
 	for _, iv := range c.Invokers {
 		have[iv.Hook.Model] = map[uint64]bool{}
 		for _, kind := range []string{archive.RecordResult, archive.RecordDeadLetter} {
-			recs, err := c.records.List(ctx, kind, name, iv.Hook.Model, from, cp.Start.Add(time.Millisecond), 100000)
-			if err != nil {
+			if err := c.records.Numbers(ctx, kind, name, iv.Hook.Model, from, cp.Start.Add(time.Millisecond), have[iv.Hook.Model]); err != nil {
 				return err
-			}
-			for _, r := range recs {
-				have[iv.Hook.Model][r.FragmentNumber] = true
 			}
 		}
 	}
-	for _, m := range res.Fragments {
+	req := archive.ListRequest{Stream: name, Start: from, End: cp.Start, Limit: archive.MaxListFragmentsLimit}
+	for {
+		res, err := archive.ListFragments(ctx, c.Store, c.Layout, req)
+		if err != nil {
+			return err
+		}
+		if err := c.lateOnes(name, cp, from, res.Fragments, have); err != nil {
+			return err
+		}
+		if res.NextToken == "" {
+			break
+		}
+		req.Token = res.NextToken
+	}
+	c.mu.Lock()
+	c.lastLB[name] = c.Now()
+	c.mu.Unlock()
+	return nil
+}
+
+// lateOnes processes the sampled fragments of a look-back page that have
+// no record.
+func (c *Consumer) lateOnes(name string, cp *checkpoint, from time.Time, frags []fragment.Metadata, have map[string]map[uint64]bool) error {
+	for _, m := range frags {
 		// the records were listed from `from`: a fragment that straddles
 		// it would never be found done
 		if m.Key >= cp.Key || m.ProducerStart.Before(from) {
@@ -645,9 +688,6 @@ func (c *Consumer) lookBack(ctx context.Context, name string, cp *checkpoint) er
 			}
 		}
 	}
-	c.mu.Lock()
-	c.lastLB[name] = c.Now()
-	c.mu.Unlock()
 	return nil
 }
 
@@ -748,7 +788,11 @@ func (c *Consumer) checkpoint(ctx context.Context, stream string) (*checkpoint, 
 		if err != nil {
 			return nil, err
 		}
-		if info, err := c.Store.Stat(ctx, key); err == nil && info.ETag != cp.etag {
+		info, err := c.Store.Stat(ctx, key)
+		if err != nil && !errors.Is(err, archive.ErrNotFound) {
+			return nil, err
+		}
+		if err != nil || info.ETag != cp.etag {
 			cp = nil
 		}
 	}

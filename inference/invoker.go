@@ -126,12 +126,14 @@ func (iv *Invoker) Process(ctx context.Context, in *Input, placement string) (Ou
 		return out, iv.deadLetter(ctx, rec, err)
 	}
 	for attempt := 0; ; attempt++ {
-		if err := iv.breaker.wait(ctx); err != nil {
+		probe, err := iv.breaker.wait(ctx)
+		if err != nil {
 			return out, err
 		}
 		select {
 		case iv.sem <- struct{}{}:
 		case <-ctx.Done():
+			iv.breaker.abandon(probe)
 			return out, ctx.Err()
 		}
 		status, rctype, answer, latency, err := iv.do(ctx, body, ctype, rec.IdempotencyKey)
@@ -139,6 +141,7 @@ func (iv *Invoker) Process(ctx context.Context, in *Input, placement string) (Ou
 		out.Attempts, out.Latency = attempt+1, latency
 		rec.Attempts, rec.LatencyMs, rec.Status, rec.ContentType = attempt+1, float64(latency.Microseconds())/1000, status, rctype
 		if ctx.Err() != nil {
+			iv.breaker.abandon(probe)
 			return out, ctx.Err()
 		}
 		retry := retryable(status, err)
@@ -329,19 +332,21 @@ const (
 	breakerCooldown = 10 * time.Second
 )
 
-// wait returns when a request may go.
-func (b *breaker) wait(ctx context.Context) error {
+// wait returns when a request may go; probe is set when it is the
+// half-open breaker's one probe, whose outcome must be recorded (or the
+// probe abandoned).
+func (b *breaker) wait(ctx context.Context) (probe bool, err error) {
 	for {
 		b.mu.Lock()
 		now := b.now()
 		if b.failures < breakerFailures {
 			b.mu.Unlock()
-			return nil
+			return false, nil
 		}
 		if !now.Before(b.openTill) && !b.probing {
 			b.probing = true
 			b.mu.Unlock()
-			return nil
+			return true, nil
 		}
 		d := b.openTill.Sub(now)
 		if d <= 0 {
@@ -351,9 +356,20 @@ func (b *breaker) wait(ctx context.Context) error {
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 	}
+}
+
+// abandon lets another request probe when this one, the probe, ends
+// without an outcome (its context ended).
+func (b *breaker) abandon(probe bool) {
+	if !probe {
+		return
+	}
+	b.mu.Lock()
+	b.probing = false
+	b.mu.Unlock()
 }
 
 // record counts a request's outcome (ok: the endpoint worked, even if it

@@ -187,27 +187,34 @@ func TestBreaker(t *testing.T) {
 	now := time.Unix(0, 0)
 	b := &breaker{now: func() time.Time { return now }}
 	for range breakerFailures {
-		if err := b.wait(context.Background()); err != nil {
+		if _, err := b.wait(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		b.record(false)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if err := b.wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := b.wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("open breaker let a request through: %v", err)
 	}
 	now = now.Add(breakerCooldown)
-	if err := b.wait(context.Background()); err != nil {
-		t.Fatal(err)
+	probe, err := b.wait(context.Background())
+	if err != nil || !probe {
+		t.Fatalf("no probe: %v", err)
 	}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel2()
-	if err := b.wait(ctx2); err == nil {
+	if _, err := b.wait(ctx2); err == nil {
 		t.Fatal("a second request went through while the probe was out")
 	}
+	// a probe whose context ends leaves the breaker to the next one
+	b.abandon(probe)
+	probe, err = b.wait(context.Background())
+	if err != nil || !probe {
+		t.Fatalf("after an abandoned probe: %v, probe %v", err, probe)
+	}
 	b.record(true)
-	if err := b.wait(context.Background()); err != nil || b.failures != 0 {
+	if _, err := b.wait(context.Background()); err != nil || b.failures != 0 {
 		t.Fatalf("probe's success did not close the breaker: %v", err)
 	}
 }

@@ -163,6 +163,33 @@ func (rs *Records) List(ctx context.Context, kind, stream, model string, start, 
 	return out, nil
 }
 
+// Numbers adds to have the fragment numbers of a model's records of a
+// stream's fragments that started in [start, end), from their keys alone.
+func (rs *Records) Numbers(ctx context.Context, kind, stream, model string, start, end time.Time, have map[uint64]bool) error {
+	for h := start.UTC().Truncate(time.Hour); h.Before(end); h = h.Add(time.Hour) {
+		p, err := rs.Layout.RecordHourPrefix(stream, kind, model, h)
+		if err != nil {
+			return err
+		}
+		for after := ""; ; {
+			objs, err := rs.Store.List(ctx, p, after, 1000)
+			if err != nil {
+				return err
+			}
+			for _, o := range objs {
+				if _, ms, n, err := archive.ParseRecordKey(o.Key); err == nil && ms >= start.UnixMilli() && ms < end.UnixMilli() {
+					have[n] = true
+				}
+			}
+			if len(objs) < 1000 {
+				break
+			}
+			after = objs[len(objs)-1].Key
+		}
+	}
+	return nil
+}
+
 // Models lists the models with records of a stream.
 func (rs *Records) Models(ctx context.Context, kind, stream string) ([]string, error) {
 	p, err := rs.Layout.RecordsPrefix(stream, kind, "")
