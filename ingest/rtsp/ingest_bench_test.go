@@ -14,6 +14,7 @@ import (
 
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
+	"github.com/tributary-io/tributary/ingest/rtpmedia"
 	"github.com/tributary-io/tributary/internal/camsim"
 )
 
@@ -90,16 +91,17 @@ func newRig(tb testing.TB) *rig {
 		sink.out = fragment.AppendFMP4(sink.out[:0], f)
 		sink.frags++
 	}
-	tracks, deps, _ := buildTracks(rec.Desc)
 	var dec rtptime.GlobalDecoder
 	dec.Initialize()
 	pts := func(m *description.Media, p *rtp.Packet) (int64, bool) { return dec.Decode(m.Formats[0], p) }
 	src := &Source{Counters: &ingest.Counters{}, Logger: slog.New(slog.DiscardHandler)}
-	for i, d := range deps {
-		d.channel = 2 * i
+	tracks, deps, _ := rtpmedia.Build(rec.Desc, src.Counters)
+	channels := make([]int, len(deps))
+	for i := range deps {
+		channels[i] = 2 * i
 	}
 	var ss session
-	ss.init(src, pts, tracks, deps, sink, func() {}, ingest.Session{Tracks: tracks})
+	ss.init(src, pts, tracks, deps, channels, sink, func() {}, ingest.Session{Tracks: tracks})
 	rp := &replay{rec: rec}
 	pc := newPacedConn(rp, 0, true)
 	pc.keepalive = 0 // hand the reader a keepalive after each read: Read returns

@@ -1,9 +1,9 @@
 // Package rtsp pulls media from RTSP cameras: gortsplib speaks RTSP, and
 // over TCP the connection itself (pacedConn) takes the interleaved RTP
 // frames out of its read buffer so that packets reach the depacketizers
-// without a copy or an allocation. It depacketizes H.264, H.265, AAC (its
-// own assemblers), Opus and G.711 into access units with decode
-// timestamps, maps them to producer time (RTCP sender reports when
+// without a copy or an allocation. Package rtpmedia depacketizes H.264,
+// H.265, AAC, Opus and G.711 into access units with decode timestamps;
+// this package maps them to producer time (RTCP sender reports when
 // present, else the receive clock) and feeds an ingest.Sink. One
 // Source.Run is one session; an ingest.Supervisor runs sessions one after
 // another with backoff.
@@ -34,6 +34,7 @@ import (
 
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
+	"github.com/tributary-io/tributary/ingest/rtpmedia"
 )
 
 // Transports.
@@ -187,22 +188,6 @@ func (s *Source) defaults() {
 	}
 }
 
-// unit is an access unit handed from a network goroutine to the session
-// loop.
-type unit struct {
-	track int
-	pts   int64 // in the track's clock rate, on the session's common timeline
-	dts   int64
-	dur   uint32 // known for audio, 0 for video
-	key   bool
-	recv  time.Time
-	ntp   time.Time
-	ntpOK bool
-	// payload in MP4 sample format, valid only while the unit is handled
-	payload []byte
-	params  *fragment.Track // new codec configuration, if this AU changed it
-}
-
 // Run runs one session: connect, describe, set up, play, and feed sink
 // until the connection fails, media stalls or ctx ends. started is called
 // when the first sample reaches the sink.
@@ -272,27 +257,29 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 	if err != nil {
 		return classify(ctx, err)
 	}
-	tracks, deps, ignored := buildTracks(desc)
+	tracks, deps, ignored := rtpmedia.Build(desc, s.Counters)
 	defer func() {
 		// once the client and its readers have stopped, nothing uses the
 		// depacketizers' buffers
 		cancel()
 		<-closed
 		for _, d := range deps {
-			d.release()
+			d.Release()
 		}
 	}()
 	if len(deps) == 0 {
 		return fmt.Errorf("%w; offered: %s", ErrNoSupportedTracks, strings.Join(ignored, ", "))
 	}
-	for _, d := range deps {
-		res, err := c.Setup(desc.BaseURL, d.media, 0, 0)
+	channels := make([]int, len(deps)) // interleaved RTP channel per media, -1 if none
+	for i, d := range deps {
+		res, err := c.Setup(desc.BaseURL, d.Desc(), 0, 0)
 		if err != nil {
 			return classify(ctx, err)
 		}
+		channels[i] = -1
 		var th headers.Transport
 		if th.Unmarshal(res.Header["Transport"]) == nil && th.InterleavedIDs != nil {
-			d.channel = th.InterleavedIDs[0]
+			channels[i] = th.InterleavedIDs[0]
 		}
 	}
 
@@ -309,11 +296,11 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 	dec.Initialize()
 	pts := func(m *description.Media, pkt *rtp.Packet) (int64, bool) {
 		if d := sess.byMedia[m]; d != nil {
-			return dec.Decode(d.format, pkt)
+			return dec.Decode(d.Format(), pkt)
 		}
 		return 0, false
 	}
-	sess.init(s, pts, tracks, deps, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now()})
+	sess.init(s, pts, tracks, deps, channels, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now()})
 	c.OnPacketRTPAny(sess.onPacket)
 	c.OnPacketRTCPAny(sess.onRTCP)
 
@@ -384,10 +371,10 @@ type session struct {
 	// random access point
 	pts     func(*description.Media, *rtp.Packet) (int64, bool)
 	tracks  []fragment.Track
-	deps    []*depacketizer
-	byMedia map[*description.Media]*depacketizer
-	// byChannel finds the depacketizer of an interleaved RTP channel
-	byChannel [256]*depacketizer
+	deps    []*rtpmedia.Media
+	byMedia map[*description.Media]*rtpmedia.Media
+	// byChannel finds the media of an interleaved RTP channel
+	byChannel [256]*channel
 	pkt       rtp.Packet   // onFrame's, reused
 	last      atomic.Int64 // unix ns of the latest access unit, for stall detection
 
@@ -402,16 +389,22 @@ type session struct {
 	stopped bool // the session ended: no more samples reach the sink
 }
 
-func (ss *session) init(s *Source, pts func(*description.Media, *rtp.Packet) (int64, bool), tracks []fragment.Track, deps []*depacketizer, sink ingest.Sink, started func(), info ingest.Session) {
+// channel is an interleaved RTP channel of the session's connection.
+type channel struct {
+	m        *rtpmedia.Media
+	seqKnown bool
+	nextSeq  uint16
+}
+
+func (ss *session) init(s *Source, pts func(*description.Media, *rtp.Packet) (int64, bool), tracks []fragment.Track, deps []*rtpmedia.Media, channels []int, sink ingest.Sink, started func(), info ingest.Session) {
 	ss.src, ss.pts, ss.tracks, ss.deps = s, pts, tracks, deps
 	ss.sink, ss.onStart, ss.info = sink, started, info
 	ss.last.Store(time.Now().UnixNano())
-	ss.byMedia = make(map[*description.Media]*depacketizer, len(deps))
-	for _, d := range deps {
-		ss.byMedia[d.media] = d
-		d.counters = s.Counters
-		if d.channel >= 0 && d.channel < 256 {
-			ss.byChannel[d.channel] = d
+	ss.byMedia = make(map[*description.Media]*rtpmedia.Media, len(deps))
+	for i, d := range deps {
+		ss.byMedia[d.Desc()] = d
+		if i < len(channels) && channels[i] >= 0 && channels[i] < 256 {
+			ss.byChannel[channels[i]] = &channel{m: d}
 		}
 	}
 	ss.clock.MaxClockSkew = s.MaxClockSkew
@@ -427,7 +420,7 @@ func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *r
 	ctr.Packets.Add(1)
 	ctr.Bytes.Add(uint64(len(pkt.Payload)))
 	d := ss.byMedia[medi]
-	if d == nil || d.format != forma {
+	if d == nil || d.Format() != forma {
 		return
 	}
 	pts, ok := ss.pts(medi, pkt)
@@ -437,9 +430,9 @@ func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *r
 	recv := time.Now()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	ntp, ntpOK := d.packetNTP(pkt.Timestamp)
-	d.decode(pkt, pts, func(u unit) {
-		u.recv, u.ntp, u.ntpOK = recv, ntp, ntpOK
+	ntp, ntpOK := d.PacketNTP(pkt.Timestamp)
+	d.Decode(pkt, pts, func(u rtpmedia.Unit) {
+		u.Recv, u.NTP, u.NTPOK = recv, ntp, ntpOK
 		ss.handle(u)
 	})
 }
@@ -448,25 +441,26 @@ func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *r
 // packets of the session's media, parsed in place. It reports whether the
 // frame was one.
 func (ss *session) onFrame(channel byte, payload []byte) bool {
-	d := ss.byChannel[channel]
-	if d == nil {
+	ch := ss.byChannel[channel]
+	if ch == nil {
 		return false
 	}
+	d := ch.m
 	pkt := &ss.pkt
 	if err := parseRTP(pkt, payload); err != nil {
 		ss.src.Counters.DecodeErrors.Add(1)
 		return true
 	}
-	if pkt.PayloadType != d.format.PayloadType() {
+	if pkt.PayloadType != d.Format().PayloadType() {
 		return true // a format of the media we did not pick
 	}
-	if d.seqKnown && pkt.SequenceNumber != d.nextSeq {
-		if gap := pkt.SequenceNumber - d.nextSeq; gap < 0x8000 {
+	if ch.seqKnown && pkt.SequenceNumber != ch.nextSeq {
+		if gap := pkt.SequenceNumber - ch.nextSeq; gap < 0x8000 {
 			ss.src.Counters.PacketsLost.Add(uint64(gap))
 		}
 	}
-	d.seqKnown, d.nextSeq = true, pkt.SequenceNumber+1
-	ss.onPacket(d.media, d.format, pkt)
+	ch.seqKnown, ch.nextSeq = true, pkt.SequenceNumber+1
+	ss.onPacket(d.Desc(), d.Format(), pkt)
 	return true
 }
 
@@ -493,7 +487,7 @@ func (ss *session) onRTCP(medi *description.Media, pkt rtcp.Packet) {
 		return
 	}
 	ss.mu.Lock()
-	d.srNTP, d.srRTP, d.srOK = sr.NTPTime, sr.RTPTime, true
+	d.SenderReport(sr.NTPTime, sr.RTPTime)
 	ss.mu.Unlock()
 }
 
@@ -529,17 +523,17 @@ func parseRTP(p *rtp.Packet, b []byte) error {
 var errBadRTP = errors.New("malformed RTP packet")
 
 // handle feeds one access unit to the sink. The caller holds mu.
-func (ss *session) handle(u unit) {
+func (ss *session) handle(u rtpmedia.Unit) {
 	if ss.stopped {
 		return
 	}
-	ss.last.Store(u.recv.UnixNano())
+	ss.last.Store(u.Recv.UnixNano())
 	sink, log := ss.sink, ss.src.Logger
-	if u.params != nil {
-		changed := !ss.tracks[u.track].Equal(u.params)
-		ss.tracks[u.track] = *u.params
+	if u.Params != nil {
+		changed := !ss.tracks[u.Track].Equal(u.Params)
+		ss.tracks[u.Track] = *u.Params
 		if changed && ss.started {
-			log.Info("codec configuration changed", "track", u.params.String())
+			log.Info("codec configuration changed", "track", u.Params.String())
 			sink.UpdateTracks(append([]fragment.Track(nil), ss.tracks...))
 		}
 	}
@@ -553,13 +547,13 @@ func (ss *session) handle(u unit) {
 		ss.started = true
 		ss.onStart()
 	}
-	if len(u.payload) == 0 {
+	if len(u.Payload) == 0 {
 		return // parameter sets only
 	}
-	t := &ss.tracks[u.track]
-	mediaNs := ticksToNs(u.pts, t.TimeScale)
+	t := &ss.tracks[u.Track]
+	mediaNs := ticksToNs(u.PTS, t.TimeScale)
 	src := ss.clock.Source
-	wall, ev := ss.clock.Map(mediaNs, u.recv, u.ntp, u.ntpOK)
+	wall, ev := ss.clock.Map(mediaNs, u.Recv, u.NTP, u.NTPOK)
 	if ev.Switched || ev.Stepped {
 		from, to := ev.From, ev.To
 		if !ev.Switched {
@@ -572,13 +566,13 @@ func (ss *session) handle(u unit) {
 		log.Warn("camera clock is too far from the agent's; using the receive clock", "skew", ss.clock.Untrusted)
 		ss.clock.Untrusted = 0
 	}
-	sink.WriteSample(u.track, fragment.Sample{
-		DTS:       u.dts,
-		PTSOffset: int32(u.pts - u.dts),
-		Duration:  u.dur,
-		Keyframe:  u.key,
+	sink.WriteSample(u.Track, fragment.Sample{
+		DTS:       u.DTS,
+		PTSOffset: int32(u.PTS - u.DTS),
+		Duration:  u.Dur,
+		Keyframe:  u.Key,
 		Time:      wall,
-		Payload:   u.payload,
+		Payload:   u.Payload,
 	})
 	ss.src.Counters.Samples.Add(1)
 }

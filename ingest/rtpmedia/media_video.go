@@ -1,4 +1,4 @@
-package rtsp
+package rtpmedia
 
 import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"

@@ -1,4 +1,4 @@
-package rtsp
+package rtpmedia
 
 import (
 	"bytes"
@@ -19,9 +19,31 @@ import (
 	"github.com/tributary-io/tributary/ingest"
 )
 
-// depacketizer turns the RTP packets of one media into access units. It is
-// used by one goroutine only (the media's reader).
-type depacketizer struct {
+// Unit is an access unit of one media.
+type Unit struct {
+	// Track is the media's index among the session's tracks.
+	Track int
+	// PTS and DTS in the track's clock rate, on the session's common
+	// timeline.
+	PTS, DTS int64
+	// Dur is known for audio, 0 for video.
+	Dur uint32
+	Key bool
+	// Recv is when the unit's last packet came; NTP the camera's clock
+	// for it (from RTCP sender reports), when NTPOK. The transport sets
+	// them.
+	Recv  time.Time
+	NTP   time.Time
+	NTPOK bool
+	// Payload in MP4 sample format, valid only while the unit is handled.
+	Payload []byte
+	// Params is the new codec configuration, if this unit changed it.
+	Params *fragment.Track
+}
+
+// Media turns the RTP packets of one media into access units. It is used
+// by one goroutine at a time.
+type Media struct {
 	idx      int
 	media    *description.Media
 	format   format.Format
@@ -34,10 +56,6 @@ type depacketizer struct {
 	aac    *aacAssembler
 	simple *rtpsimpleaudio.Decoder
 	lpcm   *rtplpcm.Decoder
-	// the media's interleaved RTP channel (TCP), -1 if none
-	channel  int
-	seqKnown bool
-	nextSeq  uint16
 	// the last RTCP sender report: RTP time srRTP is NTP time srNTP
 	srNTP uint64
 	srRTP uint32
@@ -48,15 +66,18 @@ type depacketizer struct {
 	nalus   [][]byte // scratch
 }
 
-// buildTracks picks one supported format per media and makes its track.
-func buildTracks(desc *description.Session) ([]fragment.Track, []*depacketizer, []string) {
+// Build picks one supported format per media of a session description
+// and makes its track; counters receive the media's decode errors and
+// drops. It returns the tracks, their Media and the formats of the media
+// it ignored (no supported format).
+func Build(desc *description.Session, counters *ingest.Counters) ([]fragment.Track, []*Media, []string) {
 	var tracks []fragment.Track
-	var deps []*depacketizer
+	var deps []*Media
 	var ignored []string
 	for _, m := range desc.Medias {
-		var d *depacketizer
+		var d *Media
 		for _, f := range m.Formats {
-			if d = newDepacketizer(f); d != nil {
+			if d = New(f); d != nil {
 				break
 			}
 		}
@@ -66,7 +87,7 @@ func buildTracks(desc *description.Session) ([]fragment.Track, []*depacketizer, 
 			}
 			continue
 		}
-		d.media = m
+		d.media, d.counters = m, counters
 		d.idx = len(tracks)
 		d.track.ID = uint32(len(tracks) + 1)
 		tracks = append(tracks, d.track)
@@ -75,8 +96,11 @@ func buildTracks(desc *description.Session) ([]fragment.Track, []*depacketizer, 
 	return tracks, deps, ignored
 }
 
-func newDepacketizer(f format.Format) *depacketizer {
-	d := &depacketizer{format: f, needKey: true, channel: -1}
+// New returns the Media of a format, nil when the format is not supported
+// (H.264, H.265, AAC, Opus and G.711 are). Its counters default to a
+// private set.
+func New(f format.Format) *Media {
+	d := &Media{format: f, needKey: true, counters: &ingest.Counters{}}
 	switch f := f.(type) {
 	case *format.H264:
 		if f.PacketizationMode > 1 {
@@ -134,7 +158,7 @@ func newDepacketizer(f format.Format) *depacketizer {
 // setParams sets the parameter sets (VPS, SPS, PPS; nil keeps the current
 // one) and reports whether they changed the configuration. Parameter sets
 // that do not parse are ignored and counted.
-func (d *depacketizer) setParams(ps [3][]byte) bool {
+func (d *Media) setParams(ps [3][]byte) bool {
 	cur := [3][]byte{d.track.VPS, d.track.SPS, d.track.PPS}
 	changed := false
 	for i := range ps {
@@ -165,7 +189,7 @@ func (d *depacketizer) setParams(ps [3][]byte) bool {
 }
 
 // complete reports whether the track has every parameter set it needs.
-func (d *depacketizer) complete() bool {
+func (d *Media) complete() bool {
 	t := &d.track
 	switch t.Codec {
 	case fragment.CodecH264:
@@ -176,9 +200,24 @@ func (d *depacketizer) complete() bool {
 	return true
 }
 
-// packetNTP maps an RTP timestamp to the camera's wall clock through the
+// Index is the media's track index in its session.
+func (d *Media) Index() int { return d.idx }
+
+// Desc is the media's description, nil for a Media made by New.
+func (d *Media) Desc() *description.Media { return d.media }
+
+// Format is the format the Media decodes.
+func (d *Media) Format() format.Format { return d.format }
+
+// SenderReport records an RTCP sender report of the media: RTP time rtp is
+// NTP time ntp. Calls must not overlap Decode's.
+func (d *Media) SenderReport(ntp uint64, rtp uint32) {
+	d.srNTP, d.srRTP, d.srOK = ntp, rtp, true
+}
+
+// PacketNTP maps an RTP timestamp to the camera's wall clock through the
 // last sender report.
-func (d *depacketizer) packetNTP(ts uint32) (time.Time, bool) {
+func (d *Media) PacketNTP(ts uint32) (time.Time, bool) {
 	if !d.srOK || d.track.TimeScale == 0 {
 		return time.Time{}, false
 	}
@@ -196,7 +235,7 @@ func ntpTime(v uint64) time.Time {
 }
 
 // release gives the assembler's memory back at the end of a session.
-func (d *depacketizer) release() {
+func (d *Media) Release() {
 	if d.nal != nil {
 		d.nal.release()
 	}
@@ -204,7 +243,7 @@ func (d *depacketizer) release() {
 
 // lostSync is called when an access unit of this media was dropped: video
 // waits for the next keyframe so no fragment references a missing frame.
-func (d *depacketizer) lostSync() {
+func (d *Media) lostSync() {
 	if d.video != nil {
 		d.needKey = true
 	}
@@ -212,7 +251,7 @@ func (d *depacketizer) lostSync() {
 
 // decode depacketizes pkt (whose PTS is pts) and calls emit for each
 // complete access unit. The unit's payload is valid only during the call.
-func (d *depacketizer) decode(pkt *rtp.Packet, pts int64, emit func(unit)) {
+func (d *Media) Decode(pkt *rtp.Packet, pts int64, emit func(Unit)) {
 	switch {
 	case d.nal != nil:
 		aus, err := d.nal.push(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload)
@@ -238,7 +277,7 @@ func (d *depacketizer) decode(pkt *rtp.Packet, pts int64, emit func(unit)) {
 		}
 		for i, au := range aus {
 			p := pts + int64(i)*mpeg4audio.SamplesPerAccessUnit
-			emit(unit{track: d.idx, pts: p, dts: p, dur: mpeg4audio.SamplesPerAccessUnit, key: true, payload: au})
+			emit(Unit{Track: d.idx, PTS: p, DTS: p, Dur: mpeg4audio.SamplesPerAccessUnit, Key: true, Payload: au})
 		}
 	case d.simple != nil:
 		frame, err := d.simple.Decode(pkt)
@@ -267,13 +306,13 @@ func (d *depacketizer) decode(pkt *rtp.Packet, pts int64, emit func(unit)) {
 	}
 }
 
-func audioUnit(idx int, pts int64, dur uint32, payload []byte) unit {
-	return unit{track: idx, pts: pts, dts: pts, dur: dur, key: true, payload: payload}
+func audioUnit(idx int, pts int64, dur uint32, payload []byte) Unit {
+	return Unit{Track: idx, PTS: pts, DTS: pts, Dur: dur, Key: true, Payload: payload}
 }
 
 // videoAU handles a complete H.264 or H.265 access unit: parameter-set
 // changes, keyframes, DTS, and the conversion to MP4 sample format.
-func (d *depacketizer) videoAU(au *accessUnit, pts int64, emit func(unit)) {
+func (d *Media) videoAU(au *accessUnit, pts int64, emit func(Unit)) {
 	var ps [3][]byte
 	key, any := false, false
 	for _, n := range au.nalus {
@@ -330,7 +369,7 @@ func (d *depacketizer) videoAU(au *accessUnit, pts int64, emit func(unit)) {
 // without its parameter sets and delimiters, which live in the init
 // segment. It compacts the assembler's buffer in place: au's NAL views are
 // void afterwards.
-func (d *depacketizer) videoUnit(au *accessUnit, pts, dts int64, key bool, params *fragment.Track) unit {
+func (d *Media) videoUnit(au *accessUnit, pts, dts int64, key bool, params *fragment.Track) Unit {
 	b := au.buf.b
 	w := 0
 	for r := 0; r+4 <= len(b); {
@@ -340,7 +379,7 @@ func (d *depacketizer) videoUnit(au *accessUnit, pts, dts int64, key bool, param
 		}
 		r = end
 	}
-	return unit{track: d.idx, pts: pts, dts: dts, key: key, payload: b[:w], params: params}
+	return Unit{Track: d.idx, PTS: pts, DTS: dts, Key: key, Payload: b[:w], Params: params}
 }
 
 // codecName names a format for status messages: its type ("VP8", "MJPEG"),
@@ -353,4 +392,4 @@ func codecName(f format.Format) string {
 }
 
 // String describes the depacketizer for errors.
-func (d *depacketizer) String() string { return fmt.Sprintf("track %d (%s)", d.idx+1, d.codec) }
+func (d *Media) String() string { return fmt.Sprintf("track %d (%s)", d.idx+1, d.codec) }

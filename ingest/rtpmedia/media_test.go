@@ -1,4 +1,4 @@
-package rtsp
+package rtpmedia
 
 import (
 	"encoding/binary"
@@ -50,8 +50,8 @@ func idr(size int) []byte {
 	return b
 }
 
-func newTestDep(t testing.TB, f format.Format) (*depacketizer, *ingest.Counters) {
-	d := newDepacketizer(f)
+func newTestDep(t testing.TB, f format.Format) (*Media, *ingest.Counters) {
+	d := New(f)
 	if d == nil {
 		t.Fatalf("no depacketizer for %T", f)
 	}
@@ -62,33 +62,33 @@ func newTestDep(t testing.TB, f format.Format) (*depacketizer, *ingest.Counters)
 
 func TestDepacketizerH264(t *testing.T) {
 	d, ctr := newTestDep(t, h264Format())
-	var units []unit
-	emit := func(u unit) { units = append(units, u) }
+	var units []Unit
+	emit := func(u Unit) { units = append(units, u) }
 	// a P frame before any parameter set: dropped, counted
 	for _, p := range encodeH264(t, [][]byte{{0x41, 0x9a, 0x01}}, 0) {
-		d.decode(p, 0, emit)
+		d.Decode(p, 0, emit)
 	}
 	if len(units) != 0 || ctr.DroppedNoParams.Load() != 1 {
 		t.Fatalf("units %d, no-params drops %d", len(units), ctr.DroppedNoParams.Load())
 	}
 	// SPS + PPS + IDR (large: fragmented)
 	for _, p := range encodeH264(t, [][]byte{testSPS, testPPS, idr(5000)}, 3000) {
-		d.decode(p, 3000, emit)
+		d.Decode(p, 3000, emit)
 	}
 	if len(units) != 1 {
 		t.Fatalf("%d units", len(units))
 	}
 	u := units[0]
-	if !u.key || u.params == nil || u.params.Width != 640 || u.params.Height != 360 {
-		t.Fatalf("unit %+v params %+v", u, u.params)
+	if !u.Key || u.Params == nil || u.Params.Width != 640 || u.Params.Height != 360 {
+		t.Fatalf("unit %+v params %+v", u, u.Params)
 	}
 	// the payload is the IDR alone, length-prefixed
-	b := u.payload
+	b := u.Payload
 	if n := binary.BigEndian.Uint32(b); int(n) != 5000 || len(b) != 5004 || b[4] != 0x65 {
 		t.Fatalf("payload: length %d, %d bytes, first NAL %#x", n, len(b), b[4])
 	}
 	// garbage in the middle: counted, the stream goes on at the next keyframe
-	d.decode(&rtp.Packet{Header: rtp.Header{PayloadType: 96, Timestamp: 6000, Marker: true}, Payload: []byte{0x1c}}, 6000, emit)
+	d.Decode(&rtp.Packet{Header: rtp.Header{PayloadType: 96, Timestamp: 6000, Marker: true}, Payload: []byte{0x1c}}, 6000, emit)
 	if ctr.DecodeErrors.Load() == 0 {
 		t.Error("garbage not counted")
 	}
@@ -109,61 +109,27 @@ func TestDepacketizerAudio(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var units []unit
+	var units []Unit
 	for _, p := range pkts {
-		d.decode(p, 1000, func(u unit) { units = append(units, u) })
+		d.Decode(p, 1000, func(u Unit) { units = append(units, u) })
 	}
-	if len(units) != 2 || units[1].pts != 1000+1024 || units[0].dur != 1024 || !units[0].key {
+	if len(units) != 2 || units[1].PTS != 1000+1024 || units[0].Dur != 1024 || !units[0].Key {
 		t.Fatalf("units %+v", units)
 	}
 
 	g, _ := newTestDep(t, &format.G711{PayloadTyp: 0, MULaw: true, SampleRate: 8000, ChannelCount: 1})
-	var gu []unit
-	g.decode(&rtp.Packet{Header: rtp.Header{PayloadType: 0}, Payload: make([]byte, 160)}, 0, func(u unit) { gu = append(gu, u) })
-	if len(gu) != 1 || gu[0].dur != 160 || g.track.Codec != fragment.CodecPCMU {
+	var gu []Unit
+	g.Decode(&rtp.Packet{Header: rtp.Header{PayloadType: 0}, Payload: make([]byte, 160)}, 0, func(u Unit) { gu = append(gu, u) })
+	if len(gu) != 1 || gu[0].Dur != 160 || g.track.Codec != fragment.CodecPCMU {
 		t.Fatalf("G.711 units %+v", gu)
 	}
 
 	o, _ := newTestDep(t, &format.Opus{PayloadTyp: 111, ChannelCount: 2})
-	var ou []unit
+	var ou []Unit
 	// TOC 0xfc: CELT FB 20 ms, one frame
-	o.decode(&rtp.Packet{Header: rtp.Header{PayloadType: 111}, Payload: []byte{0xfc, 1, 2, 3}}, 0, func(u unit) { ou = append(ou, u) })
-	if len(ou) != 1 || ou[0].dur != 960 {
+	o.Decode(&rtp.Packet{Header: rtp.Header{PayloadType: 111}, Payload: []byte{0xfc, 1, 2, 3}}, 0, func(u Unit) { ou = append(ou, u) })
+	if len(ou) != 1 || ou[0].Dur != 960 {
 		t.Fatalf("Opus units %+v", ou)
-	}
-}
-
-func TestRedact(t *testing.T) {
-	cases := []struct{ in, want string }{
-		{"rtsp://admin:secret@10.0.0.1:554/s1", "rtsp://REDACTED@10.0.0.1:554/s1"},
-		{"rtsp://10.0.0.1/s1", "rtsp://10.0.0.1/s1"},
-		{"rtsp://admin:se%zzcret@10.0.0.1/s1", "rtsp://REDACTED@10.0.0.1/s1"},
-		{"admin:secret@host", "REDACTED@host"},
-	}
-	for _, c := range cases {
-		if got := Redact(c.in); got != c.want {
-			t.Errorf("Redact(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
-}
-
-func TestValidate(t *testing.T) {
-	cases := []struct {
-		url, transport string
-		ok             bool
-	}{
-		{"rtsp://h/p", "", true},
-		{"rtsps://h/p", "tcp", true},
-		{"http://h/p", "", false},
-		{"rtsp:///p", "", false},
-		{"rtsp://h/p", "sctp", false},
-		{"::bad", "", false},
-	}
-	for _, c := range cases {
-		err := (&Source{URL: c.url, Transport: c.transport}).Validate()
-		if (err == nil) != c.ok {
-			t.Errorf("Validate(%q, %q) = %v", c.url, c.transport, err)
-		}
 	}
 }
 
@@ -195,12 +161,12 @@ func FuzzDepacketize(f *testing.F) {
 				p.Payload = append([]byte(nil), payload...)
 				p.Payload[rng.IntN(len(payload))] ^= 0xff
 			}
-			d.decode(p, int64(i*3000), func(u unit) {
-				if u.track != d.idx {
+			d.Decode(p, int64(i*3000), func(u Unit) {
+				if u.Track != d.idx {
 					t.Fatalf("bad unit %+v", u)
 				}
 				if d.track.Kind == fragment.KindVideo {
-					b := u.payload
+					b := u.Payload
 					for len(b) > 0 {
 						if len(b) < 4 || int(binary.BigEndian.Uint32(b)) > len(b)-4 {
 							t.Fatalf("malformed length-prefixed payload")
