@@ -8,10 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v5/pkg/description"
-	"github.com/bluenviron/gortsplib/v5/pkg/rtptime"
-	"github.com/pion/rtp"
-
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/rtpmedia"
@@ -91,9 +87,6 @@ func newRig(tb testing.TB) *rig {
 		sink.out = fragment.AppendFMP4(sink.out[:0], f)
 		sink.frags++
 	}
-	var dec rtptime.GlobalDecoder
-	dec.Initialize()
-	pts := func(m *description.Media, p *rtp.Packet) (int64, bool) { return dec.Decode(m.Formats[0], p) }
 	src := &Source{Counters: &ingest.Counters{}, Logger: slog.New(slog.DiscardHandler)}
 	tracks, deps, _ := rtpmedia.Build(rec.Desc, src.Counters)
 	channels := make([]int, len(deps))
@@ -101,7 +94,7 @@ func newRig(tb testing.TB) *rig {
 		channels[i] = 2 * i
 	}
 	var ss session
-	ss.init(src, pts, tracks, deps, channels, sink, func() {}, ingest.Session{Tracks: tracks})
+	ss.init(src, tracks, deps, channels, sink, func() {}, ingest.Session{Tracks: tracks})
 	rp := &replay{rec: rec}
 	pc := newPacedConn(rp, 0, true)
 	pc.keepalive = 0 // hand the reader a keepalive after each read: Read returns

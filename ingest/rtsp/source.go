@@ -288,19 +288,7 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 		transport = strings.ToLower(tr.Session.Protocol.String())
 	}
 	var sess session
-	// PTS on a timeline common to the session's media, decoded here
-	// rather than by the client's own decoder (Client.PacketPTS), which the
-	// client drops when it closes while the connection's reader may still
-	// be handing over a frame
-	var dec rtptime.GlobalDecoder
-	dec.Initialize()
-	pts := func(m *description.Media, pkt *rtp.Packet) (int64, bool) {
-		if d := sess.byMedia[m]; d != nil {
-			return dec.Decode(d.Format(), pkt)
-		}
-		return 0, false
-	}
-	sess.init(s, pts, tracks, deps, channels, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now()})
+	sess.init(s, tracks, deps, channels, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: transport, Started: time.Now()})
 	c.OnPacketRTPAny(sess.onPacket)
 	c.OnPacketRTCPAny(sess.onRTCP)
 
@@ -366,12 +354,12 @@ func classify(ctx context.Context, err error) error {
 // session is the state of one connection.
 type session struct {
 	src *Source
-	// pts gives a packet's PTS on the session's common timeline
-	// (gortsplib's Client.PacketPTS); false until the track's first
-	// random access point
-	pts     func(*description.Media, *rtp.Packet) (int64, bool)
+	// dec gives packets their PTS on a timeline common to the session's
+	// media; its own, not the client's (Client.PacketPTS), which the client
+	// drops when it closes while the connection's reader may still be
+	// handing over a frame
+	dec     rtptime.GlobalDecoder
 	tracks  []fragment.Track
-	deps    []*rtpmedia.Media
 	byMedia map[*description.Media]*rtpmedia.Media
 	// byChannel finds the media of an interleaved RTP channel
 	byChannel [256]*channel
@@ -396,8 +384,9 @@ type channel struct {
 	nextSeq  uint16
 }
 
-func (ss *session) init(s *Source, pts func(*description.Media, *rtp.Packet) (int64, bool), tracks []fragment.Track, deps []*rtpmedia.Media, channels []int, sink ingest.Sink, started func(), info ingest.Session) {
-	ss.src, ss.pts, ss.tracks, ss.deps = s, pts, tracks, deps
+func (ss *session) init(s *Source, tracks []fragment.Track, deps []*rtpmedia.Media, channels []int, sink ingest.Sink, started func(), info ingest.Session) {
+	ss.src, ss.tracks = s, tracks
+	ss.dec.Initialize()
 	ss.sink, ss.onStart, ss.info = sink, started, info
 	ss.last.Store(time.Now().UnixNano())
 	ss.byMedia = make(map[*description.Media]*rtpmedia.Media, len(deps))
@@ -423,7 +412,7 @@ func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *r
 	if d == nil || d.Format() != forma {
 		return
 	}
-	pts, ok := ss.pts(medi, pkt)
+	pts, ok := ss.dec.Decode(d.Format(), pkt)
 	if !ok {
 		return // waiting for the first random access point
 	}
