@@ -50,8 +50,7 @@ func Prune(ctx context.Context, store Store, layout Layout, stream string, befor
 				after = objs[0].Key
 				continue
 			}
-			n, err := pruneHours(ctx, store, root+model+"/", keepFrom, dryRun)
-			res.Records += n
+			err = pruneHours(ctx, store, root+model+"/", keepFrom, dryRun, func(ObjectInfo) { res.Records++ })
 			if err != nil {
 				return res, err
 			}
@@ -62,28 +61,28 @@ func Prune(ctx context.Context, store Store, layout Layout, stream string, befor
 }
 
 // pruneHours deletes the keys under prefix ("…/YYYY/MM/DD/HH/…") of the
-// hours before keepFrom, and returns how many.
-func pruneHours(ctx context.Context, store Store, prefix, keepFrom string, dryRun bool) (int, error) {
-	n := 0
+// hours before keepFrom, walking from the oldest, and tells deleted about
+// each (with dryRun it only tells).
+func pruneHours(ctx context.Context, store Store, prefix, keepFrom string, dryRun bool, deleted func(ObjectInfo)) error {
 	for after := ""; ; {
 		objs, err := store.List(ctx, prefix, after, DefaultListLimit)
 		if err != nil {
-			return n, fmt.Errorf("prune %s: %w", prefix, err)
+			return fmt.Errorf("prune %s: %w", prefix, err)
 		}
 		for _, o := range objs {
 			rel := strings.TrimPrefix(o.Key, prefix)
 			if len(rel) < len(keepFrom) || rel[:len(keepFrom)] >= keepFrom {
-				return n, nil
+				return nil
 			}
 			if !dryRun {
 				if err := store.Delete(ctx, o.Key); err != nil {
-					return n, fmt.Errorf("prune %s: %w", o.Key, err)
+					return fmt.Errorf("prune %s: %w", o.Key, err)
 				}
 			}
-			n++
+			deleted(o)
 		}
 		if len(objs) < DefaultListLimit {
-			return n, nil
+			return nil
 		}
 		after = objs[len(objs)-1].Key
 	}
@@ -95,35 +94,13 @@ func pruneFragments(ctx context.Context, store Store, layout Layout, stream stri
 	if err != nil {
 		return res, err
 	}
-	// keys of hours before this one are deleted
-	keepFrom := hourPath(before.UTC().Truncate(time.Hour))
-	after := ""
-	for {
-		objs, err := store.List(ctx, prefix, after, DefaultListLimit)
-		if err != nil {
-			return res, fmt.Errorf("prune %s: %w", stream, err)
+	err = pruneHours(ctx, store, prefix, hourPath(before.UTC().Truncate(time.Hour)), dryRun, func(o ObjectInfo) {
+		if strings.HasSuffix(o.Key, "/"+HourIndexName) {
+			res.Manifests++
+		} else {
+			res.Fragments++
+			res.Bytes += o.Size
 		}
-		for _, o := range objs {
-			rel := strings.TrimPrefix(o.Key, prefix)
-			if len(rel) < len(keepFrom) || rel[:len(keepFrom)] >= keepFrom {
-				return res, nil
-			}
-			isManifest := strings.HasSuffix(o.Key, "/"+HourIndexName)
-			if !dryRun {
-				if err := store.Delete(ctx, o.Key); err != nil {
-					return res, fmt.Errorf("prune %s: %w", o.Key, err)
-				}
-			}
-			if isManifest {
-				res.Manifests++
-			} else {
-				res.Fragments++
-				res.Bytes += o.Size
-			}
-		}
-		if len(objs) < DefaultListLimit {
-			return res, nil
-		}
-		after = objs[len(objs)-1].Key
-	}
+	})
+	return res, err
 }
