@@ -11,11 +11,7 @@ import (
 
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
-)
-
-var (
-	testSPS = []byte{0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96}
-	testPPS = []byte{0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0}
+	"github.com/tributary-io/tributary/internal/fixture"
 )
 
 func h264Format() *format.H264 {
@@ -72,7 +68,7 @@ func TestDepacketizerH264(t *testing.T) {
 		t.Fatalf("units %d, no-params drops %d", len(units), ctr.DroppedNoParams.Load())
 	}
 	// SPS + PPS + IDR (large: fragmented)
-	for _, p := range encodeH264(t, [][]byte{testSPS, testPPS, idr(5000)}, 3000) {
+	for _, p := range encodeH264(t, [][]byte{fixture.SPS, fixture.PPS, idr(5000)}, 3000) {
 		d.Decode(p, 3000, emit)
 	}
 	if len(units) != 1 {
@@ -147,7 +143,7 @@ func FuzzDepacketize(f *testing.F) {
 	conf := &mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelConfig: 2}
 	f.Fuzz(func(t *testing.T, kind uint8, payload []byte, marker bool) {
 		var fs = []format.Format{
-			&format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: testSPS, PPS: testPPS},
+			&format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: fixture.SPS, PPS: fixture.PPS},
 			&format.H265{PayloadTyp: 96},
 			&format.MPEG4Audio{PayloadTyp: 97, Config: conf, SizeLength: 13, IndexLength: 3, IndexDeltaLength: 3},
 			&format.Opus{PayloadTyp: 111, ChannelCount: 2},
