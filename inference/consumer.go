@@ -109,6 +109,12 @@ type leaseBody struct {
 	Drained bool `json:"drained,omitempty"`
 }
 
+// stop ends the lease's work and its expiry timer.
+func (l *heldLease) stop() {
+	l.timer.Stop()
+	l.cancel()
+}
+
 // checkpoint is where a stream's processing stands.
 type checkpoint struct {
 	Key     string    `json:"key"` // the last fragment done, in key order
@@ -493,7 +499,7 @@ func (c *Consumer) renew(ctx context.Context, shard string) error {
 	defer c.mu.Unlock()
 	if err != nil {
 		if ctx.Err() == nil {
-			l.cancel() // stop the shard's work: someone else may take it
+			l.stop() // stop the shard's work: someone else may take it
 			delete(c.held, shard)
 		}
 		return err
@@ -511,7 +517,7 @@ func (c *Consumer) giveUp(ctx context.Context, shard string, l *heldLease) {
 	} else {
 		c.Logger.Info("shard given up", "shard", shard, "drained", l.drained)
 	}
-	l.cancel()
+	l.stop()
 	c.mu.Lock()
 	delete(c.held, shard)
 	c.mu.Unlock()
