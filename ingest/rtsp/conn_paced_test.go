@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/pion/rtp"
+	"github.com/tributary-io/tributary/ingest/rtpmedia"
 )
 
 // chunkConn serves a byte stream in chunks of the given sizes (cycled).
@@ -178,7 +179,7 @@ func TestParseRTP(t *testing.T) {
 	}
 	for _, c := range cases {
 		p := &rtp.Packet{}
-		err := parseRTP(p, c.b)
+		err := rtpmedia.ParseRTP(p, c.b)
 		if (err == nil) != c.ok || (c.ok && !bytes.Equal(p.Payload, c.payload)) {
 			t.Errorf("%s: payload %x, err %v", c.name, p.Payload, err)
 		}

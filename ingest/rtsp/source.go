@@ -11,14 +11,12 @@ package rtsp
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +26,6 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
-	"github.com/bluenviron/gortsplib/v5/pkg/rtptime"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
@@ -294,12 +291,12 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 
 	if _, err := c.Play(nil); err != nil {
 		// packets may have reached the sink before the error
-		if sess.stop() {
+		if sess.Stop() {
 			sink.EndSession(err)
 		}
 		return classify(ctx, err)
 	}
-	sess.last.Store(time.Now().UnixNano()) // PLAY may have taken a while: no stall yet
+	sess.Touch() // PLAY may have taken a while: no stall yet
 	playing.Store(true)
 	if pc := paced.Load(); pc != nil {
 		if transport == "tcp" {
@@ -313,8 +310,8 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- c.Wait() }()
 
-	err = sess.loop(ctx, waitErr)
-	if sess.stop() {
+	err = sess.Wait(ctx, waitErr, s.StallTimeout, func(err error) error { return classify(ctx, err) })
+	if sess.Stop() {
 		sink.EndSession(err)
 	}
 	return err
@@ -353,28 +350,12 @@ func classify(ctx context.Context, err error) error {
 
 // session is the state of one connection.
 type session struct {
-	src *Source
-	// dec gives packets their PTS on a timeline common to the session's
-	// media; its own, not the client's (Client.PacketPTS), which the client
-	// drops when it closes while the connection's reader may still be
-	// handing over a frame
-	dec     rtptime.GlobalDecoder
-	tracks  []fragment.Track
+	rtpmedia.Session
+	src     *Source
 	byMedia map[*description.Media]*rtpmedia.Media
 	// byChannel finds the media of an interleaved RTP channel
 	byChannel [256]*channel
-	pkt       rtp.Packet   // onFrame's, reused
-	last      atomic.Int64 // unix ns of the latest access unit, for stall detection
-
-	// mu serializes the access units of the media (gortsplib reads each
-	// UDP media on its own goroutine) and guards what follows.
-	mu      sync.Mutex
-	sink    ingest.Sink
-	onStart func()
-	info    ingest.Session
-	clock   ingest.Clock
-	started bool
-	stopped bool // the session ended: no more samples reach the sink
+	pkt       rtp.Packet // onFrame's, reused
 }
 
 // channel is an interleaved RTP channel of the session's connection.
@@ -385,10 +366,9 @@ type channel struct {
 }
 
 func (ss *session) init(s *Source, tracks []fragment.Track, deps []*rtpmedia.Media, channels []int, sink ingest.Sink, started func(), info ingest.Session) {
-	ss.src, ss.tracks = s, tracks
-	ss.dec.Initialize()
-	ss.sink, ss.onStart, ss.info = sink, started, info
-	ss.last.Store(time.Now().UnixNano())
+	ss.src = s
+	ss.Counters, ss.Logger, ss.MaxClockSkew, ss.Stalled = s.Counters, s.Logger, s.MaxClockSkew, ErrStalled
+	ss.Init(tracks, sink, started, info)
 	ss.byMedia = make(map[*description.Media]*rtpmedia.Media, len(deps))
 	for i, d := range deps {
 		ss.byMedia[d.Desc()] = d
@@ -396,7 +376,6 @@ func (ss *session) init(s *Source, tracks []fragment.Track, deps []*rtpmedia.Med
 			ss.byChannel[channels[i]] = &channel{m: d}
 		}
 	}
-	ss.clock.MaxClockSkew = s.MaxClockSkew
 }
 
 // onPacket runs on gortsplib's reader goroutines (one per media with UDP),
@@ -412,18 +391,7 @@ func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *r
 	if d == nil || d.Format() != forma {
 		return
 	}
-	pts, ok := ss.dec.Decode(d.Format(), pkt)
-	if !ok {
-		return // waiting for the first random access point
-	}
-	recv := time.Now()
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ntp, ntpOK := d.PacketNTP(pkt.Timestamp)
-	d.Decode(pkt, pts, func(u rtpmedia.Unit) {
-		u.Recv, u.NTP, u.NTPOK = recv, ntp, ntpOK
-		ss.handle(u)
-	})
+	ss.Packet(d, pkt, time.Now())
 }
 
 // onFrame takes an interleaved frame from the RTSP connection: the RTP
@@ -436,7 +404,7 @@ func (ss *session) onFrame(channel byte, payload []byte) bool {
 	}
 	d := ch.m
 	pkt := &ss.pkt
-	if err := parseRTP(pkt, payload); err != nil {
+	if err := rtpmedia.ParseRTP(pkt, payload); err != nil {
 		ss.src.Counters.DecodeErrors.Add(1)
 		return true
 	}
@@ -475,143 +443,5 @@ func (ss *session) onRTCP(medi *description.Media, pkt rtcp.Packet) {
 	if d == nil {
 		return
 	}
-	ss.mu.Lock()
-	d.SenderReport(sr.NTPTime, sr.RTPTime)
-	ss.mu.Unlock()
-}
-
-// parseRTP parses an RTP packet into p without allocating: p.Payload is a
-// view into b, and the CSRCs and header extensions are skipped.
-func parseRTP(p *rtp.Packet, b []byte) error {
-	if len(b) < 12 || b[0]>>6 != 2 {
-		return errBadRTP
-	}
-	off := 12 + 4*int(b[0]&0x0f)
-	if b[0]&0x10 != 0 {
-		if len(b) < off+4 {
-			return errBadRTP
-		}
-		off += 4 + 4*int(binary.BigEndian.Uint16(b[off+2:]))
-	}
-	end := len(b)
-	if b[0]&0x20 != 0 {
-		end -= int(b[end-1])
-	}
-	if off > end {
-		return errBadRTP
-	}
-	p.Marker = b[1]&0x80 != 0
-	p.PayloadType = b[1] & 0x7f
-	p.SequenceNumber = binary.BigEndian.Uint16(b[2:])
-	p.Timestamp = binary.BigEndian.Uint32(b[4:])
-	p.SSRC = binary.BigEndian.Uint32(b[8:])
-	p.Payload = b[off:end]
-	return nil
-}
-
-var errBadRTP = errors.New("malformed RTP packet")
-
-// handle feeds one access unit to the sink. The caller holds mu.
-func (ss *session) handle(u rtpmedia.Unit) {
-	if ss.stopped {
-		return
-	}
-	ss.last.Store(u.Recv.UnixNano())
-	sink, log := ss.sink, ss.src.Logger
-	if u.Params != nil {
-		changed := !ss.tracks[u.Track].Equal(u.Params)
-		ss.tracks[u.Track] = *u.Params
-		if changed && ss.started {
-			log.Info("codec configuration changed", "track", u.Params.String())
-			sink.UpdateTracks(append([]fragment.Track(nil), ss.tracks...))
-		}
-	}
-	if !ss.started {
-		if !ss.complete() {
-			ss.src.Counters.DroppedNoParams.Add(1)
-			return
-		}
-		ss.info.Tracks = append([]fragment.Track(nil), ss.tracks...)
-		sink.StartSession(ss.info)
-		ss.started = true
-		ss.onStart()
-	}
-	if len(u.Payload) == 0 {
-		return // parameter sets only
-	}
-	t := &ss.tracks[u.Track]
-	mediaNs := ticksToNs(u.PTS, t.TimeScale)
-	src := ss.clock.Source
-	wall, ev := ss.clock.Map(mediaNs, u.Recv, u.NTP, u.NTPOK)
-	if ev.Switched || ev.Stepped {
-		from, to := ev.From, ev.To
-		if !ev.Switched {
-			from, to = src, src
-		}
-		log.Info("producer clock changed", "from", from, "to", to, "diff", ev.Diff, "stepped", ev.Stepped)
-		sink.ClockChanged(from, to, ev.Diff, ev.Stepped)
-	}
-	if ss.clock.Untrusted != 0 {
-		log.Warn("camera clock is too far from the agent's; using the receive clock", "skew", ss.clock.Untrusted)
-		ss.clock.Untrusted = 0
-	}
-	sink.WriteSample(u.Track, fragment.Sample{
-		DTS:       u.DTS,
-		PTSOffset: int32(u.PTS - u.DTS),
-		Duration:  u.Dur,
-		Keyframe:  u.Key,
-		Time:      wall,
-		Payload:   u.Payload,
-	})
-	ss.src.Counters.Samples.Add(1)
-}
-
-// stop ends the session's samples and reports whether it had started.
-func (ss *session) stop() bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ss.stopped = true
-	return ss.started
-}
-
-func (ss *session) complete() bool {
-	for i := range ss.tracks {
-		t := &ss.tracks[i]
-		switch t.Codec {
-		case fragment.CodecH264:
-			if t.SPS == nil || t.PPS == nil {
-				return false
-			}
-		case fragment.CodecH265:
-			if t.VPS == nil || t.SPS == nil || t.PPS == nil {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// loop waits for the end of the session: ctx, the client's failure, or a
-// stall (no access unit for StallTimeout).
-func (ss *session) loop(ctx context.Context, waitErr chan error) error {
-	stall := ss.src.StallTimeout
-	tick := time.NewTicker(min(stall/4, 250*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-waitErr:
-			return classify(ctx, err)
-		case now := <-tick.C:
-			if now.Sub(time.Unix(0, ss.last.Load())) > stall {
-				return fmt.Errorf("%w for %v", ErrStalled, stall)
-			}
-		}
-	}
-}
-
-func ticksToNs(v int64, ts uint32) int64 {
-	t := int64(ts)
-	return (v/t)*int64(time.Second) + (v%t)*int64(time.Second)/t
+	ss.SenderReport(d, sr.NTPTime, sr.RTPTime)
 }

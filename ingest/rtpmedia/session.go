@@ -1,0 +1,268 @@
+package rtpmedia
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/rtptime"
+	"github.com/pion/rtp"
+
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/ingest"
+)
+
+// ErrStalled ends a session that received no media for its stall timeout.
+var ErrStalled = errors.New("no media from the producer")
+
+// Session feeds the access units of one session's media to an
+// ingest.Sink: it gives packets a PTS on a timeline common to the media,
+// maps media time to producer time (ingest.Clock), starts the sink's
+// session once every track has its parameter sets, and reports codec
+// configuration and clock changes. Packet and SenderReport may be called
+// from several goroutines (one per media, as with RTSP over UDP and
+// WebRTC); they are serialized.
+type Session struct {
+	// Counters receive the session's counts. Required.
+	Counters *ingest.Counters
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// MaxClockSkew is passed to the Clock. Default 10 min.
+	MaxClockSkew time.Duration
+	// Stalled is the error Wait returns for a stall. Default ErrStalled.
+	Stalled error
+
+	// dec gives packets their PTS on a timeline common to the session's
+	// media; it has its own lock
+	dec    rtptime.GlobalDecoder
+	tracks []fragment.Track
+	last   atomic.Int64 // unix ns of the latest access unit, for stall detection
+
+	// mu serializes the access units of the media and guards what follows.
+	mu      sync.Mutex
+	sink    ingest.Sink
+	onStart func()
+	info    ingest.Session
+	clock   ingest.Clock
+	started bool
+	stopped bool // the session ended: no more samples reach the sink
+}
+
+// Init prepares the session for its tracks (as built with their Media).
+// started is called when the first sample reaches the sink; info is what
+// StartSession will be given, with the tracks as they are then.
+func (ss *Session) Init(tracks []fragment.Track, sink ingest.Sink, started func(), info ingest.Session) {
+	if ss.Logger == nil {
+		ss.Logger = slog.Default()
+	}
+	if ss.Counters == nil {
+		ss.Counters = &ingest.Counters{}
+	}
+	if started == nil {
+		started = func() {}
+	}
+	ss.tracks = tracks
+	ss.dec.Initialize()
+	ss.sink, ss.onStart, ss.info = sink, started, info
+	ss.last.Store(time.Now().UnixNano())
+	ss.clock.MaxClockSkew = ss.MaxClockSkew
+}
+
+// Packet depacketizes one RTP packet of media d, received now, and hands
+// its access units to the sink right there: a handoff to another
+// goroutine per access unit would cost a wakeup each, more than the work
+// itself. The packet is not used after the call.
+func (ss *Session) Packet(d *Media, pkt *rtp.Packet, recv time.Time) {
+	pts, ok := ss.dec.Decode(d.Format(), pkt)
+	if !ok {
+		return // waiting for the first random access point
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ntp, ntpOK := d.PacketNTP(pkt.Timestamp)
+	d.Decode(pkt, pts, func(u Unit) {
+		u.Recv, u.NTP, u.NTPOK = recv, ntp, ntpOK
+		ss.handle(u)
+	})
+}
+
+// SenderReport records an RTCP sender report of media d.
+func (ss *Session) SenderReport(d *Media, ntp uint64, rtpTime uint32) {
+	ss.mu.Lock()
+	d.SenderReport(ntp, rtpTime)
+	ss.mu.Unlock()
+}
+
+// Touch resets the stall timer (after a slow setup, say).
+func (ss *Session) Touch() { ss.last.Store(time.Now().UnixNano()) }
+
+// Started reports whether the sink's session has started.
+func (ss *Session) Started() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.started
+}
+
+// ClockSource is the producer clock in use (fragment.ClockReceive or
+// fragment.ClockRTCP), "" before the first sample.
+func (ss *Session) ClockSource() string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.clock.Source
+}
+
+// handle feeds one access unit to the sink. The caller holds mu.
+func (ss *Session) handle(u Unit) {
+	if ss.stopped {
+		return
+	}
+	ss.last.Store(u.Recv.UnixNano())
+	sink, log := ss.sink, ss.Logger
+	if u.Params != nil {
+		changed := !ss.tracks[u.Track].Equal(u.Params)
+		ss.tracks[u.Track] = *u.Params
+		if changed && ss.started {
+			log.Info("codec configuration changed", "track", u.Params.String())
+			sink.UpdateTracks(append([]fragment.Track(nil), ss.tracks...))
+		}
+	}
+	if !ss.started {
+		if !ss.complete() {
+			ss.Counters.DroppedNoParams.Add(1)
+			return
+		}
+		ss.info.Tracks = append([]fragment.Track(nil), ss.tracks...)
+		sink.StartSession(ss.info)
+		ss.started = true
+		ss.onStart()
+	}
+	if len(u.Payload) == 0 {
+		return // parameter sets only
+	}
+	t := &ss.tracks[u.Track]
+	mediaNs := TicksToNs(u.PTS, t.TimeScale)
+	src := ss.clock.Source
+	wall, ev := ss.clock.Map(mediaNs, u.Recv, u.NTP, u.NTPOK)
+	if ev.Switched || ev.Stepped {
+		from, to := ev.From, ev.To
+		if !ev.Switched {
+			from, to = src, src
+		}
+		log.Info("producer clock changed", "from", from, "to", to, "diff", ev.Diff, "stepped", ev.Stepped)
+		sink.ClockChanged(from, to, ev.Diff, ev.Stepped)
+	}
+	if ss.clock.Untrusted != 0 {
+		log.Warn("producer clock is too far from the agent's; using the receive clock", "skew", ss.clock.Untrusted)
+		ss.clock.Untrusted = 0
+	}
+	sink.WriteSample(u.Track, fragment.Sample{
+		DTS:       u.DTS,
+		PTSOffset: int32(u.PTS - u.DTS),
+		Duration:  u.Dur,
+		Keyframe:  u.Key,
+		Time:      wall,
+		Payload:   u.Payload,
+	})
+	ss.Counters.Samples.Add(1)
+}
+
+// Stop ends the session's samples and reports whether the sink's session
+// had started (and so needs EndSession).
+func (ss *Session) Stop() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.stopped = true
+	return ss.started
+}
+
+// complete reports whether every track has the parameter sets it needs
+// (and, for codecs whose configuration comes from the first keyframe, its
+// configuration).
+func (ss *Session) complete() bool {
+	for i := range ss.tracks {
+		if !trackComplete(&ss.tracks[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func trackComplete(t *fragment.Track) bool {
+	switch t.Codec {
+	case fragment.CodecH264:
+		return t.SPS != nil && t.PPS != nil
+	case fragment.CodecH265:
+		return t.VPS != nil && t.SPS != nil && t.PPS != nil
+	case fragment.CodecVP8, fragment.CodecVP9:
+		return t.Width > 0
+	case fragment.CodecAV1:
+		return t.Config != nil
+	}
+	return true
+}
+
+// Wait waits for the end of the session: ctx (nil error), an error from
+// failed, or a stall (no access unit for stall: Stalled). classify maps
+// failed's errors.
+func (ss *Session) Wait(ctx context.Context, failed <-chan error, stall time.Duration, classify func(error) error) error {
+	tick := time.NewTicker(min(stall/4, 250*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-failed:
+			return classify(err)
+		case now := <-tick.C:
+			if now.Sub(time.Unix(0, ss.last.Load())) > stall {
+				if ss.Stalled == nil {
+					ss.Stalled = ErrStalled
+				}
+				return fmt.Errorf("%w for %v", ss.Stalled, stall)
+			}
+		}
+	}
+}
+
+// TicksToNs converts ticks of a clock rate to nanoseconds without overflow.
+func TicksToNs(v int64, rate uint32) int64 {
+	t := int64(rate)
+	return (v/t)*int64(time.Second) + (v%t)*int64(time.Second)/t
+}
+
+// ParseRTP parses an RTP packet into p without allocating: p.Payload is a
+// view into b, and the CSRCs and header extensions are skipped.
+func ParseRTP(p *rtp.Packet, b []byte) error {
+	if len(b) < 12 || b[0]>>6 != 2 {
+		return ErrBadRTP
+	}
+	off := 12 + 4*int(b[0]&0x0f)
+	if b[0]&0x10 != 0 {
+		if len(b) < off+4 {
+			return ErrBadRTP
+		}
+		off += 4 + 4*int(binary.BigEndian.Uint16(b[off+2:]))
+	}
+	end := len(b)
+	if b[0]&0x20 != 0 {
+		end -= int(b[end-1])
+	}
+	if off > end {
+		return ErrBadRTP
+	}
+	p.Marker = b[1]&0x80 != 0
+	p.PayloadType = b[1] & 0x7f
+	p.SequenceNumber = binary.BigEndian.Uint16(b[2:])
+	p.Timestamp = binary.BigEndian.Uint32(b[4:])
+	p.SSRC = binary.BigEndian.Uint32(b[8:])
+	p.Payload = b[off:end]
+	return nil
+}
+
+// ErrBadRTP is a packet ParseRTP cannot parse.
+var ErrBadRTP = errors.New("malformed RTP packet")
