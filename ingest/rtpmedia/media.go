@@ -53,6 +53,7 @@ type Media struct {
 
 	video  videoCodec // H.264 or H.265
 	nal    *nalAssembler
+	frame  *frameVideo // VP8, VP9, AV1
 	aac    *aacAssembler
 	simple *rtpsimpleaudio.Decoder
 	lpcm   *rtplpcm.Decoder
@@ -97,7 +98,7 @@ func Build(desc *description.Session, counters *ingest.Counters) ([]fragment.Tra
 }
 
 // New returns the Media of a format, nil when the format is not supported
-// (H.264, H.265, AAC, Opus and G.711 are). Its counters default to a
+// (H.264, H.265, VP8, VP9, AV1, AAC, Opus and G.711 are). Its counters default to a
 // private set.
 func New(f format.Format) *Media {
 	d := &Media{format: f, needKey: true, counters: &ingest.Counters{}}
@@ -150,7 +151,11 @@ func New(f format.Format) *Media {
 		}
 		d.track = fragment.Track{Kind: fragment.KindAudio, Codec: d.codec, TimeScale: uint32(f.ClockRate()), SampleRate: f.SampleRate, Channels: max(f.ChannelCount, 1)}
 	default:
-		return nil
+		fv, t, ok := newFrameVideo(f)
+		if !ok {
+			return nil
+		}
+		d.frame, d.codec, d.track = fv, t.Codec, t
 	}
 	return d
 }
@@ -244,10 +249,15 @@ func (d *Media) Release() {
 // lostSync is called when an access unit of this media was dropped: video
 // waits for the next keyframe so no fragment references a missing frame.
 func (d *Media) lostSync() {
-	if d.video != nil {
+	if d.video != nil || d.frame != nil {
 		d.needKey = true
 	}
 }
+
+// WaitingForKeyframe reports whether video is held back until the next
+// keyframe (at the start, and after a loss): a transport that can ask the
+// producer for one (an RTCP PLI) should.
+func (d *Media) WaitingForKeyframe() bool { return d.needKey && (d.video != nil || d.frame != nil) }
 
 // decode depacketizes pkt (whose PTS is pts) and calls emit for each
 // complete access unit. The unit's payload is valid only during the call.
@@ -269,6 +279,30 @@ func (d *Media) Decode(pkt *rtp.Packet, pts int64, emit func(Unit)) {
 			d.videoAU(&aus[i], auPTS, emit)
 		}
 		d.prevPTS = pts
+	case d.frame != nil:
+		frame, lost, err := d.frame.decode(pkt)
+		if lost {
+			d.lostSync()
+		}
+		if err == errMore {
+			return
+		}
+		if err != nil {
+			d.counters.DecodeErrors.Add(1)
+			d.lostSync()
+			return
+		}
+		key, changed := d.frame.inspect(frame, &d.track)
+		if d.needKey && !key {
+			return
+		}
+		d.needKey = false
+		u := Unit{Track: d.idx, PTS: pts, DTS: pts, Key: key, Payload: frame}
+		if changed {
+			t := d.track
+			u.Params = &t
+		}
+		emit(u)
 	case d.aac != nil:
 		aus, err := d.aac.push(pkt.SequenceNumber, pkt.Marker, pkt.Payload)
 		if err != nil {
