@@ -59,6 +59,9 @@ type Counters struct {
 	// DroppedNoParams counts access units dropped while waiting for
 	// parameter sets (SPS/PPS) to describe the track.
 	DroppedNoParams atomic.Uint64
+	// KeyframeRequests counts the keyframes asked of the producer (RTCP
+	// PLI over WebRTC), at the start and after losses.
+	KeyframeRequests atomic.Uint64
 	// Reconnects counts sessions started after the first.
 	Reconnects atomic.Uint64
 }
