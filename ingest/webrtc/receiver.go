@@ -1,11 +1,13 @@
 package webrtc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -138,6 +140,11 @@ wait:
 			}
 		}
 	}
+	// video first, then audio: the same track numbers whatever order the
+	// tracks' first packets came in
+	slices.SortStableFunc(got, func(a, b remoteTrack) int {
+		return cmp.Compare(b.track.Kind(), a.track.Kind()) // video (2) before audio (1)
+	})
 	desc := &description.Session{}
 	byMedia := map[*description.Media]remoteTrack{}
 	var ignored []string
