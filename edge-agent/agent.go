@@ -22,6 +22,7 @@ import (
 	"github.com/tributary-io/tributary/inference"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
+	iwebrtc "github.com/tributary-io/tributary/ingest/webrtc"
 	"github.com/tributary-io/tributary/playback"
 )
 
@@ -45,6 +46,8 @@ type Agent struct {
 	spool     *spool
 	uploader  *uploader
 	inference *inference.Dispatcher
+	engine    *iwebrtc.Engine // WebRTC peer connections (WHEP pulls, WHIP)
+	whip      *iwebrtc.Server
 
 	mu           sync.Mutex // guards pipelines (push streams are added while running) and closing
 	closing      bool
@@ -125,6 +128,8 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 
 	a.layout, a.storeLatency = layout, latency
+	a.engine = cfg.WebRTC.engine()
+	a.whip = a.whipServer()
 	for _, h := range cfg.Inference.Hooks {
 		if h.Placement == inference.PlacementEdge {
 			a.startInference(layout)
@@ -203,7 +208,7 @@ func (a *Agent) Start(ctx context.Context) error {
 
 // newStream builds a stream's pipeline (not started).
 func (a *Agent) newStream(sc StreamConfig) (*pipeline, error) {
-	p, err := newPipeline(sc, a.Store, a.layout, filepath.Join(a.Config.DataDir, "state"), a.Logger, a.storeLatency)
+	p, err := newPipeline(sc, a.Store, a.layout, filepath.Join(a.Config.DataDir, "state"), a.Logger, a.storeLatency, a.engine)
 	if err != nil {
 		return nil, err
 	}
@@ -319,6 +324,9 @@ func (a *Agent) Close() error {
 			}()
 		}
 		wg.Wait()
+		if a.whip != nil {
+			a.whip.Close() // its sessions ended with their streams
+		}
 		if a.cancel != nil {
 			a.cancel()
 		}
@@ -443,6 +451,12 @@ func (a *Agent) routes() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	mux.Handle("POST /v1/streams/{stream}/putmedia", a.putMediaHandler())
+	mux.HandleFunc("/v1/streams/{stream}/whip", func(w http.ResponseWriter, r *http.Request) {
+		a.whip.ServeHTTP(w, r, r.PathValue("stream"))
+	})
+	mux.HandleFunc("/v1/streams/{stream}/whip/{session}", func(w http.ResponseWriter, r *http.Request) {
+		a.whip.ServeSession(w, r, r.PathValue("stream"), r.PathValue("session"))
+	})
 	if a.Handler != nil {
 		mux.Handle("/", a.Handler)
 	} else {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/inference"
+	iwebrtc "github.com/tributary-io/tributary/ingest/webrtc"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -49,6 +51,51 @@ type Config struct {
 	Log LogConfig `yaml:"log"`
 	// Inference runs model hooks on fragments as they close.
 	Inference InferenceConfig `yaml:"inference"`
+	// WebRTC configures WHIP publishing (POST /v1/streams/{s}/whip) and
+	// the peer connections of WHEP pulls.
+	WebRTC WebRTCConfig `yaml:"webrtc"`
+}
+
+// WebRTCConfig configures WebRTC ingest. WHIP publishers are authorised
+// like PutMedia producers (putmedia.auth, putmedia.tokens, a stream's
+// token), and streams are created on a first publish when
+// putmedia.allow_new_streams is on.
+type WebRTCConfig struct {
+	// WHIP accepts publishers. Default true.
+	WHIP *bool `yaml:"whip"`
+	// MaxPublishers is the most WHIP publishers at once. Default 16.
+	MaxPublishers int `yaml:"max_publishers"`
+	// ICEServers (STUN, TURN) for both WHIP and WHEP. Default none (host
+	// candidates: enough on a LAN).
+	ICEServers []iwebrtc.ICEServer `yaml:"ice_servers"`
+	// PublicIPs are announced instead of local addresses (1:1 NAT).
+	PublicIPs []string `yaml:"public_ips"`
+	// UDPPorts bounds the UDP ports used, "40000-40100". Default any.
+	UDPPorts string `yaml:"udp_ports"`
+	// Loopback offers loopback candidates, for peers on the same host.
+	// Default false.
+	Loopback bool `yaml:"loopback"`
+}
+
+// engine builds the WebRTC engine of the config (validated).
+func (w WebRTCConfig) engine() *iwebrtc.Engine {
+	e := &iwebrtc.Engine{ICEServers: w.ICEServers, PublicIPs: w.PublicIPs, Loopback: w.Loopback}
+	e.UDPPortMin, e.UDPPortMax, _ = parsePortRange(w.UDPPorts)
+	return e
+}
+
+// parsePortRange parses "min-max".
+func parsePortRange(s string) (uint16, uint16, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(s, "-")
+	lo, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 16)
+	hi, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 16)
+	if !ok || err1 != nil || err2 != nil || lo == 0 || hi < lo {
+		return 0, 0, fmt.Errorf("%q is not a port range such as \"40000-40100\"", s)
+	}
+	return uint16(lo), uint16(hi), nil
 }
 
 // InferenceConfig configures the inference hooks the agent runs as
@@ -265,7 +312,8 @@ type StreamDefaults struct {
 type StreamConfig struct {
 	// Name of the stream, ^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$.
 	Name string `yaml:"name"`
-	// URL of the camera (rtsp:// or rtsps://, credentials allowed).
+	// URL of the camera: rtsp:// or rtsps:// (credentials allowed), or a
+	// WHEP endpoint as whep:// (HTTP) or wheps:// (HTTPS).
 	URL string `yaml:"url"`
 	// Transport overrides defaults.transport.
 	Transport string `yaml:"transport"`
@@ -281,8 +329,12 @@ type StreamConfig struct {
 	Retention Duration `yaml:"retention"`
 	// Container overrides defaults.container.
 	Container string `yaml:"container"`
-	// Token is a bearer token accepted for pushes to this stream.
+	// Token is a bearer token accepted for pushes (PutMedia, WHIP) to this
+	// stream.
 	Token string `yaml:"token"`
+	// SourceToken is sent as a bearer token to the source: a WHEP
+	// endpoint's.
+	SourceToken string `yaml:"source_token"`
 }
 
 // Duration is a time.Duration written as a string ("2s", "500ms").
@@ -603,6 +655,13 @@ func (c *Config) fillDefaults() {
 	if pm.PersistedOn == "" {
 		pm.PersistedOn = "durable"
 	}
+	if c.WebRTC.WHIP == nil {
+		t := true
+		c.WebRTC.WHIP = &t
+	}
+	if c.WebRTC.MaxPublishers == 0 {
+		c.WebRTC.MaxPublishers = 16
+	}
 	sp := &c.Spool
 	if sp.Enabled == "" {
 		sp.Enabled = "auto"
@@ -684,9 +743,7 @@ func (c *Config) fillDefaults() {
 // scheme is not a config error: that stream fails on its own and reports
 // it in its status, and the others run.
 func (c *Config) Validate() error {
-	bad := func(key, format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
-	}
+	bad := badKey
 	models := map[string]int{}
 	for i := range c.Inference.Hooks {
 		h := &c.Inference.Hooks[i]
@@ -784,6 +841,9 @@ func (c *Config) Validate() error {
 	if err := validTransport("defaults.transport", c.Defaults.Transport); err != nil {
 		return err
 	}
+	if err := c.WebRTC.validate(); err != nil {
+		return err
+	}
 	names := map[string]int{}
 	for i, s := range c.Streams {
 		key := fmt.Sprintf("streams[%d]", i)
@@ -807,6 +867,41 @@ func (c *Config) Validate() error {
 		if err := validateFragment(key+".fragment", s.Fragment); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// badKey names the key of a bad value.
+func badKey(key, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
+}
+
+func (w WebRTCConfig) validate() error {
+	bad := badKey
+	if w.MaxPublishers < 1 || w.MaxPublishers > 1024 {
+		return bad("webrtc.max_publishers", "%d is outside 1 to 1024", w.MaxPublishers)
+	}
+	for i, s := range w.ICEServers {
+		key := fmt.Sprintf("webrtc.ice_servers[%d].urls", i)
+		if len(s.URLs) == 0 {
+			return bad(key, "no URL")
+		}
+		for _, u := range s.URLs {
+			scheme, _, _ := strings.Cut(u, ":")
+			switch scheme {
+			case "stun", "stuns", "turn", "turns":
+			default:
+				return bad(key, "%q is not a stun:, stuns:, turn: or turns: URL", u)
+			}
+		}
+	}
+	for i, ip := range w.PublicIPs {
+		if net.ParseIP(ip) == nil {
+			return bad(fmt.Sprintf("webrtc.public_ips[%d]", i), "%q is not an IP address", ip)
+		}
+	}
+	if _, _, err := parsePortRange(w.UDPPorts); err != nil {
+		return bad("webrtc.udp_ports", "%v", err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
 	"github.com/tributary-io/tributary/ingest/rtsp"
+	iwebrtc "github.com/tributary-io/tributary/ingest/webrtc"
 	"github.com/tributary-io/tributary/playback"
 )
 
@@ -45,7 +46,7 @@ type pipeline struct {
 	counters ingest.Counters
 	cutter   fragment.Cutter
 	mkv      fragment.MKVWriter
-	source   *rtsp.Source
+	source   source // nil for a push stream (PutMedia, WHIP)
 	queue    chan storeJob
 	init     *initInfo       // configuration of the latest fragment (source goroutine)
 	inits    map[string]bool // init segments stored (store goroutine)
@@ -85,6 +86,44 @@ type pipeline struct {
 	done   chan struct{}
 }
 
+// source is a camera the pipeline pulls (rtsp.Source, webrtc.Source).
+type source interface {
+	Validate() error
+	Probe(ctx context.Context) bool
+	Run(ctx context.Context, sink ingest.Sink, started func()) error
+}
+
+// newSource makes the source of a stream's URL: WHEP endpoints (whep://,
+// wheps://) are pulled over WebRTC, everything else over RTSP (which
+// reports a bad scheme as the stream's error).
+func newSource(cfg StreamConfig, engine *iwebrtc.Engine, ctr *ingest.Counters, log *slog.Logger) source {
+	if iwebrtc.IsURL(cfg.URL) {
+		return &iwebrtc.Source{
+			URL:          cfg.URL,
+			Token:        cfg.SourceToken,
+			Engine:       engine,
+			StallTimeout: time.Duration(cfg.StallTimeout),
+			Counters:     ctr,
+			Logger:       log.With("component", "whep"),
+		}
+	}
+	return &rtsp.Source{
+		URL:          cfg.URL,
+		Transport:    cfg.Transport,
+		StallTimeout: time.Duration(cfg.StallTimeout),
+		Counters:     ctr,
+		Logger:       log.With("component", "rtsp"),
+	}
+}
+
+// redactURL hides a stream URL's credentials.
+func redactURL(u string) string {
+	if iwebrtc.IsURL(u) {
+		return iwebrtc.Redact(u)
+	}
+	return rtsp.Redact(u)
+}
+
 type latencyObserver interface {
 	Observe(seconds float64)
 }
@@ -107,7 +146,7 @@ type storeJob struct {
 
 var fragPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
-func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, seqDir string, log *slog.Logger, lat latencyObserver) (*pipeline, error) {
+func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, seqDir string, log *slog.Logger, lat latencyObserver, engine *iwebrtc.Engine) (*pipeline, error) {
 	seq, err := openSequence(seqDir, cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
@@ -129,13 +168,7 @@ func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, s
 	}
 	p.pushCond = sync.NewCond(&p.pushMu)
 	if cfg.URL != "" {
-		p.source = &rtsp.Source{
-			URL:          cfg.URL,
-			Transport:    cfg.Transport,
-			StallTimeout: time.Duration(cfg.StallTimeout),
-			Counters:     &p.counters,
-			Logger:       p.log.With("component", "rtsp"),
-		}
+		p.source = newSource(cfg, engine, &p.counters, p.log)
 	}
 	p.ring = &playback.LiveRing{PartTarget: livePart}
 	p.cutter = fragment.Cutter{
@@ -164,7 +197,7 @@ func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, s
 		p.log.Warn("the previous run ended without a clean stop: the fragment it had in progress is lost",
 			"after", seq.LastEnd())
 	}
-	p.status = StreamStatus{Name: cfg.Name, URL: rtsp.Redact(cfg.URL), State: ingest.StateConnecting, Since: time.Now().UTC()}
+	p.status = StreamStatus{Name: cfg.Name, URL: redactURL(cfg.URL), State: ingest.StateConnecting, Since: time.Now().UTC()}
 	return p, nil
 }
 
@@ -279,14 +312,15 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	f.Stream = p.cfg.Name
 	f.Number = n
 	f.ServerTime = closed
-	f.Container = p.cfg.Container
+	container := p.containerOf(f.TrackConfigs)
+	f.Container = container
 	f.Tags = p.cfg.Tags
 	if p.init == nil || p.init.hash != f.InitHash {
 		// an immutable snapshot shared by the fragments of this configuration
 		p.init = &initInfo{hash: f.InitHash, tracks: append([]fragment.Track(nil), f.TrackConfigs...)}
 	}
 	buf := fragPool.Get().(*[]byte)
-	if p.cfg.Container == fragment.ContainerMKV {
+	if container == fragment.ContainerMKV {
 		b, err := p.mkv.Append((*buf)[:0], f)
 		if err != nil {
 			fragPool.Put(buf)
@@ -310,10 +344,10 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 		return
 	}
 	f.Key = key
-	if p.ring.Active() {
+	if p.ring.Active() && fragment.FMP4Carries(f.TrackConfigs) {
 		// the live edge serves fMP4 whatever the archive's container
 		seg := bytes.Clone(*buf)
-		if p.cfg.Container == fragment.ContainerMKV {
+		if container == fragment.ContainerMKV {
 			seg = fragment.AppendFMP4(nil, f)
 		}
 		p.ring.CloseSegment(n, f.Duration, seg)
@@ -323,7 +357,7 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	if d := p.inference; d != nil {
 		if which := d.Wants(&meta, false); len(which) > 0 {
 			in := &inference.Input{Meta: meta, Data: bytes.Clone(*buf)}
-			if p.cfg.Container != fragment.ContainerMKV {
+			if container != fragment.ContainerMKV {
 				in.Init = p.init.marshal()
 			}
 			d.Offer(which, in, closed)
@@ -333,6 +367,15 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	p.seq.SetLastEnd(f.ProducerEnd) // saved with the next block reservation
 	p.ackReceived(meta)
 	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: contentType(f.Container), closed: closed})
+}
+
+// containerOf is the container of a fragment of tracks: the stream's, or
+// MKV for codecs fMP4 does not carry here (VP8, VP9, AV1).
+func (p *pipeline) containerOf(tracks []fragment.Track) string {
+	if p.cfg.Container != fragment.ContainerMKV && !fragment.FMP4Carries(tracks) {
+		return fragment.ContainerMKV
+	}
+	return p.cfg.Container
 }
 
 // initInfo is a codec configuration whose init segment fragments need.
@@ -357,6 +400,10 @@ func (p *pipeline) ensureInit(ctx context.Context, in *initInfo) error {
 	if in == nil || p.inits[in.hash] {
 		return nil
 	}
+	if !fragment.FMP4Carries(in.tracks) {
+		p.inits[in.hash] = true // MKV fragments carry their tracks
+		return nil
+	}
 	b, err := fragment.MarshalInit(in.tracks)
 	if err != nil {
 		return fmt.Errorf("init segment: %w", err)
@@ -376,7 +423,7 @@ func (p *pipeline) ensureInit(ctx context.Context, in *initInfo) error {
 func (p *pipeline) queueStreamInfo() {
 	info := archive.StreamInfo{
 		Name: p.cfg.Name, Tracks: p.tracks, InitHash: fragment.ConfigHash(p.tracks),
-		Container: p.cfg.Container, Tags: p.cfg.Tags, Updated: time.Now().UTC(),
+		Container: p.containerOf(p.tracks), Tags: p.cfg.Tags, Updated: time.Now().UTC(),
 	}
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {

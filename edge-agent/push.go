@@ -3,6 +3,7 @@ package edgeagent
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
+	iwebrtc "github.com/tributary-io/tributary/ingest/webrtc"
 )
 
 // StateWaiting is the state of a push stream with no producer connected.
@@ -190,4 +192,56 @@ func (p *pipeline) ackPersisted(m fragment.Metadata) {
 
 func (p *pipeline) ackError(code putmedia.ErrorCode, at time.Time, err error) {
 	p.ack(putmedia.ErrorAck(code, at.UnixMilli(), err.Error()))
+}
+
+// whipTargets hands push streams to WHIP publishers, as to PutMedia
+// producers: one publisher per stream, streams created on a first publish
+// when putmedia.allow_new_streams is on.
+type whipTargets struct{ a *Agent }
+
+// whipTarget is a push stream held by a WHIP publisher.
+type whipTarget struct{ pushTarget }
+
+func (t whipTarget) Counters() *ingest.Counters { return &t.counters }
+
+func (w whipTargets) Acquire(ctx context.Context, stream string) (iwebrtc.Target, error) {
+	t, err := w.a.Acquire(ctx, stream)
+	switch {
+	case errors.Is(err, putmedia.ErrBusy):
+		return nil, fmt.Errorf("%w: %v", iwebrtc.ErrBusy, err)
+	case errors.Is(err, putmedia.ErrNotPushable):
+		return nil, fmt.Errorf("%w: %v", iwebrtc.ErrForbidden, err)
+	case errors.Is(err, putmedia.ErrUnknownStream):
+		return nil, fmt.Errorf("%w: %v", iwebrtc.ErrUnknownStream, err)
+	case err != nil:
+		return nil, err
+	}
+	return whipTarget{t.(pushTarget)}, nil
+}
+
+// authorizeWHIP checks a WHIP request's bearer token, as PutMedia's.
+func (a *Agent) authorizeWHIP(r *http.Request, stream string) error {
+	if !*a.Config.WebRTC.WHIP {
+		return fmt.Errorf("%w: webrtc.whip is off", iwebrtc.ErrForbidden)
+	}
+	err := a.authorizePush(r, stream)
+	switch {
+	case errors.Is(err, putmedia.ErrUnauthorized):
+		return fmt.Errorf("%w", iwebrtc.ErrUnauthorized)
+	case errors.Is(err, putmedia.ErrForbidden):
+		return fmt.Errorf("%w: %v", iwebrtc.ErrForbidden, err)
+	}
+	return err
+}
+
+// whipServer is the agent's WHIP endpoint.
+func (a *Agent) whipServer() *iwebrtc.Server {
+	return &iwebrtc.Server{
+		Targets:       whipTargets{a},
+		Authorize:     a.authorizeWHIP,
+		Engine:        a.engine,
+		MaxPublishers: a.Config.WebRTC.MaxPublishers,
+		StallTimeout:  time.Duration(a.Config.Defaults.StallTimeout),
+		Logger:        a.Logger.With("component", "whip"),
+	}
 }

@@ -360,7 +360,10 @@ func (s *spool) add(m fragment.Metadata, data []byte, tracks []fragment.Track) e
 		return err
 	}
 	ip := s.initPath(m.Stream, m.InitHash)
-	if _, err := os.Stat(ip); err != nil {
+	if !fragment.FMP4Carries(tracks) {
+		// MKV fragments of codecs fMP4 does not carry here need no init
+		// segment
+	} else if _, err := os.Stat(ip); err != nil {
 		b, err := fragment.MarshalInit(tracks)
 		if err != nil {
 			s.release(m.Size)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -158,7 +159,7 @@ func (u *uploader) do(ctx context.Context, j *uploadJob) error {
 	if j.e != nil {
 		m := j.e.rec.Meta
 		if !u.spool.initUploaded(st, m.InitHash) {
-			if err := u.putInit(ctx, st.name, m.InitHash); err != nil {
+			if err := u.putInit(ctx, st.name, m.InitHash, m.Container); err != nil {
 				return err
 			}
 			u.spool.setInitUploaded(st, m.InitHash)
@@ -185,8 +186,11 @@ func (u *uploader) do(ctx context.Context, j *uploadJob) error {
 	return nil
 }
 
-func (u *uploader) putInit(ctx context.Context, stream, hash string) error {
+func (u *uploader) putInit(ctx context.Context, stream, hash, container string) error {
 	b, err := os.ReadFile(u.spool.initPath(stream, hash))
+	if errors.Is(err, fs.ErrNotExist) && container == fragment.ContainerMKV {
+		return nil // codecs fMP4 does not carry: MKV fragments need no init segment
+	}
 	if err != nil {
 		return fmt.Errorf("spool: init segment %s: %w", hash, err)
 	}

@@ -21,6 +21,19 @@ const (
 	sampleFlagsNonSync = 0x01010000 // sample_depends_on = 1, sample_is_non_sync_sample
 )
 
+// FMP4Carries reports whether fMP4 carries every track: VP8, VP9, AV1 and
+// data tracks have no fMP4 entry here and are recorded as MKV.
+func FMP4Carries(tracks []Track) bool {
+	for i := range tracks {
+		switch tracks[i].Codec {
+		case CodecH264, CodecH265, CodecAAC, CodecOpus, CodecPCMU, CodecPCMA:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // MarshalInit returns the fMP4 (CMAF) init segment of a set of tracks:
 // ftyp and moov with one trak per track. H.265 is tagged hvc1 (what Apple
 // players want), and G.711 is kept as it is, 8-bit µ-law ('ulaw') or A-law

@@ -17,6 +17,7 @@ import (
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/internal/testenv"
+	"github.com/tributary-io/tributary/internal/webrtcpeer"
 )
 
 const clipH264Opus = "../../testdata/h264_opus.ts"
@@ -52,23 +53,23 @@ func TestWHIPPion(t *testing.T) {
 	defer srv.Close()
 
 	pub := newTestPeer(t, clipH264Opus)
-	code, answer, loc := post(t, hs.URL+"/whip/cam1", "application/sdp", "", pub.offer())
+	code, answer, loc := post(t, hs.URL+"/whip/cam1", "application/sdp", "", offer(t, pub))
 	if code != http.StatusCreated || !strings.HasPrefix(loc, "/whip/cam1/") {
 		t.Fatalf("POST: %d %q %q", code, loc, answer)
 	}
-	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+	if err := pub.SetAnswer(answer); err != nil {
 		t.Fatal(err)
 	}
-	pub.start()
+	pub.Start()
 	sink, ctr := tt.sink("cam1")
 	waitFor(t, "4 fragments", 15*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 4 })
 
 	// a second publisher to the same stream is refused while the first holds it
 	pub2 := newTestPeer(t, clipH264Opus)
-	if code, body, _ := post(t, hs.URL+"/whip/cam1", "application/sdp", "", pub2.offer()); code != http.StatusConflict {
+	if code, body, _ := post(t, hs.URL+"/whip/cam1", "application/sdp", "", offer(t, pub2)); code != http.StatusConflict {
 		t.Errorf("second publisher: %d %s", code, body)
 	}
-	pub2.close()
+	pub2.Close()
 
 	req, _ := http.NewRequest(http.MethodDelete, hs.URL+loc, nil)
 	res, err := http.DefaultClient.Do(req)
@@ -77,7 +78,7 @@ func TestWHIPPion(t *testing.T) {
 	}
 	res.Body.Close()
 	waitFor(t, "the session to end", 5*time.Second, func() bool { return srv.Active() == 0 })
-	pub.close()
+	pub.Close()
 
 	frags, meta := sink.fragments()
 	sink.mu.Lock()
@@ -97,10 +98,10 @@ func TestWHIPPion(t *testing.T) {
 	if ctr.Packets.Load() == 0 || ctr.Samples.Load() == 0 || ctr.KeyframeRequests.Load() == 0 {
 		t.Errorf("counters: packets %d samples %d PLIs %d", ctr.Packets.Load(), ctr.Samples.Load(), ctr.KeyframeRequests.Load())
 	}
-	if pub.plis.Load() == 0 {
+	if pub.PLIs.Load() == 0 {
 		t.Error("the publisher received no PLI")
 	}
-	t.Logf("%d fragments, %d packets, %d samples, %d lost, %d PLIs", len(frags), ctr.Packets.Load(), ctr.Samples.Load(), ctr.PacketsLost.Load(), pub.plis.Load())
+	t.Logf("%d fragments, %d packets, %d samples, %d lost, %d PLIs", len(frags), ctr.Packets.Load(), ctr.Samples.Load(), ctr.PacketsLost.Load(), pub.PLIs.Load())
 	checkFragments(t, frags, meta)
 }
 
@@ -114,27 +115,27 @@ func TestWHIPLossReorder(t *testing.T) {
 	defer srv.Close()
 
 	pub := newTestPeer(t, clipH264Opus)
-	pub.drop, pub.reorder = 0.02, 0.05
-	code, answer, _ := post(t, hs.URL+"/whip/lossy", "application/sdp", "", pub.offer())
+	pub.Drop, pub.Reorder = 0.02, 0.05
+	code, answer, _ := post(t, hs.URL+"/whip/lossy", "application/sdp", "", offer(t, pub))
 	if code != http.StatusCreated {
 		t.Fatalf("POST: %d %s", code, answer)
 	}
-	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+	if err := pub.SetAnswer(answer); err != nil {
 		t.Fatal(err)
 	}
-	pub.start()
+	pub.Start()
 	sink, ctr := tt.sink("lossy")
 	waitFor(t, "5 fragments", 20*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 5 })
-	pub.close()
+	pub.Close()
 	waitFor(t, "the session to end", 15*time.Second, func() bool { return srv.Active() == 0 })
 	frags, meta := sink.fragments()
 	lost, plis := ctr.PacketsLost.Load(), ctr.KeyframeRequests.Load()
-	t.Logf("%d fragments, %d packets sent, %d received, %d lost, %d PLIs sent, %d PLIs received", len(frags), pub.sent.Load(), ctr.Packets.Load(), lost, plis, pub.plis.Load())
+	t.Logf("%d fragments, %d packets sent, %d received, %d lost, %d PLIs sent, %d PLIs received", len(frags), pub.Sent.Load(), ctr.Packets.Load(), lost, plis, pub.PLIs.Load())
 	if lost == 0 {
 		t.Error("no loss counted")
 	}
-	if plis < 2 || pub.plis.Load() < 2 {
-		t.Errorf("PLIs: sent %d, received %d", plis, pub.plis.Load())
+	if plis < 2 || pub.PLIs.Load() < 2 {
+		t.Errorf("PLIs: sent %d, received %d", plis, pub.PLIs.Load())
 	}
 	checkFragments(t, frags, meta)
 }
@@ -143,7 +144,7 @@ func TestWHIPLossReorder(t *testing.T) {
 func TestWHEPPion(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	var deleted atomic.Int32
-	var peer atomic.Pointer[testPeer]
+	var peer atomic.Pointer[webrtcpeer.Peer]
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /whep/cam", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer s3cret" {
@@ -160,13 +161,13 @@ func TestWHEPPion(t *testing.T) {
 			}
 		}
 		p := newTestPeer(t, clipH264Opus)
-		ans, err := p.answer(string(b[:n]))
+		ans, err := p.Answer(string(b[:n]))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		peer.Store(p)
-		p.start()
+		p.Start()
 		w.Header().Set("Content-Type", "application/sdp")
 		w.Header().Set("Location", "/whep/cam/session-1")
 		w.WriteHeader(http.StatusCreated)
@@ -175,7 +176,7 @@ func TestWHEPPion(t *testing.T) {
 	mux.HandleFunc("DELETE /whep/cam/session-1", func(w http.ResponseWriter, r *http.Request) {
 		deleted.Add(1)
 		if p := peer.Load(); p != nil {
-			go p.close()
+			go p.Close()
 		}
 	})
 	hs := httptest.NewServer(mux)
@@ -203,7 +204,7 @@ func TestWHEPPion(t *testing.T) {
 		t.Errorf("DELETE sent %d times", deleted.Load())
 	}
 	if p := peer.Load(); p != nil {
-		p.close()
+		p.Close()
 	}
 	frags, meta := sink.fragments()
 	t.Logf("%d fragments, %d packets, %d lost, %d PLIs", len(frags), ctr.Packets.Load(), ctr.PacketsLost.Load(), ctr.KeyframeRequests.Load())
@@ -226,12 +227,12 @@ func TestWHIPBadInput(t *testing.T) {
 	defer srv.Close()
 
 	pub := newTestPeer(t, clipH264Opus)
-	good := pub.offer()
+	good := offer(t, pub)
 	g722 := newTestPeer(t, clipH264Opus,
 		webrtc.RTPCodecCapability{MimeType: "video/H263", ClockRate: 90000},
 		webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeG722, ClockRate: 8000})
-	unsupported := g722.offer()
-	g722.close()
+	unsupported := offer(t, g722)
+	g722.Close()
 	// a valid SDP whose DTLS fingerprint is not the peer's: ICE connects,
 	// DTLS fails
 	wrongFP := regexp.MustCompile(`a=fingerprint:sha-256 ([0-9A-F]{2}:)*[0-9A-F]{2}`).ReplaceAllString(good,
@@ -266,7 +267,7 @@ func TestWHIPBadInput(t *testing.T) {
 	if code, body, _ := post(t, hs.URL+"/whip/other", "application/sdp", "", good); code != http.StatusServiceUnavailable {
 		t.Errorf("over MaxPublishers: %d %s", code, body)
 	}
-	pub.close()
+	pub.Close()
 	waitFor(t, "the DTLS session to end", 20*time.Second, func() bool { return srv.Active() == 0 })
 	if s, _ := tt.sink("dtls"); s != nil {
 		s.mu.Lock()
@@ -280,17 +281,17 @@ func TestWHIPBadInput(t *testing.T) {
 	// a publisher that vanishes without DELETE: the stall timeout ends
 	// its session and frees the stream
 	pub3 := newTestPeer(t, clipH264Opus)
-	code, answer, _ := post(t, hs.URL+"/whip/vanish", "application/sdp", "", pub3.offer())
+	code, answer, _ := post(t, hs.URL+"/whip/vanish", "application/sdp", "", offer(t, pub3))
 	if code != http.StatusCreated {
 		t.Fatalf("POST: %d %s", code, answer)
 	}
-	if err := pub3.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+	if err := pub3.SetAnswer(answer); err != nil {
 		t.Fatal(err)
 	}
-	pub3.start()
+	pub3.Start()
 	sink, _ := tt.sink("vanish")
 	waitFor(t, "a fragment", 10*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 1 })
-	pub3.stopped.Store(true)
+	pub3.Stopped.Store(true)
 	waitFor(t, "the stalled session to end", 10*time.Second, func() bool { return srv.Active() == 0 })
 	sink.mu.Lock()
 	ended := sink.ended
@@ -298,7 +299,7 @@ func TestWHIPBadInput(t *testing.T) {
 	if len(ended) != 1 || !errors.Is(ended[0], ErrStalled) {
 		t.Errorf("vanished publisher: sessions ended with %v", ended)
 	}
-	pub3.close()
+	pub3.Close()
 	if srv.Rejected.Load() < 7 {
 		t.Errorf("rejected %d", srv.Rejected.Load())
 	}
