@@ -1,35 +1,40 @@
 package rtpmedia
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpav1"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpvp8"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpvp9"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 
 	"github.com/tributary-io/tributary/fragment"
 )
 
 // frameVideo depacketizes the video codecs whose frames need no parameter
-// sets (VP8, VP9, AV1) with gortsplib's decoders. Their configuration
-// (size, AV1's sequence header) comes from keyframes. These codecs come
-// from WebRTC peers at browser bitrates; their decoders allocate a frame
-// each, which is fine at that rate.
+// sets: VP8 and VP9 into a buffer of its own (no allocation per packet),
+// AV1 with gortsplib's decoder (which keeps each packet's payload, so it
+// gets a copy: AV1 comes from browsers at their bitrates). Their
+// configuration (size, AV1's sequence header) comes from keyframes.
 type frameVideo struct {
 	codec fragment.Codec
-	vp8   *rtpvp8.Decoder
-	vp9   *rtpvp9.Decoder
 	av1   *rtpav1.Decoder
+	vp8   codecs.VP8Packet
+	vp9   codecs.VP9Packet
 
 	seqKnown bool
 	nextSeq  uint16
+	frame    []byte        // VP8/VP9 frame being assembled
+	inFrame  bool          // frame has its first packet
 	obus     av1.Bitstream // scratch
 }
+
+// maxFrame bounds an assembled frame.
+const maxFrame = 16 << 20
 
 // errMore means the frame needs more packets.
 var errMore = errors.New("more packets needed")
@@ -41,10 +46,8 @@ func newFrameVideo(f format.Format) (*frameVideo, fragment.Track, bool) {
 	switch f := f.(type) {
 	case *format.VP8:
 		v.codec = fragment.CodecVP8
-		v.vp8, err = f.CreateDecoder()
 	case *format.VP9:
 		v.codec = fragment.CodecVP9
-		v.vp9, err = f.CreateDecoder()
 	case *format.AV1:
 		v.codec = fragment.CodecAV1
 		v.av1, err = f.CreateDecoder()
@@ -67,20 +70,34 @@ func (v *frameVideo) decode(pkt *rtp.Packet) (frame []byte, lost bool, err error
 		lost = true
 	}
 	v.seqKnown, v.nextSeq = true, pkt.SequenceNumber+1
+	if lost {
+		v.inFrame = false // the frame in progress misses a packet
+	}
 	switch {
-	case v.vp8 != nil:
-		frame, err = v.vp8.Decode(pkt)
-		if errors.Is(err, rtpvp8.ErrMorePacketsNeeded) || errors.Is(err, rtpvp8.ErrNonStartingPacketAndNoPrevious) {
-			return nil, lost, errMore
+	case v.codec == fragment.CodecVP8:
+		if _, err := v.vp8.Unmarshal(pkt.Payload); err != nil {
+			v.inFrame = false
+			return nil, lost, err
 		}
-	case v.vp9 != nil:
-		frame, err = v.vp9.Decode(pkt)
-		if errors.Is(err, rtpvp9.ErrMorePacketsNeeded) || errors.Is(err, rtpvp9.ErrNonStartingPacketAndNoPrevious) {
-			return nil, lost, errMore
+		if v.vp8.S == 1 && v.vp8.PID == 0 {
+			v.frame, v.inFrame = v.frame[:0], true
 		}
+		return v.assemble(v.vp8.Payload, pkt.Marker, lost)
+	case v.codec == fragment.CodecVP9:
+		if _, err := v.vp9.Unmarshal(pkt.Payload); err != nil {
+			v.inFrame = false
+			return nil, lost, err
+		}
+		if v.vp9.B {
+			v.frame, v.inFrame = v.frame[:0], true
+		}
+		return v.assemble(v.vp9.Payload, v.vp9.E || pkt.Marker, lost)
 	case v.av1 != nil:
+		// the decoder keeps the payload: it gets its own copy
+		own := *pkt
+		own.Payload = bytes.Clone(pkt.Payload)
 		var tu [][]byte
-		tu, err = v.av1.Decode(pkt)
+		tu, err = v.av1.Decode(&own)
 		if errors.Is(err, rtpav1.ErrMorePacketsNeeded) || errors.Is(err, rtpav1.ErrNonStartingPacketAndNoPrevious) {
 			return nil, lost, errMore
 		}
@@ -102,6 +119,26 @@ func (v *frameVideo) decode(pkt *rtp.Packet) (frame []byte, lost bool, err error
 	}
 	return frame, lost, err
 }
+
+// assemble adds a VP8/VP9 payload to the frame in progress and returns the
+// frame when end is set.
+func (v *frameVideo) assemble(payload []byte, end, lost bool) ([]byte, bool, error) {
+	if !v.inFrame {
+		return nil, lost, errMore // waiting for the start of a frame
+	}
+	if len(v.frame)+len(payload) > maxFrame {
+		v.inFrame = false
+		return nil, lost, errFrameTooBig
+	}
+	v.frame = append(v.frame, payload...)
+	if !end {
+		return nil, lost, errMore
+	}
+	v.inFrame = false
+	return v.frame, lost, nil
+}
+
+var errFrameTooBig = errors.New("frame over 16 MiB")
 
 // inspect reports whether frame is a keyframe and fills the track's
 // configuration from it; changed says the configuration changed.

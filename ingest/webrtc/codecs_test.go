@@ -1,0 +1,66 @@
+package webrtc
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/internal/testenv"
+)
+
+// TestWHIPCodecs publishes VP8, VP9 and AV1 (encoded by ffmpeg into IVF
+// files) over WHIP: each is depacketized, takes its size (and AV1 its
+// av1C) from keyframes, and its MKV fragments pass ffmpeg's strict decode.
+func TestWHIPCodecs(t *testing.T) {
+	ffmpeg := testenv.RequireFFmpeg(t)
+	cases := []struct {
+		codec   fragment.Codec
+		encoder []string
+	}{
+		{fragment.CodecVP8, []string{"-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"}},
+		{fragment.CodecVP9, []string{"-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"}},
+		{fragment.CodecAV1, []string{"-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8"}},
+	}
+	tt := newTestTargets()
+	srv := &Server{Targets: tt, Engine: &Engine{Loopback: true}}
+	hs := httptest.NewServer(whipServer(srv))
+	defer hs.Close()
+	defer srv.Close()
+	for _, c := range cases {
+		t.Run(string(c.codec), func(t *testing.T) {
+			clip := filepath.Join(t.TempDir(), "clip.ivf")
+			args := append([]string{"-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "3",
+				"-g", "30", "-b:v", "1M", "-pix_fmt", "yuv420p"}, c.encoder...)
+			if b, err := exec.Command(ffmpeg, append(args, "-f", "ivf", clip)...).CombinedOutput(); err != nil {
+				t.Fatalf("ffmpeg: %v: %s", err, b)
+			}
+			pub := newTestPeer(t, clip)
+			stream := string(c.codec)
+			code, answer, _ := post(t, hs.URL+"/whip/"+stream, "application/sdp", "", offer(t, pub))
+			if code != http.StatusCreated {
+				t.Fatalf("POST: %d %s", code, answer)
+			}
+			if err := pub.SetAnswer(answer); err != nil {
+				t.Fatal(err)
+			}
+			pub.Start()
+			sink, ctr := tt.sink(stream)
+			waitFor(t, "3 fragments", 15*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 3 })
+			pub.Close()
+			frags, meta := sink.fragments()
+			sink.mu.Lock()
+			tr := sink.tracks
+			sink.mu.Unlock()
+			if len(tr) != 1 || tr[0].Codec != c.codec || tr[0].Width != 640 || tr[0].Height != 360 ||
+				(c.codec == fragment.CodecAV1 && len(tr[0].Config) < 5) {
+				t.Errorf("tracks %+v", tr)
+			}
+			t.Logf("%s: %d fragments, %d packets, %d samples, %d decode errors", c.codec, len(frags), ctr.Packets.Load(), ctr.Samples.Load(), ctr.DecodeErrors.Load())
+			checkFragments(t, frags, meta)
+		})
+	}
+}
