@@ -89,6 +89,12 @@ var badConfigs = []struct {
 	{"dup model", "inference:\n  hooks:\n    - {model: m, kind: sagemaker, url: http://h/}\n    - {model: m, kind: webhook, url: http://h/}\n", "inference.hooks[1].model"},
 	{"bad placement", "inference:\n  hooks:\n    - {model: m, kind: sagemaker, url: http://h/, placement: cloud}\n", "inference.hooks[0].placement"},
 	{"bad consumer group", "inference:\n  consumer: {group: a/b}\n", "inference.consumer.group"},
+	{"bad ICE server", "webrtc:\n  ice_servers:\n    - urls: ['http://stun.example']\n", "webrtc.ice_servers[0].urls"},
+	{"ICE server without URL", "webrtc:\n  ice_servers:\n    - {username: u}\n", "webrtc.ice_servers[0].urls"},
+	{"bad public IP", "webrtc: {public_ips: [gateway.local]}\n", "webrtc.public_ips[0]"},
+	{"bad UDP ports", "webrtc: {udp_ports: 50000-40000}\n", "webrtc.udp_ports"},
+	{"too many publishers", "webrtc: {max_publishers: 5000}\n", "webrtc.max_publishers"},
+	{"unknown webrtc key", "webrtc: {stun: x}\n", "webrtc.stun (line 1): unknown key"},
 }
 
 func TestParseConfigErrors(t *testing.T) {

@@ -29,6 +29,10 @@ var (
 	mFragLost      = descCounter("fragments_lost_total", "Fragments that could not be stored.")
 	mStoreErrors   = descCounter("store_errors_total", "Failed archive writes.")
 	mReconnects    = descCounter("reconnects_total", "Sessions started after the first.")
+	mKeyframeReqs  = descCounter("keyframe_requests_total", "Keyframes asked of the producer (RTCP PLI over WebRTC).")
+	mWHIPSessions  = prometheus.NewDesc("tributary_whip_sessions_total", "WHIP publishers accepted.", nil, nil)
+	mWHIPRejected  = prometheus.NewDesc("tributary_whip_rejected_total", "WHIP requests refused (bad offer, auth, limits).", nil, nil)
+	mWHIPActive    = prometheus.NewDesc("tributary_whip_active", "WHIP sessions connected now.", nil, nil)
 	mBacklog       = descCounter("backlog_fragments", "Fragments in the spool waiting for the archive.")
 	mBacklogBytes  = descCounter("backlog_bytes", "Bytes in the spool waiting for the archive.")
 	mOldest        = descCounter("oldest_pending_age_seconds", "Age of the oldest fragment not yet in the archive.")
@@ -44,13 +48,19 @@ var (
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mPackets, mBytes, mSamples, mFragments, mFragmentBytes, mLost, mDecode,
-		mQueueFull, mNoParams, mGOPs, mFragLost, mStoreErrors, mReconnects, mUp, mState,
+		mQueueFull, mNoParams, mGOPs, mFragLost, mStoreErrors, mReconnects, mKeyframeReqs, mUp, mState,
+		mWHIPSessions, mWHIPRejected, mWHIPActive,
 		mBacklog, mBacklogBytes, mOldest, mUploaded, mUploadErrors, mLostCause, mSpoolBytes, mSpoolMax, mSpoolPaused} {
 		ch <- d
 	}
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	if w := m.agent.whip; w != nil {
+		ch <- prometheus.MustNewConstMetric(mWHIPSessions, prometheus.CounterValue, float64(w.Sessions.Load()))
+		ch <- prometheus.MustNewConstMetric(mWHIPRejected, prometheus.CounterValue, float64(w.Rejected.Load()))
+		ch <- prometheus.MustNewConstMetric(mWHIPActive, prometheus.GaugeValue, float64(w.Active()))
+	}
 	if sp := m.agent.spool; sp != nil {
 		st := sp.status()
 		paused := 0.0
@@ -73,6 +83,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			{mFragmentBytes, c.FragmentBytes}, {mLost, c.PacketsLost}, {mDecode, c.DecodeErrors},
 			{mQueueFull, c.DroppedQueueFull}, {mNoParams, c.DroppedNoParams}, {mGOPs, c.DroppedGOPs},
 			{mFragLost, c.FragmentsLost}, {mStoreErrors, c.StoreErrors}, {mReconnects, c.Reconnects},
+			{mKeyframeReqs, c.KeyframeRequests},
 		} {
 			ch <- prometheus.MustNewConstMetric(v.d, prometheus.CounterValue, float64(v.v), n)
 		}

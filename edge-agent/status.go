@@ -103,6 +103,7 @@ type StreamCounters struct {
 	FragmentsDenied  uint64 `json:"fragments_denied"`
 	StoreErrors      uint64 `json:"store_errors"`
 	Reconnects       uint64 `json:"reconnects"`
+	KeyframeRequests uint64 `json:"keyframe_requests"`
 }
 
 func (p *pipeline) snapshot() StreamStatus {
@@ -126,6 +127,7 @@ func (p *pipeline) snapshot() StreamStatus {
 		FragmentsDenied:  p.denied.Load(),
 		StoreErrors:      p.storeErrors.Load(),
 		Reconnects:       c.Reconnects.Load(),
+		KeyframeRequests: c.KeyframeRequests.Load(),
 	}
 	if p.spool != nil {
 		u := p.spool.streamStatus(p.cfg.Name)

@@ -24,6 +24,8 @@ type Session struct {
 // one goroutine, so a Sink needs no locking of its own.
 type Sink interface {
 	// StartSession begins a session. The previous one, if any, has ended.
+	// A session starts on the receive clock; ClockChanged reports another
+	// (before the first sample, when a sender report came first).
 	StartSession(s Session)
 	// WriteSample adds a sample of track i (an index into Session.Tracks).
 	// The payload is only valid during the call.

@@ -49,6 +49,7 @@ type Session struct {
 	onStart func()
 	info    ingest.Session
 	clock   ingest.Clock
+	told    string // the clock source the sink knows
 	started bool
 	stopped bool // the session ended: no more samples reach the sink
 }
@@ -71,6 +72,7 @@ func (ss *Session) Init(tracks []fragment.Track, sink ingest.Sink, started func(
 	ss.sink, ss.onStart, ss.info = sink, started, info
 	ss.last.Store(time.Now().UnixNano())
 	ss.clock.MaxClockSkew = ss.MaxClockSkew
+	ss.told = fragment.ClockReceive
 }
 
 // Packet depacketizes one RTP packet of media d, received now, and hands
@@ -155,7 +157,13 @@ func (ss *Session) handle(u Unit) {
 		}
 		log.Info("producer clock changed", "from", from, "to", to, "diff", ev.Diff, "stepped", ev.Stepped)
 		sink.ClockChanged(from, to, ev.Diff, ev.Stepped)
+	} else if ss.clock.Source != ss.told {
+		// the clock started on RTCP (a sender report came before the first
+		// sample): sinks start on the receive clock
+		log.Info("producer clock", "from", ss.told, "to", ss.clock.Source)
+		sink.ClockChanged(ss.told, ss.clock.Source, 0, false)
 	}
+	ss.told = ss.clock.Source
 	if ss.clock.Untrusted != 0 {
 		log.Warn("producer clock is too far from the agent's; using the receive clock", "skew", ss.clock.Untrusted)
 		ss.clock.Untrusted = 0

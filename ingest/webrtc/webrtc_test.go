@@ -82,8 +82,13 @@ func TestWHIPPion(t *testing.T) {
 
 	frags, meta := sink.fragments()
 	sink.mu.Lock()
-	tracks, ended := sink.tracks, sink.ended
+	tracks, ended, clock := sink.tracks, sink.ended, sink.clockFrom
 	sink.mu.Unlock()
+	// producer time: the receive clock until pion's sender reports come,
+	// then RTCP, the switch recorded
+	if len(clock) == 0 || clock[0] != "receive->rtcp" {
+		t.Errorf("clock changes %v, want receive->rtcp", clock)
+	}
 	if len(tracks) != 2 || tracks[0].Codec != fragment.CodecH264 || tracks[1].Codec != fragment.CodecOpus || tracks[0].Width != 640 {
 		t.Errorf("tracks %v", tracks)
 	}
