@@ -452,9 +452,15 @@ func (a *Agent) routes() http.Handler {
 	}
 	mux.Handle("POST /v1/streams/{stream}/putmedia", a.putMediaHandler())
 	mux.HandleFunc("/v1/streams/{stream}/whip", func(w http.ResponseWriter, r *http.Request) {
+		if a.whipCORS(w, r) {
+			return
+		}
 		a.whip.ServeHTTP(w, r, r.PathValue("stream"))
 	})
 	mux.HandleFunc("/v1/streams/{stream}/whip/{session}", func(w http.ResponseWriter, r *http.Request) {
+		if a.whipCORS(w, r) {
+			return
+		}
 		a.whip.ServeSession(w, r, r.PathValue("stream"), r.PathValue("session"))
 	})
 	if a.Handler != nil {

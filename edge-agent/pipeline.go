@@ -103,8 +103,10 @@ func newSource(cfg StreamConfig, engine *iwebrtc.Engine, ctr *ingest.Counters, l
 			Token:        cfg.SourceToken,
 			Engine:       engine,
 			StallTimeout: time.Duration(cfg.StallTimeout),
-			Counters:     ctr,
-			Logger:       log.With("component", "whep"),
+			// a keyframe at least every fragment target
+			KeyframeInterval: time.Duration(cfg.Fragment.Target),
+			Counters:         ctr,
+			Logger:           log.With("component", "whep"),
 		}
 	}
 	return &rtsp.Source{

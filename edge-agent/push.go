@@ -242,6 +242,36 @@ func (a *Agent) whipServer() *iwebrtc.Server {
 		Engine:        a.engine,
 		MaxPublishers: a.Config.WebRTC.MaxPublishers,
 		StallTimeout:  time.Duration(a.Config.Defaults.StallTimeout),
-		Logger:        a.Logger.With("component", "whip"),
+		// a keyframe at least every fragment target
+		KeyframeInterval: time.Duration(a.Config.Defaults.Fragment.Target),
+		Logger:           a.Logger.With("component", "whip"),
 	}
+}
+
+// whipCORS sets the CORS headers of a WHIP request from an allowed origin
+// (api.cors_origins), so that pages elsewhere can publish, and answers a
+// preflight; it reports whether it did.
+func (a *Agent) whipCORS(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	allowed := false
+	for _, o := range a.Config.API.CORSOrigins {
+		if o == "*" || o == origin {
+			allowed = true
+		}
+	}
+	if origin != "" && allowed {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
+		h.Set("Access-Control-Allow-Methods", "POST, DELETE, PATCH, OPTIONS")
+		h.Set("Access-Control-Expose-Headers", "Location, ETag, Link")
+		h.Set("Access-Control-Max-Age", "600")
+	}
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		w.Header().Set("Accept-Post", "application/sdp")
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	}
+	return false
 }

@@ -191,3 +191,49 @@ func TestWHEPAgent(t *testing.T) {
 	}
 	checkStored(t, store, "whep", 4)
 }
+
+// TestChromiumWHIP: headless Chromium, a publisher nobody here wrote,
+// publishes its fake camera and microphone over WHIP from a network
+// namespace (browsers offer no loopback candidates), forced to H.264 and
+// then to VP8. The fragments pass ffmpeg's strict decode: H.264 in fMP4,
+// VP8 in MKV.
+func TestChromiumWHIP(t *testing.T) {
+	testenv.RequireFFmpeg(t)
+	testenv.RequireChromium(t)
+	ns := testenv.RequireNetNS(t)
+	a, store := startPushAgent(t, func(c *edgeagent.Config) {
+		c.HTTP.Listen = ns.HostIP + ":0"
+		c.Defaults.Fragment.Target = edgeagent.Duration(time.Second)
+	})
+	for _, c := range []struct {
+		codec     string
+		container string
+	}{{"H264", fragment.ContainerFMP4}, {"VP8", fragment.ContainerMKV}} {
+		t.Run(c.codec, func(t *testing.T) {
+			stream := "chrome-" + strings.ToLower(c.codec)
+			res := testenv.PublishWHIP(t, ns, "http://"+a.Addr()+"/v1/streams/"+stream+"/whip", pushToken, c.codec, 6*time.Second)
+			if !res.OK {
+				t.Fatalf("publishing failed: %s (codecs %v)", res.Error, res.Codecs)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for streamStatus(a, stream).State != edgeagent.StateWaiting {
+				if time.Now().After(deadline) {
+					t.Fatalf("the session did not end: %+v", streamStatus(a, stream))
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			st := streamStatus(a, stream)
+			if !strings.Contains(strings.Join(st.Tracks, " "), c.codec) || st.Transport != "webrtc" {
+				t.Errorf("status %+v", st)
+			}
+			time.Sleep(500 * time.Millisecond) // the last fragment's store
+			frags := checkStored(t, store, stream, 3)
+			for _, m := range frags {
+				if m.Container != c.container {
+					t.Errorf("fragment %d stored as %s, want %s", m.Number, m.Container, c.container)
+				}
+			}
+			t.Logf("%s: %d fragments, %d packets, %d lost, %d PLIs", c.codec, len(frags), st.Counters.Packets, st.Counters.PacketsLost, st.Counters.KeyframeRequests)
+		})
+	}
+}

@@ -2,7 +2,8 @@
 # Installs the real programs Tributary's tests run against, when missing:
 # ffmpeg (producer and judge of every fragment), mkvtoolnix (mkvinfo, a
 # second judge of Matroska) and the GStreamer RTSP
-# server (a camera nobody here wrote), Debian packages that need root; and
+# server (a camera nobody here wrote), GStreamer's webrtcbin (a WHIP
+# publisher), Chromium and iproute2, Debian packages that need root; and
 # versitygw (a real S3 gateway over a directory), a Go program built once
 # into .tools/ at the repository root.
 set -euo pipefail
@@ -35,6 +36,15 @@ if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0');
 	need+=(gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 		gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp)
 fi
+
+# GStreamer webrtcbin from Python: a WHIP publisher nobody here wrote.
+if ! /usr/bin/python3 -c "import gi; gi.require_version('GstWebRTC', '1.0'); gi.require_version('GstSdp', '1.0'); from gi.repository import GstWebRTC, GstSdp" >/dev/null 2>&1 \
+	|| ! gst-inspect-1.0 nicesrc >/dev/null 2>&1 \
+	|| ! gst-inspect-1.0 webrtcbin >/dev/null 2>&1; then
+	need+=(gir1.2-gst-plugins-bad-1.0 gstreamer1.0-nice gstreamer1.0-plugins-bad python3-gi)
+fi
+# ip (iproute2): the Chromium WHIP test puts Chromium in a network namespace.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 
 if [ ${#need[@]} -eq 0 ]; then
 	echo "test peers: all installed"

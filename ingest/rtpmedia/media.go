@@ -62,7 +62,8 @@ type Media struct {
 	srRTP uint32
 	srOK  bool
 
-	needKey bool // drop video until the next keyframe
+	needKey   bool   // drop video until the next keyframe
+	keyframes uint64 // video keyframes emitted
 	prevPTS int64
 	nalus   [][]byte // scratch
 }
@@ -254,6 +255,12 @@ func (d *Media) lostSync() {
 	}
 }
 
+// Keyframes counts the video keyframes the Media has emitted.
+func (d *Media) Keyframes() uint64 { return d.keyframes }
+
+// IsVideo reports whether the Media is a video track.
+func (d *Media) IsVideo() bool { return d.video != nil || d.frame != nil }
+
 // WaitingForKeyframe reports whether video is held back until the next
 // keyframe (at the start, and after a loss): a transport that can ask the
 // producer for one (an RTCP PLI) should.
@@ -301,6 +308,9 @@ func (d *Media) Decode(pkt *rtp.Packet, pts int64, emit func(Unit)) {
 		if changed {
 			t := d.track
 			u.Params = &t
+		}
+		if key {
+			d.keyframes++
 		}
 		emit(u)
 	case d.aac != nil:
@@ -396,6 +406,9 @@ func (d *Media) videoAU(au *accessUnit, pts int64, emit func(Unit)) {
 		return
 	}
 	d.needKey = false
+	if key {
+		d.keyframes++
+	}
 	emit(d.videoUnit(au, pts, dts, key, params))
 }
 

@@ -43,6 +43,11 @@ const (
 	// for (reordering, a retransmission after a NACK) before it is given
 	// up as lost.
 	DefaultReorderDelay = 150 * time.Millisecond
+	// DefaultKeyframeInterval: with no keyframe for this long, a PLI asks
+	// for one. Browsers and OBS send keyframes rarely (minutes apart)
+	// unless asked, and fragments are cut at keyframes: the agent sets it
+	// to the stream's fragment target.
+	DefaultKeyframeInterval = 2 * time.Second
 	// pliInterval is the least time between two PLIs of a track.
 	pliInterval = 300 * time.Millisecond
 	// trackWait is how long the other tracks may come after the first.
@@ -58,6 +63,7 @@ type receiver struct {
 	timeout      time.Duration
 	reorderDelay time.Duration
 	maxSkew      time.Duration
+	keyInterval  time.Duration
 
 	pc     *webrtc.PeerConnection
 	tracks chan remoteTrack
@@ -80,6 +86,9 @@ func (r *receiver) attach(pc *webrtc.PeerConnection) {
 	}
 	if r.reorderDelay <= 0 {
 		r.reorderDelay = DefaultReorderDelay
+	}
+	if r.keyInterval <= 0 {
+		r.keyInterval = DefaultKeyframeInterval
 	}
 	if r.counters == nil {
 		r.counters = &ingest.Counters{}
@@ -209,7 +218,8 @@ func (r *receiver) read(ss *rtpmedia.Session, d *rtpmedia.Media, t *webrtc.Track
 	ro := reorderer{maxDelay: r.reorderDelay}
 	var hdr, pkt rtp.Packet
 	var now time.Time
-	var lastPLI time.Time
+	var lastPLI, lastKey time.Time
+	var keys uint64
 	pt := d.Format().PayloadType()
 	ssrc := uint32(t.SSRC())
 	deliver := func(b []byte) {
@@ -217,7 +227,15 @@ func (r *receiver) read(ss *rtpmedia.Session, d *rtpmedia.Media, t *webrtc.Track
 			return
 		}
 		ss.Packet(d, &pkt, now)
-		if d.WaitingForKeyframe() && now.Sub(lastPLI) >= pliInterval {
+		if k := d.Keyframes(); k != keys || lastKey.IsZero() {
+			keys, lastKey = k, now
+		}
+		want := d.WaitingForKeyframe() && now.Sub(lastPLI) >= pliInterval
+		// a keyframe for the next fragment: asked a little before it is due
+		if d.IsVideo() && now.Sub(lastKey) >= r.keyInterval-r.keyInterval/8 && now.Sub(lastPLI) >= r.keyInterval/2 {
+			want = true
+		}
+		if want {
 			lastPLI = now
 			if err := r.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err == nil {
 				ctr.KeyframeRequests.Add(1)

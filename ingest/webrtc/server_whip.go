@@ -77,6 +77,9 @@ type Server struct {
 	Timeout time.Duration
 	// ReorderDelay is how long a sequence gap is waited for. Default 150 ms.
 	ReorderDelay time.Duration
+	// KeyframeInterval: with no keyframe for this long, a PLI asks for
+	// one. Default 2 s (the fragment target).
+	KeyframeInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -239,7 +242,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, stream string
 		return
 	}
 	ctr := target.Counters()
-	rc := &receiver{counters: ctr, log: log.With("component", "whip"), stall: s.StallTimeout, timeout: timeout, reorderDelay: s.ReorderDelay}
+	rc := &receiver{counters: ctr, log: log.With("component", "whip"), stall: s.StallTimeout, timeout: timeout, reorderDelay: s.ReorderDelay, keyInterval: s.KeyframeInterval}
 	rc.attach(pc)
 	fail := func(err error) {
 		pc.Close()

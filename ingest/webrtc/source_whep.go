@@ -47,6 +47,9 @@ type Source struct {
 	Timeout time.Duration
 	// ReorderDelay is how long a sequence gap is waited for. Default 150 ms.
 	ReorderDelay time.Duration
+	// KeyframeInterval: with no keyframe for this long, a PLI asks for
+	// one. Default 2 s (the fragment target).
+	KeyframeInterval time.Duration
 	// MaxClockSkew is passed to the producer Clock. Default 10 min.
 	MaxClockSkew time.Duration
 	// Client does the HTTP requests. Default: a client with Timeout.
@@ -166,7 +169,7 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 		return ingest.Permanent(fmt.Errorf("webrtc: %w", err))
 	}
 	r := &receiver{counters: s.Counters, log: s.Logger, stall: s.StallTimeout, timeout: s.Timeout,
-		reorderDelay: s.ReorderDelay, maxSkew: s.MaxClockSkew}
+		reorderDelay: s.ReorderDelay, maxSkew: s.MaxClockSkew, keyInterval: s.KeyframeInterval}
 	r.attach(pc)
 	var location string
 	defer func() {

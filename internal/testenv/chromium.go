@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -198,6 +199,12 @@ type chromium struct {
 
 // startChromium opens pageURL in a headless Chromium with a fresh profile.
 func startChromium(t testing.TB, bin, pageURL string) *chromium {
+	return startChromiumIn(t, "", bin, pageURL)
+}
+
+// startChromiumIn opens pageURL in a headless Chromium with a fresh profile,
+// inside network namespace ns when it is set, with extra flags.
+func startChromiumIn(t testing.TB, ns, bin, pageURL string, extra ...string) *chromium {
 	t.Helper()
 	// Not t.TempDir: a Chromium helper may still be writing as the test
 	// ends, and a profile that cannot be removed must not fail the test.
@@ -211,7 +218,7 @@ func startChromium(t testing.TB, bin, pageURL string) *chromium {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(bin,
+	args := []string{
 		"--headless",
 		"--no-sandbox",
 		"--disable-gpu",
@@ -228,9 +235,13 @@ func startChromium(t testing.TB, bin, pageURL string) *chromium {
 		"--disable-backgrounding-occluded-windows",
 		"--autoplay-policy=no-user-gesture-required",
 		"--mute-audio",
-		"--user-data-dir="+filepath.Join(profile, "profile"),
-		pageURL,
-	)
+		"--user-data-dir=" + filepath.Join(profile, "profile"),
+	}
+	args = append(append(args, extra...), pageURL)
+	cmd := exec.Command(bin, args...)
+	if ns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = profile
 	// keep the crash handler's database and caches out of $HOME
@@ -302,4 +313,79 @@ func fileTail(path string, n int64) string {
 	}
 	b, _ := io.ReadAll(f)
 	return strings.TrimSpace(string(b))
+}
+
+// whipPublishPage publishes the fake camera over WHIP (PublishWHIP).
+//
+//go:embed whippublish.html
+var whipPublishPage []byte
+
+// PublishResult is what the WHIP publish page reports.
+type PublishResult struct {
+	// OK is set when the page published for the whole time and DELETEd
+	// its session.
+	OK bool `json:"ok"`
+	// Error says what failed otherwise.
+	Error string `json:"error"`
+	// Codec is the video codec sent (from getStats); PacketsSent its
+	// packets.
+	Codec       string `json:"codec"`
+	PacketsSent int    `json:"packets_sent"`
+	// Codecs are the video codecs the browser can send, when it could not
+	// send the one asked for.
+	Codecs []string `json:"codecs"`
+	// Events for debugging.
+	Events []string `json:"events"`
+}
+
+// PublishWHIP has a headless Chromium, inside ns, publish its fake camera
+// and microphone to whipURL (on ns.HostIP) with video codec (H264, VP8…)
+// for d, then DELETE the session. The page is served on ns.HostIP.
+func PublishWHIP(t testing.TB, ns *NetNS, whipURL, token, codec string, d time.Duration) PublishResult {
+	t.Helper()
+	bin := RequireChromium(t)
+	reports := make(chan PublishResult, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(whipPublishPage)
+	})
+	mux.HandleFunc("POST /report", func(w http.ResponseWriter, r *http.Request) {
+		var res PublishResult
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&res); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case reports <- res:
+		default:
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	ln, err := net.Listen("tcp", ns.HostIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: mux}}
+	srv.Start()
+	defer srv.Close()
+	q := url.Values{"whip": {whipURL}, "token": {token}, "codec": {codec}, "d": {fmt.Sprint(d.Milliseconds())}}
+	c := startChromiumIn(t, ns.Name, bin, srv.URL+"/?"+q.Encode(),
+		"--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+		"--disable-features=WebRtcHideLocalIpsWithMdns",
+		// getUserMedia needs a secure context: this origin is not localhost
+		"--unsafely-treat-insecure-origin-as-secure="+srv.URL)
+	defer c.stop()
+	timeout := d + 60*time.Second
+	select {
+	case res := <-reports:
+		t.Logf("PublishWHIP %s: ok %v, error %q, codec %s, %d packets; events %v", codec, res.OK, res.Error, res.Codec, res.PacketsSent, res.Events)
+		return res
+	case err := <-c.done:
+		c.exited = true
+		t.Fatalf("PublishWHIP: chromium exited before the page reported (%v); its log:\n%s", err, fileTail(c.logPath, 4096))
+	case <-time.After(timeout):
+		t.Fatalf("PublishWHIP: no report within %v; chromium's log:\n%s", timeout, fileTail(c.logPath, 4096))
+	}
+	return PublishResult{}
 }
