@@ -237,3 +237,23 @@ func TestChromiumWHIP(t *testing.T) {
 		})
 	}
 }
+
+// TestGStreamerWHIP: GStreamer's webrtcbin, a second publisher nobody here
+// wrote, publishes H.264 and Opus over WHIP.
+func TestGStreamerWHIP(t *testing.T) {
+	testenv.RequireFFmpeg(t)
+	testenv.RequireGstWebRTC(t)
+	a, store := startPushAgent(t, func(c *edgeagent.Config) {
+		c.Defaults.Fragment.Target = edgeagent.Duration(time.Second)
+	})
+	if err := testenv.PublishGstWHIP(t, "http://"+a.Addr()+"/v1/streams/gst/whip", pushToken, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st := streamStatus(a, "gst")
+	if !strings.Contains(strings.Join(st.Tracks, " "), "H264") || !strings.Contains(strings.Join(st.Tracks, " "), "Opus") {
+		t.Errorf("status %+v", st)
+	}
+	time.Sleep(500 * time.Millisecond)
+	frags := checkStored(t, store, "gst", 3)
+	t.Logf("%d fragments, %d packets, %d lost", len(frags), st.Counters.Packets, st.Counters.PacketsLost)
+}

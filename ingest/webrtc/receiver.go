@@ -316,8 +316,8 @@ func sendingTracks(raw string) (n int, offered []string, err error) {
 		if m.MediaName.Media != "audio" && m.MediaName.Media != "video" {
 			continue
 		}
-		if m.MediaName.Port.Value == 0 {
-			continue // rejected
+		if _, bundled := m.Attribute("bundle-only"); m.MediaName.Port.Value == 0 && !bundled {
+			continue // rejected (port 0 with bundle-only is a bundled section)
 		}
 		sends := true
 		for _, a := range m.Attributes {

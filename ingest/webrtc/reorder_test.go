@@ -104,10 +104,23 @@ func FuzzReorderer(f *testing.F) {
 
 // FuzzSendingTracks: any body a publisher POSTs is read without a panic,
 // and a count of sending tracks comes only with a supported codec.
+func TestSendingTracksBundleOnly(t *testing.T) {
+	// GStreamer's max-bundle offers: the second section has port 0 and
+	// bundle-only, and still sends
+	sdp := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\n" +
+		"m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=bundle-only\r\na=rtpmap:111 OPUS/48000/2\r\n" +
+		"m=audio 0 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	n, offered, err := sendingTracks(sdp)
+	if err != nil || n != 2 || !slices.Equal(offered, []string{"h264", "opus"}) {
+		t.Errorf("sendingTracks = %d %v %v", n, offered, err)
+	}
+}
+
 func FuzzSendingTracks(f *testing.F) {
 	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\na=sendonly\r\n")
 	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 9\r\na=rtpmap:9 G722/8000\r\n")
 	f.Add("v=0\r\nm=video 0 RTP/AVP 96\r\na=recvonly\r\n")
+	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=bundle-only\r\na=rtpmap:111 OPUS/48000/2\r\n")
 	f.Add("garbage")
 	f.Fuzz(func(t *testing.T, s string) {
 		n, offered, err := sendingTracks(s)

@@ -100,3 +100,41 @@ func (c *GstCamera) Stop() {
 	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
 	<-c.done
 }
+
+//go:embed gst_whip.py
+var gstWHIPScript []byte
+
+// RequireGstWebRTC fails/skips the test when GStreamer's webrtcbin and its
+// Python bindings are missing, and returns the Python interpreter.
+func RequireGstWebRTC(t testing.TB) string {
+	t.Helper()
+	py := "/usr/bin/python3"
+	out, err := exec.Command(py, "-c", "import gi; gi.require_version('GstWebRTC', '1.0'); gi.require_version('GstSdp', '1.0'); from gi.repository import GstWebRTC, GstSdp").CombinedOutput()
+	if err != nil {
+		Missing(t, "GStreamer webrtcbin with Python bindings ("+string(out)+")", InstallGStreamer)
+	}
+	if err := exec.Command("gst-inspect-1.0", "nicesrc").Run(); err != nil {
+		Missing(t, "GStreamer's libnice elements (gstreamer1.0-nice)", InstallGStreamer)
+	}
+	return py
+}
+
+// PublishGstWHIP runs GStreamer's webrtcbin as a WHIP publisher of H.264
+// and Opus to whipURL for d, then has it DELETE its session. It returns
+// the publisher's error, nil when it published for the whole time.
+func PublishGstWHIP(t testing.TB, whipURL, token string, d time.Duration) error {
+	t.Helper()
+	py := RequireGstWebRTC(t)
+	script := filepath.Join(t.TempDir(), "gst_whip.py")
+	if err := os.WriteFile(script, gstWHIPScript, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d+60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, script, whipURL, token, fmt.Sprint(d.Seconds()))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
