@@ -64,8 +64,8 @@ type Media struct {
 
 	needKey   bool   // drop video until the next keyframe
 	keyframes uint64 // video keyframes emitted
-	prevPTS int64
-	nalus   [][]byte // scratch
+	prevPTS   int64
+	nalus     [][]byte // scratch
 }
 
 // Build picks one supported format per media of a session description

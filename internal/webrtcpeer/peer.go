@@ -44,9 +44,9 @@ type Peer struct {
 	Stopped atomic.Bool
 
 	pc     *webrtc.PeerConnection
-	rec    *camsim.Recording     // RTP clip (H.264/H.265 + Opus)
-	ivf    [][]byte              // frames of an IVF clip (VP8, VP9, AV1)
-	ivfDur time.Duration         // frame duration of the IVF clip
+	rec    *camsim.Recording // RTP clip (H.264/H.265 + Opus)
+	ivf    [][]byte          // frames of an IVF clip (VP8, VP9, AV1)
+	ivfDur time.Duration     // frame duration of the IVF clip
 	rtp    []*webrtc.TrackLocalStaticRTP
 	sample *webrtc.TrackLocalStaticSample
 	clocks []uint32
