@@ -219,10 +219,19 @@ func (w whipTargets) Acquire(ctx context.Context, stream string) (iwebrtc.Target
 	return whipTarget{t.(pushTarget)}, nil
 }
 
-// authorizeWHIP checks a WHIP request's bearer token, as PutMedia's.
+// authorizeWHIP checks a WHIP request's bearer token: a push token
+// (putmedia.tokens, the stream's token) or an API token, so that the
+// viewer, which holds one, can publish the browser's camera.
 func (a *Agent) authorizeWHIP(r *http.Request, stream string) error {
 	if !*a.Config.WebRTC.WHIP {
 		return fmt.Errorf("%w: webrtc.whip is off", iwebrtc.ErrForbidden)
+	}
+	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && *a.Config.PutMedia.Enabled && !a.access.Disabled {
+		for _, t := range a.access.Tokens {
+			if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
+				return nil
+			}
+		}
 	}
 	err := a.authorizePush(r, stream)
 	switch {

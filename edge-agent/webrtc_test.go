@@ -257,3 +257,32 @@ func TestGStreamerWHIP(t *testing.T) {
 	frags := checkStored(t, store, "gst", 3)
 	t.Logf("%d fragments, %d packets, %d lost", len(frags), st.Counters.Packets, st.Counters.PacketsLost)
 }
+
+// TestViewerPublish: the viewer's "Publish camera" dialog, opened in
+// headless Chromium with #publish=, sends the fake camera to the agent
+// over WHIP with the viewer's API token; the stream is recorded.
+func TestViewerPublish(t *testing.T) {
+	testenv.RequireFFmpeg(t)
+	testenv.RequireChromium(t)
+	ns := testenv.RequireNetNS(t)
+	a, store := startPushAgent(t, func(c *edgeagent.Config) {
+		c.HTTP.Listen = ns.HostIP + ":0"
+		c.Defaults.Fragment.Target = edgeagent.Duration(time.Second)
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		deadline := time.Now().Add(40 * time.Second)
+		for time.Now().Before(deadline) && streamStatus(a, "viewer-cam").Counters.Fragments < 3 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	page := "http://" + a.Addr() + "/#token=" + a.APIToken() + "&publish=viewer-cam&codec=H264"
+	testenv.OpenPageIn(t, ns, page, 60*time.Second, done, testenv.FakeCameraFlags...)
+	st := streamStatus(a, "viewer-cam")
+	if st.Counters.Fragments < 3 || st.Transport != "webrtc" {
+		t.Fatalf("status %+v", st)
+	}
+	a.Close()
+	checkStored(t, store, "viewer-cam", 3)
+}

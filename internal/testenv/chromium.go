@@ -287,6 +287,36 @@ func OpenPage(t testing.TB, pageURL string, timeout time.Duration, done <-chan s
 	}
 }
 
+// Flags of a Chromium that publishes its fake camera and microphone
+// (getUserMedia answered without asking, real host candidates).
+var FakeCameraFlags = []string{"--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+	"--disable-features=WebRtcHideLocalIpsWithMdns"}
+
+// OpenPageIn is OpenPage inside network namespace ns (nil: the host's),
+// with extra flags. A page on a non-localhost origin that needs a secure
+// context (getUserMedia) gets one with
+// --unsafely-treat-insecure-origin-as-secure.
+func OpenPageIn(t testing.TB, ns *NetNS, pageURL string, timeout time.Duration, done <-chan struct{}, extra ...string) {
+	t.Helper()
+	name := ""
+	if ns != nil {
+		name = ns.Name
+	}
+	if u, err := url.Parse(pageURL); err == nil {
+		extra = append(extra, "--unsafely-treat-insecure-origin-as-secure="+u.Scheme+"://"+u.Host)
+	}
+	c := startChromiumIn(t, name, RequireChromium(t), pageURL, extra...)
+	defer c.stop()
+	select {
+	case <-done:
+	case err := <-c.done:
+		c.exited = true
+		t.Fatalf("chromium exited early (%v); its log:\n%s", err, fileTail(c.logPath, 4096))
+	case <-time.After(timeout):
+		t.Fatalf("timed out after %v; chromium's log:\n%s", timeout, fileTail(c.logPath, 4096))
+	}
+}
+
 // redactQuery drops a URL's query (signatures) for logs.
 func redactQuery(u string) string {
 	if i := strings.IndexByte(u, '?'); i >= 0 {
@@ -370,11 +400,9 @@ func PublishWHIP(t testing.TB, ns *NetNS, whipURL, token, codec string, d time.D
 	srv.Start()
 	defer srv.Close()
 	q := url.Values{"whip": {whipURL}, "token": {token}, "codec": {codec}, "d": {fmt.Sprint(d.Milliseconds())}}
+	// getUserMedia needs a secure context: this origin is not localhost
 	c := startChromiumIn(t, ns.Name, bin, srv.URL+"/?"+q.Encode(),
-		"--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-		"--disable-features=WebRtcHideLocalIpsWithMdns",
-		// getUserMedia needs a secure context: this origin is not localhost
-		"--unsafely-treat-insecure-origin-as-secure="+srv.URL)
+		append(FakeCameraFlags, "--unsafely-treat-insecure-origin-as-secure="+srv.URL)...)
 	defer c.stop()
 	timeout := d + 60*time.Second
 	select {

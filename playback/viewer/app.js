@@ -742,5 +742,97 @@ setInterval(() => {
   if (s && s.exp - Date.now() < RENEW_BEFORE) ensureSession().catch(() => {});
 }, 500);
 
+// ---- publishing the browser's camera (WHIP) ----
+
+const pub = { pc: null, media: null, location: null };
+
+function pubStatus(text, isError) {
+  $('pub-status').textContent = text;
+  $('pub-status').classList.toggle('error', !!isError);
+}
+
+async function startPublish() {
+  const name = $('pub-name').value.trim();
+  if (!$('pub-name').checkValidity()) {
+    pubStatus('A stream name is letters, digits, "_", "." and "-".', true);
+    return;
+  }
+  $('pub-start').disabled = true;
+  try {
+    if (!navigator.mediaDevices) throw new Error('the camera needs a secure page (https or localhost)');
+    pubStatus('Asking for the camera…');
+    pub.media = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720, frameRate: 30 }, audio: true });
+    $('pub-preview').srcObject = pub.media;
+    const pc = new RTCPeerConnection();
+    pub.pc = pc;
+    const want = $('pub-codec').value.toLowerCase();
+    for (const track of pub.media.getTracks()) {
+      const tr = pc.addTransceiver(track, { direction: 'sendonly' });
+      if (track.kind === 'video' && tr.setCodecPreferences) {
+        const pick = RTCRtpSender.getCapabilities('video').codecs.filter((c) => c.mimeType.toLowerCase() === 'video/' + want);
+        if (pick.length === 0) throw new Error('this browser cannot send ' + want.toUpperCase());
+        tr.setCodecPreferences(pick);
+      }
+    }
+    pc.onconnectionstatechange = () => {
+      if (pc !== pub.pc) return;
+      if (pc.connectionState === 'connected') pubStatus(`Publishing to "${name}". It appears in the list once its first fragment is archived.`);
+      if (pc.connectionState === 'failed') pubStatus('The connection failed (a firewall between this browser and the agent?).', true);
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
+      setTimeout(resolve, 2000);
+    });
+    pubStatus('Connecting…');
+    const headers = { 'Content-Type': 'application/sdp' };
+    if (state.token) headers.Authorization = 'Bearer ' + state.token;
+    const res = await fetch(`/v1/streams/${enc(name)}/whip`, { method: 'POST', headers, body: pc.localDescription.sdp });
+    const body = await res.text();
+    if (res.status !== 201) throw new Error(`the agent answered ${res.status}: ${body.trim()}`);
+    pub.location = res.headers.get('Location');
+    await pc.setRemoteDescription({ type: 'answer', sdp: body });
+    $('pub-stop').disabled = false;
+  } catch (e) {
+    pubStatus('Could not publish: ' + e.message, true);
+    await stopPublish(true);
+  }
+}
+
+async function stopPublish(keepStatus) {
+  const { pc, media, location: loc } = pub;
+  pub.pc = pub.media = pub.location = null;
+  if (loc) {
+    const headers = state.token ? { Authorization: 'Bearer ' + state.token } : {};
+    await fetch(loc, { method: 'DELETE', headers }).catch(() => {});
+  }
+  if (pc) pc.close();
+  if (media) media.getTracks().forEach((t) => t.stop());
+  $('pub-preview').srcObject = null;
+  $('pub-start').disabled = false;
+  $('pub-stop').disabled = true;
+  if (!keepStatus) pubStatus('Stopped.');
+  refreshStreams();
+}
+
+$('publish-open').addEventListener('click', () => $('publish').showModal());
+$('pub-start').addEventListener('click', startPublish);
+$('pub-stop').addEventListener('click', () => stopPublish(false));
+$('pub-close').addEventListener('click', () => $('publish').close());
+window.addEventListener('pagehide', () => {
+  if (pub.location) fetch(pub.location, { method: 'DELETE', keepalive: true, headers: state.token ? { Authorization: 'Bearer ' + state.token } : {} });
+});
+
 loadToken();
 refreshStreams();
+{
+  // #publish=<stream>[&codec=VP8] opens the publish dialog and starts
+  const h = new URLSearchParams(location.hash.slice(1));
+  if (h.get('publish')) {
+    $('pub-name').value = h.get('publish');
+    if (h.get('codec')) $('pub-codec').value = h.get('codec').toUpperCase();
+    $('publish').showModal();
+    startPublish();
+  }
+}
