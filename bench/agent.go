@@ -34,6 +34,11 @@ func agentConfig(o Options, urls []string, listen, archiveURL string) (string, e
 		"putmedia": map[string]any{"enabled": false},
 		"defaults": map[string]any{"container": o.Container},
 	}
+	if o.Source == SourceWHIP {
+		// streams are made by their publishers' first POST
+		cfg["putmedia"] = map[string]any{"enabled": true, "auth": "none", "allow_new_streams": true}
+		cfg["webrtc"] = map[string]any{"loopback": true, "max_publishers": max(o.Streams, 16)}
+	}
 	if archiveURL != "" {
 		ac, err := edgeagent.ParseArchiveURL(archiveURL)
 		if err != nil {
@@ -110,7 +115,7 @@ func sumCounters(st agentStatus) counters {
 }
 
 // runAgent measures the agent recording the cameras.
-func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsim int) (Row, error) {
+func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsim int, publish func(base string) (*proc, error)) (Row, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return Row{}, err
@@ -151,6 +156,15 @@ func runAgent(ctx context.Context, o Options, pr *progress, urls []string, camsi
 	base := "http://" + listen
 	if o.Pprof {
 		pr.done("tributary: profiler at %s/debug/pprof/", base)
+	}
+
+	if publish != nil {
+		pub, err := publish(base)
+		if err != nil {
+			return Row{}, err
+		}
+		defer pub.stop()
+		camsim = pub.cmd.Process.Pid
 	}
 
 	pctx, stopPrune := context.WithCancel(ctx)

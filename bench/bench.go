@@ -31,6 +31,12 @@ const (
 	BaselineFFmpeg = "ffmpeg"
 )
 
+// Sources.
+const (
+	SourceRTSP = "rtsp"
+	SourceWHIP = "whip"
+)
+
 // Options configure a run.
 type Options struct {
 	// Streams is the number of cameras. Required, at least 1.
@@ -52,6 +58,11 @@ type Options struct {
 	Archive string
 	// Baseline is BaselineFFmpeg to measure ffmpeg too. Default none.
 	Baseline string
+	// Source is how the cameras reach the agent: SourceRTSP (camsim serves
+	// them, the agent pulls over RTSP/TCP) or SourceWHIP (camsim publishes
+	// the clip's video to the agent over WebRTC: SRTP, NACK, RTCP). Default
+	// rtsp.
+	Source string
 	// Clip is the cameras' footage. Default: 1080p30 H.264 4 Mbit/s + AAC.
 	Clip Clip
 	// VersityGW is the versitygw binary for Archive "s3". Default: on PATH,
@@ -125,6 +136,7 @@ type Result struct {
 	Streams   int       `json:"streams"`
 	Container string    `json:"container"`
 	Archive   string    `json:"archive"`
+	Source    string    `json:"source"`
 	WindowS   float64   `json:"window_s"`
 	WarmupS   float64   `json:"warmup_s"`
 	Rows      []Row     `json:"rows"`
@@ -163,6 +175,17 @@ func (o *Options) defaults() error {
 	case BaselineNone, BaselineFFmpeg:
 	default:
 		return fmt.Errorf("bench: baseline: %q, want ffmpeg or none", o.Baseline)
+	}
+	switch o.Source {
+	case "":
+		o.Source = SourceRTSP
+	case SourceRTSP:
+	case SourceWHIP:
+		if o.Baseline != BaselineNone {
+			return fmt.Errorf("bench: --baseline ffmpeg: ffmpeg cannot take WHIP; compare with --source rtsp")
+		}
+	default:
+		return fmt.Errorf("bench: source: %q, want rtsp or whip", o.Source)
 	}
 	if o.Exe == "" {
 		exe, err := os.Executable()
@@ -211,18 +234,27 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{
 		Started: time.Now().UTC(), Machine: cpuModel(), Cores: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH,
-		GoVersion: runtime.Version(), Clip: o.Clip.String(), Streams: o.Streams, Container: o.Container, Archive: o.Archive,
+		GoVersion: runtime.Version(), Clip: o.Clip.String(), Streams: o.Streams, Container: o.Container, Archive: o.Archive, Source: o.Source,
 		WindowS: o.Duration.Seconds(), WarmupS: o.Warmup.Seconds(),
 	}
 	p := &progress{w: o.Progress, interactive: o.Interactive}
-	p.done("bench: %d cameras of %s", o.Streams, res.Clip)
+	p.done("bench: %d cameras of %s over %s", o.Streams, res.Clip, o.Source)
+	if o.Source == SourceWHIP {
+		// the agent first, then the publishers
+		row, err := runAgent(ctx, o, p, nil, 0, func(base string) (*proc, error) { return startPublishers(ctx, o, clip, base) })
+		if err != nil {
+			return nil, err
+		}
+		res.Rows = append(res.Rows, row)
+		return res, nil
+	}
 	cams, urls, err := startCamsim(ctx, o, clip)
 	if err != nil {
 		return nil, err
 	}
 	defer cams.stop()
 
-	row, err := runAgent(ctx, o, p, urls, cams.cmd.Process.Pid)
+	row, err := runAgent(ctx, o, p, urls, cams.cmd.Process.Pid, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -349,6 +381,44 @@ func startCamsim(ctx context.Context, o Options, clip string) (*proc, []string, 
 	}
 	p.stop()
 	return nil, nil, fmt.Errorf("bench: camsim did not start: %s", p.tail())
+}
+
+// startPublishers has camsim publish the cameras to the agent at base
+// over WHIP, and waits until all have been answered.
+func startPublishers(ctx context.Context, o Options, clip, base string) (*proc, error) {
+	cmd := exec.CommandContext(ctx, o.Exe, "camsim", "--clip", clip, "--count", fmt.Sprint(o.Streams),
+		"--whip", base+"/v1/streams/{name}/whip", "--stagger")
+	out, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	cmd.Stdout = w
+	p, err := start(cmd, filepath.Join(o.WorkDir, "camsim.log"))
+	w.Close()
+	if err != nil {
+		return nil, err
+	}
+	n := make(chan int, 1)
+	go func() {
+		got := 0
+		sc := bufio.NewScanner(out)
+		for got < o.Streams && sc.Scan() {
+			got++
+		}
+		n <- got
+		io.Copy(io.Discard, out)
+	}()
+	select {
+	case got := <-n:
+		if got == o.Streams {
+			return p, nil
+		}
+	case <-time.After(60*time.Second + time.Duration(o.Streams)*time.Second):
+	case <-ctx.Done():
+	}
+	p.stop()
+	return nil, fmt.Errorf("bench: the WHIP publishers did not start: %s", p.tail())
 }
 
 // window measures processes over the steady-state window: it waits for the

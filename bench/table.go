@@ -9,8 +9,12 @@ import (
 // WriteTable prints the result as a table: one row per program, then the
 // ratios of the baseline to tributary.
 func (r *Result) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "%d cameras of %s over RTSP/TCP, %s to %s; %.0f s window after %.0f s warm-up\n",
-		r.Streams, r.Clip, r.Container, archiveName(r.Archive), r.WindowS, r.WarmupS)
+	over := "RTSP/TCP"
+	if r.Source == SourceWHIP {
+		over = "WebRTC (WHIP; video only, SRTP)"
+	}
+	fmt.Fprintf(w, "%d cameras of %s over %s, %s to %s; %.0f s window after %.0f s warm-up\n",
+		r.Streams, r.Clip, over, r.Container, archiveName(r.Archive), r.WindowS, r.WarmupS)
 	fmt.Fprintf(w, "machine: %s, %d cores, %s, %s\n\n", r.Machine, r.Cores, r.OS, r.GoVersion)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	name := func(s string) string { return fmt.Sprintf("%-37s", s) }
@@ -29,7 +33,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "camsim (the cameras, not counted above) used %.1f%% of a core during the %s window\n", row.CamsimCPUPercent, row.Name)
+		what := "camsim (the cameras, not counted above)"
+		if r.Source == SourceWHIP {
+			what = "camsim (the WHIP publishers: pion, SRTP; not counted above)"
+		}
+		fmt.Fprintf(w, "%s used %.1f%% of a core during the %s window\n", what, row.CamsimCPUPercent, row.Name)
 	}
 	return nil
 }

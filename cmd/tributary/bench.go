@@ -78,6 +78,7 @@ way, and the table shows both rows and the ratios.`,
 	f.DurationVar(&o.Warmup, "warmup", 0, "warm-up before the window, once every stream records (default 10s)")
 	f.StringVar(&o.Container, "container", "fmp4", "fragment container: fmp4 or mkv")
 	f.StringVar(&o.Archive, "archive", "dir", `"dir" (a local directory), "s3" (a versitygw the bench runs, through the spool; both pruned as the run goes) or an s3:// archive URL`)
+	f.StringVar(&o.Source, "source", "rtsp", `how the cameras reach the agent: "rtsp" (pulled over RTSP/TCP) or "whip" (published over WebRTC, video only)`)
 	f.StringVar(&baseline, "baseline", "", `"ffmpeg" to measure ffmpeg -c copy segmenting too`)
 	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
 	f.StringVar(&jsonFile, "json-file", "", "also write the result as JSON to this file")

@@ -5,11 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tributary-io/tributary"
 	"github.com/tributary-io/tributary/internal/camsim"
+	"github.com/tributary-io/tributary/internal/webrtcpeer"
 )
 
 func camsimCmd() *cobra.Command {
@@ -23,6 +25,8 @@ func camsimCmd() *cobra.Command {
 		tcpOnly bool
 		clip    string
 		stagger bool
+		whip    string
+		token   string
 	)
 	cmd := &cobra.Command{
 		Use:   "camsim",
@@ -57,6 +61,9 @@ play that clip instead. The cameras' URLs are printed one per line.`,
 			for i := range cams {
 				cams[i].User, cams[i].Pass = user, pass
 			}
+			if whip != "" {
+				return publishWHIP(cmd, cams, whip, token, stagger)
+			}
 			srv := &camsim.Server{Addr: addr, Cameras: cams, TCPOnly: tcpOnly, Stagger: stagger, Logger: newLogger("info", "text")}
 			if err := srv.Start(); err != nil {
 				return err
@@ -79,7 +86,42 @@ play that clip instead. The cameras' URLs are printed one per line.`,
 	f.BoolVar(&tcpOnly, "tcp-only", false, "disable the UDP transport")
 	f.StringVar(&clip, "clip", "", "serve --count cameras (default 1) of this MPEG-TS clip instead of the presets")
 	f.BoolVar(&stagger, "stagger", false, "spread the cameras' starts over one second, so their keyframes do not coincide")
+	f.StringVar(&whip, "whip", "", `publish each camera over WebRTC to this WHIP URL instead of serving RTSP; "{name}" in it is the camera's name (http://agent:8080/v1/streams/{name}/whip)`)
+	f.StringVar(&token, "token", "", "bearer token of --whip")
 	return cmd
+}
+
+// publishWHIP publishes every camera's clip to its WHIP URL until the
+// command ends. A clip's AAC track is left out (WebRTC has no AAC).
+func publishWHIP(cmd *cobra.Command, cams []camsim.Camera, url, token string, stagger bool) error {
+	ctx := cmd.Context()
+	var peers []*webrtcpeer.Peer
+	defer func() {
+		for _, p := range peers {
+			p.Close()
+		}
+	}()
+	for i, c := range cams {
+		if stagger && i > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second / time.Duration(len(cams))):
+			}
+		}
+		p, err := webrtcpeer.New(c.Clip, webrtcpeer.Options{Loopback: true, SkipUnsupported: true})
+		if err != nil {
+			return err
+		}
+		peers = append(peers, p)
+		u := strings.ReplaceAll(url, "{name}", c.Name)
+		if _, err := p.Publish(ctx, u, token); err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), u)
+	}
+	<-ctx.Done()
+	return nil
 }
 
 // clipsDir returns dir, or extracts the embedded clips to a cache folder.

@@ -48,6 +48,7 @@ type Peer struct {
 	ivf    [][]byte          // frames of an IVF clip (VP8, VP9, AV1)
 	ivfDur time.Duration     // frame duration of the IVF clip
 	rtp    []*webrtc.TrackLocalStaticRTP
+	media  []int // track of each media of rec, -1 if skipped
 	sample *webrtc.TrackLocalStaticSample
 	clocks []uint32
 	cancel context.CancelFunc
@@ -62,6 +63,9 @@ type Options struct {
 	Codecs []webrtc.RTPCodecCapability
 	// Loopback offers loopback candidates. Default false.
 	Loopback bool
+	// SkipUnsupported leaves out the media WebRTC cannot carry (AAC)
+	// instead of failing.
+	SkipUnsupported bool
 }
 
 // New makes a peer sending path: an MPEG-TS clip (H.264 or H.265, Opus)
@@ -93,7 +97,9 @@ func New(path string, o Options) (*Peer, error) {
 			return nil, err
 		}
 		p.rec = rec
+		p.media = make([]int, len(rec.Desc.Medias))
 		for i, md := range rec.Desc.Medias {
+			p.media[i] = -1
 			f := md.Formats[0]
 			c := webrtc.RTPCodecCapability{ClockRate: uint32(f.ClockRate())}
 			kind := webrtc.RTPCodecTypeVideo
@@ -106,6 +112,9 @@ func New(path string, o Options) (*Peer, error) {
 				c.MimeType, c.Channels, c.SDPFmtpLine = webrtc.MimeTypeOpus, 2, "minptime=10;useinbandfec=1"
 				kind = webrtc.RTPCodecTypeAudio
 			default:
+				if o.SkipUnsupported {
+					continue
+				}
 				return nil, fmt.Errorf("%s: codec %s cannot be sent over WebRTC", path, f.Codec())
 			}
 			if kind == webrtc.RTPCodecTypeVideo {
@@ -121,6 +130,7 @@ func New(path string, o Options) (*Peer, error) {
 			if err != nil {
 				return nil, err
 			}
+			p.media[i] = len(p.rtp)
 			p.rtp = append(p.rtp, tr)
 			p.clocks = append(p.clocks, c.ClockRate)
 			tracks = append(tracks, addTrack{tr, kind})
@@ -330,12 +340,15 @@ func (p *Peer) sendRTP(ctx context.Context) {
 			if err := pkt.Unmarshal(rec.Stream[fr.Header : fr.Header+n]); err != nil {
 				return
 			}
-			m := fr.Media
+			m := p.media[fr.Media]
+			if m < 0 {
+				continue
+			}
 			clock := p.clocks[m]
 			if !seen[m] {
 				seen[m], first[m] = true, pkt.Timestamp
 			}
-			pkt.SequenceNumber += uint16(loop * rec.Packets[m])
+			pkt.SequenceNumber += uint16(loop * rec.Packets[fr.Media])
 			pkt.Timestamp += uint32(int64(loop) * int64(rec.Duration) * int64(clock) / int64(time.Second))
 			at := start.Add(time.Duration(int64(pkt.Timestamp-first[m]) * int64(time.Second) / int64(clock)))
 			if !sleepUntil(ctx, at) {
