@@ -145,6 +145,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	fmt.Fprintf(o.Out, "  model        %s/invocations (the example model: per-frame sizes and an activity score; results under streams/*/results/activity)\n", modelURL)
 	fmt.Fprintf(o.Out, "  viewer       %s\n", viewer)
+	fmt.Fprintf(o.Out, "  publish      the viewer's \"Publish camera\" button, or any WHIP client: POST http://%s/v1/streams/{name}/whip with the token\n", agent.Addr())
 	fmt.Fprintf(o.Out, "  status       http://%s/v1/status\n", agent.Addr())
 	fmt.Fprintf(o.Out, "  metrics      http://%s/metrics\n", agent.Addr())
 	if o.Duration > 0 {
