@@ -64,3 +64,35 @@ func TestWHIPCodecs(t *testing.T) {
 		})
 	}
 }
+
+// TestWHIPH265 publishes the H.265 clip over WHIP (H.265 is negotiated
+// where both ends offer it): fMP4-capable track with VPS/SPS/PPS from the
+// stream, fragments valid.
+func TestWHIPH265(t *testing.T) {
+	tt := newTestTargets()
+	srv := &Server{Targets: tt, Engine: &Engine{Loopback: true}}
+	hs := httptest.NewServer(whipServer(srv))
+	defer hs.Close()
+	defer srv.Close()
+	pub := newTestPeer(t, "../../testdata/h265.ts")
+	code, answer, _ := post(t, hs.URL+"/whip/h265", "application/sdp", "", offer(t, pub))
+	if code != http.StatusCreated {
+		t.Fatalf("POST: %d %s", code, answer)
+	}
+	if err := pub.SetAnswer(answer); err != nil {
+		t.Fatal(err)
+	}
+	pub.Start()
+	sink, ctr := tt.sink("h265")
+	waitFor(t, "3 fragments", 15*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 3 })
+	pub.Close()
+	frags, meta := sink.fragments()
+	sink.mu.Lock()
+	tr := sink.tracks
+	sink.mu.Unlock()
+	if len(tr) != 1 || tr[0].Codec != fragment.CodecH265 || tr[0].VPS == nil || tr[0].Width != 640 {
+		t.Errorf("tracks %+v", tr)
+	}
+	t.Logf("H265: %d fragments, %d packets, %d samples", len(frags), ctr.Packets.Load(), ctr.Samples.Load())
+	checkFragments(t, frags, meta)
+}
