@@ -23,6 +23,10 @@ func allCodecTracks(t testing.TB) []Track {
 		Track{ID: 4, Kind: KindAudio, Codec: CodecOpus, TimeScale: 48000, SampleRate: 48000, Channels: 2},
 		Track{ID: 5, Kind: KindAudio, Codec: CodecPCMU, TimeScale: 8000, SampleRate: 8000, Channels: 1},
 		Track{ID: 6, Kind: KindAudio, Codec: CodecPCMA, TimeScale: 8000, SampleRate: 8000, Channels: 1},
+		Track{ID: 7, Kind: KindVideo, Codec: CodecVP9, TimeScale: 90000, Width: 640, Height: 360, Config: VP9Config(0, 8, 1, false)},
+		// av1C around the sequence header Chrome sends over WebRTC (1920x804)
+		Track{ID: 8, Kind: KindVideo, Codec: CodecAV1, TimeScale: 90000, Width: 1920, Height: 804,
+			Config: []byte{0x81, 0x08, 0x0c, 0x00, 0x0a, 0x0b, 0, 0, 0, 66, 167, 191, 228, 96, 13, 0, 64}},
 	)
 }
 

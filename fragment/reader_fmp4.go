@@ -1,6 +1,7 @@
 package fragment
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -195,6 +196,37 @@ func parseSampleEntry(t *Track, typ string, e []byte) error {
 			return err
 		}
 		return parseHVCC(t, hvcC)
+	case "vp09":
+		t.Codec, t.Kind = CodecVP9, KindVideo
+		if len(e) < visualHdr {
+			return errf("short vp09 entry")
+		}
+		t.Width, t.Height = int(binary.BigEndian.Uint16(e[24:])), int(binary.BigEndian.Uint16(e[26:]))
+		vpcC, err := findBox(e[visualHdr:], "vpcC")
+		if err != nil {
+			return err
+		}
+		// full box header, profile, level, bitDepth(4) chroma(3) range(1)
+		if len(vpcC) < 7 {
+			return errf("short vpcC")
+		}
+		t.Config = VP9Config(vpcC[4], vpcC[6]>>4, (vpcC[6]>>1)&7, vpcC[6]&1 == 1)
+		return nil
+	case "av01":
+		t.Codec, t.Kind = CodecAV1, KindVideo
+		if len(e) < visualHdr {
+			return errf("short av01 entry")
+		}
+		t.Width, t.Height = int(binary.BigEndian.Uint16(e[24:])), int(binary.BigEndian.Uint16(e[26:]))
+		av1C, err := findBox(e[visualHdr:], "av1C")
+		if err != nil {
+			return err
+		}
+		if len(av1C) < 5 || av1C[0] != 0x81 {
+			return errf("bad av1C")
+		}
+		t.Config = bytes.Clone(av1C)
+		return nil
 	case "mp4a":
 		t.Codec, t.Kind = CodecAAC, KindAudio
 		if len(e) < audioHdr {

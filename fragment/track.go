@@ -32,7 +32,9 @@ const (
 	// CodecPCMA is G.711 A-law.
 	CodecPCMA Codec = "PCMA"
 	CodecVP8  Codec = "VP8"
-	CodecVP9  Codec = "VP9"
+	// CodecVP9 tracks carry profile, bit depth, chroma subsampling and
+	// range in Config (VP9Config), when known.
+	CodecVP9 Codec = "VP9"
 	// CodecAV1 tracks carry their av1C configuration in Config.
 	CodecAV1 Codec = "AV1"
 	// CodecJSON is a data track of JSON records (sensor readings).

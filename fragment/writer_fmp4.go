@@ -21,17 +21,37 @@ const (
 	sampleFlagsNonSync = 0x01010000 // sample_depends_on = 1, sample_is_non_sync_sample
 )
 
-// FMP4Carries reports whether fMP4 carries every track: VP8, VP9, AV1 and
-// data tracks have no fMP4 entry here and are recorded as MKV.
+// FMP4Carries reports whether fMP4 carries every track: VP8 and data
+// tracks have no fMP4 entry here and are recorded as MKV.
 func FMP4Carries(tracks []Track) bool {
 	for i := range tracks {
 		switch tracks[i].Codec {
-		case CodecH264, CodecH265, CodecAAC, CodecOpus, CodecPCMU, CodecPCMA:
+		case CodecH264, CodecH265, CodecVP9, CodecAV1, CodecAAC, CodecOpus, CodecPCMU, CodecPCMA:
 		default:
 			return false
 		}
 	}
 	return true
+}
+
+// VP9Config is the Config of a VP9 track: profile, bit depth, chroma
+// subsampling (vpcC's: 0 4:2:0 vertical, 1 4:2:0 colocated, 2 4:2:2,
+// 3 4:4:4) and full range.
+func VP9Config(profile, bitDepth, chroma uint8, fullRange bool) []byte {
+	r := byte(0)
+	if fullRange {
+		r = 1
+	}
+	return []byte{profile, bitDepth, chroma, r}
+}
+
+// vp9Params reads a VP9 Config; without one (a track read from MKV), the
+// common case: profile 0, 8 bits, 4:2:0, limited range.
+func vp9Params(c []byte) (profile, depth, chroma uint8, full bool) {
+	if len(c) < 4 {
+		return 0, 8, 1, false
+	}
+	return c[0], c[1], c[2], c[3] == 1
 }
 
 // MarshalInit returns the fMP4 (CMAF) init segment of a set of tracks:
@@ -54,6 +74,18 @@ func MarshalInit(tracks []Track) ([]byte, error) {
 				return nil, fmt.Errorf("track %d: H265 without VPS/SPS/PPS", t.ID)
 			}
 			it.Codec = &codecs.H265{VPS: t.VPS, SPS: t.SPS, PPS: t.PPS}
+		case CodecVP9:
+			if t.Width <= 0 || t.Height <= 0 {
+				return nil, fmt.Errorf("track %d: VP9 without a size", t.ID)
+			}
+			profile, depth, chroma, full := vp9Params(t.Config)
+			it.Codec = &codecs.VP9{Width: t.Width, Height: t.Height, Profile: profile, BitDepth: depth, ChromaSubsampling: chroma, ColorRange: full}
+		case CodecAV1:
+			if len(t.Config) < 5 || t.Config[0] != 0x81 {
+				return nil, fmt.Errorf("track %d: AV1 without its av1C record", t.ID)
+			}
+			// the configOBUs of av1C hold the sequence header
+			it.Codec = &codecs.AV1{SequenceHeader: t.Config[4:]}
 		case CodecAAC:
 			var asc mpeg4audio.AudioSpecificConfig
 			if err := asc.Unmarshal(t.Config); err != nil {

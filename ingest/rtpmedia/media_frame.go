@@ -161,8 +161,12 @@ func (v *frameVideo) inspect(frame []byte, t *fragment.Track) (key, changed bool
 			return false, false
 		}
 		w, h := hdr.Width(), hdr.Height()
-		changed = w != t.Width || h != t.Height
-		t.Width, t.Height = w, h
+		cfg := t.Config
+		if cc := hdr.ColorConfig; cc != nil {
+			cfg = fragment.VP9Config(hdr.Profile, cc.BitDepth, hdr.ChromaSubsampling(), cc.ColorRange)
+		}
+		changed = w != t.Width || h != t.Height || !bytes.Equal(cfg, t.Config)
+		t.Width, t.Height, t.Config = w, h, cfg
 		return true, changed
 	case fragment.CodecAV1:
 		for _, o := range v.obus {

@@ -1,6 +1,8 @@
 package webrtc
 
 import (
+	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -61,6 +63,31 @@ func TestWHIPCodecs(t *testing.T) {
 			}
 			t.Logf("%s: %d fragments, %d packets, %d samples, %d decode errors", c.codec, len(frags), ctr.Packets.Load(), ctr.Samples.Load(), ctr.DecodeErrors.Load())
 			checkFragments(t, frags, meta)
+			// VP9 and AV1 also go in fMP4 (vp09, av01): ffmpeg decodes them,
+			// and the init segment reads back as the same track
+			sink.mu.Lock()
+			inits, fm := sink.inits, sink.fmp4
+			sink.mu.Unlock()
+			fm, inits = fm[:min(len(fm), len(frags))], inits[:min(len(inits), len(frags))]
+			if c.codec == fragment.CodecVP8 {
+				if len(fm) != 0 {
+					t.Errorf("VP8 in fMP4")
+				}
+				return
+			}
+			if len(fm) != len(frags) {
+				t.Fatalf("%d fMP4 fragments of %d", len(fm), len(frags))
+			}
+			back, err := fragment.ParseInit(inits[0])
+			if err != nil || len(back) != 1 || back[0].Codec != c.codec || back[0].Width != 640 || back[0].Height != 360 ||
+				!bytes.Equal(back[0].Config, tr[0].Config) {
+				t.Errorf("init reads back as %+v (%v), want %+v", back, err, tr[0])
+			}
+			for i := range fm {
+				if err := testenv.CheckMedia(context.Background(), inits[i], fm[i]); err != nil {
+					t.Errorf("fMP4 fragment %d: %v", i, err)
+				}
+			}
 		})
 	}
 }

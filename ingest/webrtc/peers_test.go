@@ -43,6 +43,8 @@ type testSink struct {
 	cutter    fragment.Cutter
 	mkv       fragment.MKVWriter
 	frags     [][]byte
+	fmp4      [][]byte // the same fragments in fMP4, when fMP4 carries the tracks
+	inits     [][]byte // the init segment of each
 	meta      []fragment.Metadata
 	tracks    []fragment.Track
 	sessions  int
@@ -60,6 +62,14 @@ func newTestSink() *testSink {
 		}
 		s.frags = append(s.frags, b)
 		s.meta = append(s.meta, f.Metadata)
+		if fragment.FMP4Carries(f.TrackConfigs) {
+			init, err := fragment.MarshalInit(f.TrackConfigs)
+			if err != nil {
+				panic(err)
+			}
+			s.inits = append(s.inits, init)
+			s.fmp4 = append(s.fmp4, fragment.AppendFMP4(nil, f))
+		}
 	}
 	return s
 }
