@@ -123,8 +123,8 @@ func TestBadInput(t *testing.T) {
 	defer sim.Close()
 
 	closedPort := testenv.FreePort(t)
-	vp8 := startFakeCamera(t, &description.Session{Medias: []*description.Media{{
-		Type: description.MediaTypeVideo, Formats: []format.Format{&format.VP8{PayloadTyp: 96}},
+	mjpeg := startFakeCamera(t, &description.Session{Medias: []*description.Media{{
+		Type: description.MediaTypeVideo, Formats: []format.Format{&format.MJPEG{}},
 	}}}, func(i int) []*rtp.Packet { return nil })
 	sps := []byte{0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96}
 	pps := []byte{0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0}
@@ -169,7 +169,7 @@ func TestBadInput(t *testing.T) {
 		streamCfg("unreachable", fmt.Sprintf("rtsp://127.0.0.1:%d/cam", closedPort)),
 		streamCfg("badauth", badURL),
 		streamCfg("nothttp", "http://127.0.0.1:1/stream"),
-		streamCfg("vp8only", vp8.url()),
+		streamCfg("mjpegonly", mjpeg.url()),
 		streamCfg("garbage", garbage.url()),
 		streamCfg("stalled", stalled.url()),
 	}
@@ -207,8 +207,8 @@ func TestBadInput(t *testing.T) {
 	if s := st["nothttp"]; s.State != ingest.StateFailed || !strings.Contains(s.LastError, "not rtsp") {
 		t.Errorf("nothttp: state %s, error %q", s.State, s.LastError)
 	}
-	if s := st["vp8only"]; !strings.Contains(s.LastError, "no supported track") || !strings.Contains(s.LastError, "VP8") {
-		t.Errorf("vp8only: state %s, error %q", s.State, s.LastError)
+	if s := st["mjpegonly"]; !strings.Contains(s.LastError, "no supported track") || !strings.Contains(s.LastError, "MJPEG") {
+		t.Errorf("mjpegonly: state %s, error %q", s.State, s.LastError)
 	}
 	if s := st["garbage"]; s.Counters.DecodeErrors+s.Counters.DroppedNoParams == 0 || s.Counters.Packets == 0 {
 		t.Errorf("garbage: nothing counted: %+v", s.Counters)

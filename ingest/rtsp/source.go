@@ -49,7 +49,7 @@ var (
 	ErrBadURL            = errors.New("bad URL")
 	ErrBadTransport      = errors.New("transport must be auto, tcp or udp")
 	ErrUnauthorized      = errors.New("camera refused the credentials (401)")
-	ErrNoSupportedTracks = errors.New("camera offers no supported track (H264, H265, AAC, Opus, G711)")
+	ErrNoSupportedTracks = errors.New("camera offers no supported track (H264, H265, VP8, VP9, AV1, AAC, Opus, G711)")
 	ErrStalled           = errors.New("no media from the camera")
 	ErrQueueOverflow     = errors.New("ingest queue overflow")
 )
