@@ -63,6 +63,8 @@ type Media struct {
 	srOK  bool
 
 	needKey   bool   // drop video until the next keyframe
+	dropTS    uint32 // an access unit with this timestamp misses packets
+	dropOK    bool   // dropTS is set
 	keyframes uint64 // video keyframes emitted
 	prevPTS   int64
 	nalus     [][]byte // scratch
@@ -261,6 +263,21 @@ func (d *Media) Keyframes() uint64 { return d.keyframes }
 // IsVideo reports whether the Media is a video track.
 func (d *Media) IsVideo() bool { return d.video != nil || d.frame != nil }
 
+// Lost tells the Media that packets were lost before a packet of RTP
+// timestamp ts (a transport that sees sequence gaps calls it before
+// Decode): the unit being built and the unit of ts are incomplete and
+// dropped, and video waits for the next keyframe.
+func (d *Media) Lost(ts uint32) {
+	d.lostSync()
+	switch {
+	case d.nal != nil:
+		d.nal.drop()
+		d.dropTS, d.dropOK = ts, true
+	case d.frame != nil:
+		d.frame.reset()
+	}
+}
+
 // WaitingForKeyframe reports whether video is held back until the next
 // keyframe (at the start, and after a loss): a transport that can ask the
 // producer for one (an RTCP PLI) should.
@@ -269,6 +286,13 @@ func (d *Media) WaitingForKeyframe() bool { return d.needKey && (d.video != nil 
 // decode depacketizes pkt (whose PTS is pts) and calls emit for each
 // complete access unit. The unit's payload is valid only during the call.
 func (d *Media) Decode(pkt *rtp.Packet, pts int64, emit func(Unit)) {
+	if len(pkt.Payload) == 0 {
+		// padding only (browsers probe bandwidth with it): no media
+		if d.frame != nil {
+			d.frame.skip(pkt.SequenceNumber)
+		}
+		return
+	}
 	switch {
 	case d.nal != nil:
 		aus, err := d.nal.push(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload)
@@ -357,6 +381,12 @@ func audioUnit(idx int, pts int64, dur uint32, payload []byte) Unit {
 // videoAU handles a complete H.264 or H.265 access unit: parameter-set
 // changes, keyframes, DTS, and the conversion to MP4 sample format.
 func (d *Media) videoAU(au *accessUnit, pts int64, emit func(Unit)) {
+	if d.dropOK {
+		if au.ts == d.dropTS {
+			return // it misses packets lost before it was complete
+		}
+		d.dropOK = false
+	}
 	var ps [3][]byte
 	key, any := false, false
 	for _, n := range au.nalus {

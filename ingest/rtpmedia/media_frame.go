@@ -21,8 +21,9 @@ import (
 // gets a copy: AV1 comes from browsers at their bitrates). Their
 // configuration (size, AV1's sequence header) comes from keyframes.
 type frameVideo struct {
-	codec fragment.Codec
-	av1   *rtpav1.Decoder
+	codec  fragment.Codec
+	av1    *rtpav1.Decoder
+	av1Fmt *format.AV1
 	vp8   codecs.VP8Packet
 	vp9   codecs.VP9Packet
 
@@ -50,6 +51,7 @@ func newFrameVideo(f format.Format) (*frameVideo, fragment.Track, bool) {
 		v.codec = fragment.CodecVP9
 	case *format.AV1:
 		v.codec = fragment.CodecAV1
+		v.av1Fmt = f
 		v.av1, err = f.CreateDecoder()
 	default:
 		return nil, t, false
@@ -71,7 +73,7 @@ func (v *frameVideo) decode(pkt *rtp.Packet) (frame []byte, lost bool, err error
 	}
 	v.seqKnown, v.nextSeq = true, pkt.SequenceNumber+1
 	if lost {
-		v.inFrame = false // the frame in progress misses a packet
+		v.reset()
 	}
 	switch {
 	case v.codec == fragment.CodecVP8:
@@ -118,6 +120,26 @@ func (v *frameVideo) decode(pkt *rtp.Packet) (frame []byte, lost bool, err error
 		frame, err = v.obus.Marshal()
 	}
 	return frame, lost, err
+}
+
+// reset forgets the frame in progress, which misses a packet. AV1's
+// decoder keeps its temporal unit until a marker bit: it is made anew.
+func (v *frameVideo) reset() {
+	v.inFrame = false
+	if v.av1 != nil {
+		if d, err := v.av1Fmt.CreateDecoder(); err == nil {
+			v.av1 = d
+		}
+	}
+}
+
+// skip takes a packet without payload (padding, sent by browsers to probe
+// bandwidth): it keeps the sequence going.
+func (v *frameVideo) skip(seq uint16) {
+	if v.seqKnown && seq != v.nextSeq {
+		v.reset()
+	}
+	v.seqKnown, v.nextSeq = true, seq+1
 }
 
 // assemble adds a VP8/VP9 payload to the frame in progress and returns the

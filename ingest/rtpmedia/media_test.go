@@ -174,3 +174,60 @@ func FuzzDepacketize(f *testing.F) {
 		}
 	})
 }
+
+// TestLost: after Lost (a transport saw a sequence gap), the unit that
+// misses packets and every frame until the next keyframe are dropped, and
+// WaitingForKeyframe asks for one; a padding-only packet is no loss.
+func TestLost(t *testing.T) {
+	d, _ := newTestDep(t, h264Format())
+	var units []Unit
+	emit := func(u Unit) { units = append(units, u) }
+	seq := uint16(0)
+	send := func(au [][]byte, ts uint32, lost bool) {
+		for i, p := range encodeH264(t, au, ts) {
+			p.SequenceNumber = seq
+			seq++
+			if lost && i == 0 {
+				d.Lost(ts) // the first packet of the unit is gone
+				continue
+			}
+			d.Decode(p, int64(ts), emit)
+		}
+	}
+	send([][]byte{fixture.SPS, fixture.PPS, idr(3000)}, 0, false)
+	send([][]byte{{0x41, 0x9a, 0x01, 0x02}}, 3000, false)
+	if len(units) != 2 || d.WaitingForKeyframe() {
+		t.Fatalf("%d units before the loss, waiting %v", len(units), d.WaitingForKeyframe())
+	}
+	// a fragmented P frame loses its first fragment; the next P frame
+	// (complete) must not pass either: it references the lost one
+	send([][]byte{append([]byte{0x41, 0x9a}, make([]byte, 3000)...)}, 6000, true)
+	send([][]byte{{0x41, 0x9a, 0x03, 0x04}}, 9000, false)
+	if len(units) != 2 || !d.WaitingForKeyframe() {
+		t.Fatalf("%d units after the loss, waiting %v", len(units), d.WaitingForKeyframe())
+	}
+	send([][]byte{idr(3000)}, 12000, false)
+	if len(units) != 3 || !units[2].Key || d.WaitingForKeyframe() {
+		t.Fatalf("%d units after the keyframe", len(units))
+	}
+
+	// VP8: a padding-only packet between frames does not stop the stream
+	v, ctr := newTestDep(t, &format.VP8{PayloadTyp: 96})
+	var vu []Unit
+	key := []byte{0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01, 1, 2, 3}
+	inter := []byte{0x31, 0x00, 0x00, 4, 5, 6}
+	vseq := uint16(100)
+	vp8 := func(frame []byte, ts uint32) {
+		// VP8 payload descriptor: S=1, PID=0
+		v.Decode(&rtp.Packet{Header: rtp.Header{PayloadType: 96, SequenceNumber: vseq, Timestamp: ts, Marker: true},
+			Payload: append([]byte{0x10}, frame...)}, int64(ts), func(u Unit) { vu = append(vu, u) })
+		vseq++
+	}
+	vp8(key, 0)
+	v.Decode(&rtp.Packet{Header: rtp.Header{PayloadType: 96, SequenceNumber: vseq, Timestamp: 0, Padding: true}}, 0, func(Unit) {})
+	vseq++
+	vp8(inter, 3000)
+	if len(vu) != 2 || !vu[0].Key || vu[1].Key || v.WaitingForKeyframe() || ctr.DecodeErrors.Load() != 0 || v.track.Width != 640 {
+		t.Fatalf("VP8 units %d, waiting %v, errors %d, track %+v", len(vu), v.WaitingForKeyframe(), ctr.DecodeErrors.Load(), v.track)
+	}
+}

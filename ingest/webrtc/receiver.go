@@ -220,12 +220,20 @@ func (r *receiver) read(ss *rtpmedia.Session, d *rtpmedia.Media, t *webrtc.Track
 	var now time.Time
 	var lastPLI, lastKey time.Time
 	var keys uint64
+	var expect uint16 // sequence number of the next packet to deliver
+	started := false
 	pt := d.Format().PayloadType()
 	ssrc := uint32(t.SSRC())
 	deliver := func(b []byte) {
 		if rtpmedia.ParseRTP(&pkt, b) != nil {
 			return
 		}
+		if started && pkt.SequenceNumber != expect {
+			// packets given up as lost: what they belonged to is dropped
+			// and video waits for a keyframe (a PLI follows)
+			d.Lost(pkt.Timestamp)
+		}
+		started, expect = true, pkt.SequenceNumber+1
 		ss.Packet(d, &pkt, now)
 		if k := d.Keyframes(); k != keys || lastKey.IsZero() {
 			keys, lastKey = k, now
