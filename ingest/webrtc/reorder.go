@@ -38,6 +38,13 @@ func (r *reorderer) push(seq uint16, b []byte, now time.Time, out func([]byte)) 
 	}
 	diff := int16(seq - r.next)
 	switch {
+	case diff <= -reorderSlots:
+		// far behind (or half the sequence space ahead): the sender
+		// restarted its numbering; what is held goes first
+		lost = r.flush(out)
+		r.next = seq + 1
+		out(b)
+		return lost, false
 	case diff < 0:
 		return 0, true // late (already given up) or a duplicate
 	case diff == 0:
