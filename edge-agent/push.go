@@ -82,6 +82,9 @@ func (p *pipeline) ack(a putmedia.Ack) {
 // Acquire implements putmedia.Targets: it hands a push stream to one
 // producer, creating the stream on its first push when the config allows.
 func (a *Agent) Acquire(ctx context.Context, stream string) (putmedia.Target, error) {
+	if err := fragment.ValidateStreamName(stream); err != nil {
+		return nil, fmt.Errorf("%w: %v", putmedia.ErrUnknownStream, err)
+	}
 	a.mu.Lock()
 	var p *pipeline
 	for _, q := range a.pipelines {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tributary-io/tributary/fragment"
 )
 
 // sequenceBlock is how many fragment numbers are reserved per durable
@@ -35,6 +37,9 @@ type sequenceState struct {
 }
 
 func openSequence(dir, stream string) (*sequence, error) {
+	if err := fragment.ValidateStreamName(stream); err != nil {
+		return nil, err // the name is a file name here
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
 )
 
@@ -32,6 +33,10 @@ var (
 	ErrTooManyPublishers = errors.New("too many WHIP publishers")
 	// ErrBadOffer: the body is not an SDP offer pion accepts (400).
 	ErrBadOffer = errors.New("bad SDP offer")
+	// ErrBadStreamName: the URL's stream name is not one (400).
+	ErrBadStreamName = errors.New("bad stream name")
+	// ErrShuttingDown: the server is closing (503).
+	ErrShuttingDown = errors.New("the agent is shutting down")
 	// ErrUnauthorized: a missing or wrong bearer token (401).
 	ErrUnauthorized = errors.New("missing or wrong bearer token")
 )
@@ -137,10 +142,10 @@ func (s *Server) httpError(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrBusy):
 		code = http.StatusConflict
-	case errors.Is(err, ErrTooManyPublishers):
+	case errors.Is(err, ErrTooManyPublishers), errors.Is(err, ErrShuttingDown):
 		code = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "5")
-	case errors.Is(err, ErrBadOffer):
+	case errors.Is(err, ErrBadOffer), errors.Is(err, ErrBadStreamName):
 		code = http.StatusBadRequest
 	case errors.Is(err, ErrNoSupportedTracks):
 		code = http.StatusUnsupportedMediaType
@@ -163,6 +168,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, stream string
 	default:
 		w.Header().Set("Allow", "POST, OPTIONS")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if err := fragment.ValidateStreamName(stream); err != nil {
+		s.httpError(w, fmt.Errorf("%w: %v", ErrBadStreamName, err))
 		return
 	}
 	if s.Authorize != nil {
@@ -202,7 +211,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, stream string
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.httpError(w, fmt.Errorf("%w: shutting down", ErrForbidden))
+		s.httpError(w, ErrShuttingDown)
 		return
 	}
 	if len(s.sessions) >= max {
@@ -216,12 +225,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, stream string
 	ctx, cancel := context.WithCancel(context.Background())
 	ws := &whipSession{id: newID(), stream: stream, cancel: cancel, done: make(chan struct{})}
 	s.sessions[ws.id] = ws // holds the place while negotiating
+	s.wg.Add(1)            // Close waits for negotiations too
 	s.mu.Unlock()
+	var dropOnce sync.Once
 	drop := func() {
-		cancel()
-		s.mu.Lock()
-		delete(s.sessions, ws.id)
-		s.mu.Unlock()
+		dropOnce.Do(func() {
+			cancel()
+			s.mu.Lock()
+			delete(s.sessions, ws.id)
+			s.mu.Unlock()
+			close(ws.done)
+			s.wg.Done()
+		})
 	}
 
 	timeout := s.Timeout
@@ -273,11 +288,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, stream string
 		return
 	}
 
-	s.wg.Add(1)
+	if ctx.Err() != nil {
+		// Close (or a DELETE) came while negotiating
+		fail(ErrShuttingDown)
+		return
+	}
 	s.Sessions.Add(1)
 	go func() {
-		defer s.wg.Done()
-		defer close(ws.done)
 		defer drop()
 		go func() {
 			select {

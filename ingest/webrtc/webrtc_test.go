@@ -254,6 +254,8 @@ func TestWHIPBadInput(t *testing.T) {
 		{"no token", "private", "application/sdp", "", good, 401, "bearer token"},
 		{"pulled stream", "pulled", "application/sdp", "", good, 403, "not allowed"},
 		{"huge body", "cam", "application/sdp", "", strings.Repeat("a", 70<<10), 400, "over"},
+		{"path in the stream name", "..%2F..%2Fescaped", "application/sdp", "", good, 400, "bad stream name"},
+		{"space in the stream name", "a%20b", "application/sdp", "", good, 400, "bad stream name"},
 	}
 	for _, c := range cases {
 		code, body, _ := post(t, hs.URL+"/whip/"+c.stream, c.ctype, c.token, c.body)
@@ -305,7 +307,7 @@ func TestWHIPBadInput(t *testing.T) {
 		t.Errorf("vanished publisher: sessions ended with %v", ended)
 	}
 	pub3.Close()
-	if srv.Rejected.Load() < 7 {
+	if srv.Rejected.Load() < 9 {
 		t.Errorf("rejected %d", srv.Rejected.Load())
 	}
 }
