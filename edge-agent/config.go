@@ -56,10 +56,10 @@ type Config struct {
 	WebRTC WebRTCConfig `yaml:"webrtc"`
 }
 
-// WebRTCConfig configures WebRTC ingest. WHIP publishers are authorised
-// like PutMedia producers (putmedia.auth, putmedia.tokens, a stream's
-// token), and streams are created on a first publish when
-// putmedia.allow_new_streams is on.
+// WebRTCConfig configures WebRTC ingest. WHIP publishers present a push
+// token like PutMedia producers (putmedia.auth, putmedia.tokens, a stream's
+// token; putmedia.enabled does not matter), and streams are created on a
+// first publish when putmedia.allow_new_streams is on.
 type WebRTCConfig struct {
 	// WHIP accepts publishers. Default true.
 	WHIP *bool `yaml:"whip"`
@@ -75,6 +75,10 @@ type WebRTCConfig struct {
 	// Loopback offers loopback candidates, for peers on the same host.
 	// Default false.
 	Loopback bool `yaml:"loopback"`
+	// APITokensPublish lets API (viewer) tokens publish over WHIP too, so
+	// the viewer's Publish camera button works with the viewer's token.
+	// Default false: an API token reads, a push token writes.
+	APITokensPublish bool `yaml:"api_tokens_publish"`
 }
 
 // engine builds the WebRTC engine of the config (validated).

@@ -133,10 +133,16 @@ func (a *Agent) Acquire(ctx context.Context, stream string) (putmedia.Target, er
 
 // authorizePush checks a PutMedia request's bearer token.
 func (a *Agent) authorizePush(r *http.Request, stream string) error {
-	pc := a.Config.PutMedia
-	if !*pc.Enabled {
+	if !*a.Config.PutMedia.Enabled {
 		return putmedia.ErrForbidden
 	}
+	return a.checkPushToken(r, stream)
+}
+
+// checkPushToken checks a producer's bearer token against putmedia.tokens
+// and the stream's own token (unless putmedia.auth is none).
+func (a *Agent) checkPushToken(r *http.Request, stream string) error {
+	pc := a.Config.PutMedia
 	if pc.Auth == "none" {
 		return nil
 	}
@@ -207,6 +213,12 @@ type whipTarget struct{ pushTarget }
 
 func (t whipTarget) Counters() *ingest.Counters { return &t.counters }
 
+// Settings are the stream's stall timeout, and its fragment target as the
+// longest time without a keyframe.
+func (t whipTarget) Settings() iwebrtc.TargetSettings {
+	return iwebrtc.TargetSettings{StallTimeout: time.Duration(t.cfg.StallTimeout), KeyframeInterval: time.Duration(t.cfg.Fragment.Target)}
+}
+
 func (w whipTargets) Acquire(ctx context.Context, stream string) (iwebrtc.Target, error) {
 	t, err := w.a.Acquire(ctx, stream)
 	switch {
@@ -223,20 +235,21 @@ func (w whipTargets) Acquire(ctx context.Context, stream string) (iwebrtc.Target
 }
 
 // authorizeWHIP checks a WHIP request's bearer token: a push token
-// (putmedia.tokens, the stream's token) or an API token, so that the
-// viewer, which holds one, can publish the browser's camera.
+// (putmedia.tokens, the stream's token), or an API token when
+// webrtc.api_tokens_publish is on (the viewer's Publish camera button
+// sends the viewer's token).
 func (a *Agent) authorizeWHIP(r *http.Request, stream string) error {
 	if !*a.Config.WebRTC.WHIP {
 		return fmt.Errorf("%w: webrtc.whip is off", iwebrtc.ErrForbidden)
 	}
-	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && *a.Config.PutMedia.Enabled && !a.access.Disabled {
+	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && a.Config.WebRTC.APITokensPublish && !a.access.Disabled {
 		for _, t := range a.access.Tokens {
 			if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
 				return nil
 			}
 		}
 	}
-	err := a.authorizePush(r, stream)
+	err := a.checkPushToken(r, stream)
 	switch {
 	case errors.Is(err, putmedia.ErrUnauthorized):
 		return fmt.Errorf("%w", iwebrtc.ErrUnauthorized)

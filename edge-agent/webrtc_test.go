@@ -99,6 +99,16 @@ func TestWHIPAgent(t *testing.T) {
 		res.Body.Close()
 	}
 
+	// an API (read) token does not publish unless webrtc.api_tokens_publish
+	api, err := webrtcpeer.New(filepath.Join(repoTestdata(t), "h264_opus.ts"), webrtcpeer.Options{Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.Publish(context.Background(), "http://"+a.Addr()+"/v1/streams/web/whip", a.APIToken()); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("publishing with the API token: %v", err)
+	}
+	api.Close()
+
 	h264 := publish(t, a, "web", filepath.Join(repoTestdata(t), "h264_opus.ts"))
 	publish(t, a, "vp8", vp8)
 	deadline := time.Now().Add(20 * time.Second)
@@ -268,6 +278,7 @@ func TestViewerPublish(t *testing.T) {
 	a, store := startPushAgent(t, func(c *edgeagent.Config) {
 		c.HTTP.Listen = ns.HostIP + ":0"
 		c.Defaults.Fragment.Target = edgeagent.Duration(time.Second)
+		c.WebRTC.APITokensPublish = true // the viewer publishes with its token
 	})
 	done := make(chan struct{})
 	go func() {

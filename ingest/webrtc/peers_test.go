@@ -135,6 +135,7 @@ type testTarget struct {
 
 func (t testTarget) Counters() *ingest.Counters { return t.tt.counters[t.stream] }
 func (t testTarget) Done() <-chan struct{}      { return t.tt.done }
+func (t testTarget) Settings() TargetSettings   { return TargetSettings{} }
 func (t testTarget) Release() {
 	t.tt.mu.Lock()
 	t.tt.busy[t.stream] = false

@@ -172,7 +172,8 @@ wait:
 	r.medias = medias
 	ignored = append(ignored, more...)
 	if len(medias) == 0 {
-		return ingest.Permanent(fmt.Errorf("%w; offered: %s", ErrNoSupportedTracks, strings.Join(ignored, ", ")))
+		// not permanent: a WHEP source may offer another codec next time
+		return fmt.Errorf("%w; offered: %s", ErrNoSupportedTracks, strings.Join(ignored, ", "))
 	}
 	ss := &rtpmedia.Session{Counters: r.counters, Logger: r.log, MaxClockSkew: r.maxSkew, Stalled: ErrStalled}
 	ss.Init(tracks, sink, started, ingest.Session{Tracks: tracks, Ignored: ignored, Transport: "webrtc", Started: time.Now()})
@@ -193,6 +194,20 @@ wait:
 			r.readRTCP(ss, d, t.recv)
 		}()
 	}
+	// a track that comes after the session started is not recorded: say so
+	late := make(chan struct{})
+	defer close(late)
+	go func() {
+		for {
+			select {
+			case t := <-r.tracks:
+				r.log.Warn("a track arrived after the session started and is not recorded", "kind", t.track.Kind().String(), "codec", t.track.Codec().MimeType)
+				r.counters.DecodeErrors.Add(1)
+			case <-late:
+				return
+			}
+		}
+	}()
 	err := ss.Wait(ctx, r.failed, r.stall, func(err error) error { return err })
 	if ss.Stop() {
 		sink.EndSession(err)
@@ -239,8 +254,10 @@ func (r *receiver) read(ss *rtpmedia.Session, d *rtpmedia.Media, t *webrtc.Track
 			keys, lastKey = k, now
 		}
 		want := d.WaitingForKeyframe() && now.Sub(lastPLI) >= pliInterval
-		// a keyframe for the next fragment: asked a little before it is due
-		if d.IsVideo() && now.Sub(lastKey) >= r.keyInterval-r.keyInterval/8 && now.Sub(lastPLI) >= r.keyInterval/2 {
+		// a keyframe for the next fragment: asked when the target is
+		// reached, so that it comes just after it (the cutter cuts at the
+		// first keyframe at or after the target)
+		if d.IsVideo() && now.Sub(lastKey) >= r.keyInterval && now.Sub(lastPLI) >= r.keyInterval/2 {
 			want = true
 		}
 		if want {

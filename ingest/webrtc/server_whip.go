@@ -1,6 +1,7 @@
 package webrtc
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -50,6 +51,18 @@ type Target interface {
 	Release()
 	// Done is closed when the stream shuts down: the session ends.
 	Done() <-chan struct{}
+	// Settings are the stream's own settings for the session.
+	Settings() TargetSettings
+}
+
+// TargetSettings are a stream's settings for its publisher's session; a
+// zero field takes the Server's.
+type TargetSettings struct {
+	// StallTimeout ends the session after this long without media.
+	StallTimeout time.Duration
+	// KeyframeInterval: a PLI asks for a keyframe when none came for this
+	// long (the stream's fragment target).
+	KeyframeInterval time.Duration
 }
 
 // Targets hands out streams to publishers.
@@ -258,6 +271,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request, stream string
 	}
 	ctr := target.Counters()
 	rc := &receiver{counters: ctr, log: log.With("component", "whip"), stall: s.StallTimeout, timeout: timeout, reorderDelay: s.ReorderDelay, keyInterval: s.KeyframeInterval}
+	if st := target.Settings(); st != (TargetSettings{}) {
+		rc.stall = cmp.Or(st.StallTimeout, rc.stall)
+		rc.keyInterval = cmp.Or(st.KeyframeInterval, rc.keyInterval)
+	}
 	rc.attach(pc)
 	fail := func(err error) {
 		pc.Close()

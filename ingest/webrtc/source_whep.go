@@ -212,7 +212,8 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 		return fmt.Errorf("%w: SDP: %v", ErrBadAnswer, err)
 	}
 	if want == 0 {
-		return ingest.Permanent(fmt.Errorf("%w; answered: %s", ErrNoSupportedTracks, strings.Join(offered, ", ")))
+		// retried: the endpoint may have nothing to send yet
+		return fmt.Errorf("%w; answered: %s", ErrNoSupportedTracks, strings.Join(offered, ", "))
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadAnswer, err)

@@ -119,6 +119,8 @@ func Run(ctx context.Context, o Options) error {
 		Inference: edgeagent.InferenceConfig{Hooks: []inference.Hook{
 			{Model: "activity", Kind: inference.KindSageMaker, URL: modelURL},
 		}},
+		// the viewer's Publish camera button sends the viewer's token
+		WebRTC: edgeagent.WebRTCConfig{APITokensPublish: true},
 	}
 	for _, c := range Cameras {
 		cfg.Streams = append(cfg.Streams, edgeagent.StreamConfig{Name: c.Name, URL: sim.URL(c.Name), Transport: "tcp"})
