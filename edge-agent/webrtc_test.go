@@ -268,9 +268,11 @@ func TestGStreamerWHIP(t *testing.T) {
 	t.Logf("%d fragments, %d packets, %d lost", len(frags), st.Counters.Packets, st.Counters.PacketsLost)
 }
 
-// TestViewerPublish: the viewer's "Publish camera" dialog, opened in
-// headless Chromium with #publish=, sends the fake camera to the agent
-// over WHIP with the viewer's API token; the stream is recorded.
+// TestViewerPublish: the viewer's "Publish camera" dialog, opened filled
+// in by #publish= in headless Chromium and started with a click (through
+// the DevTools protocol: the camera never starts without one), sends the
+// fake camera to the agent over WHIP with the viewer's API token; the
+// stream is recorded.
 func TestViewerPublish(t *testing.T) {
 	testenv.RequireFFmpeg(t)
 	testenv.RequireChromium(t)
@@ -289,7 +291,8 @@ func TestViewerPublish(t *testing.T) {
 		}
 	}()
 	page := "http://" + a.Addr() + "/#token=" + a.APIToken() + "&publish=viewer-cam&codec=H264"
-	testenv.OpenPageIn(t, ns, page, 60*time.Second, done, testenv.FakeCameraFlags...)
+	click := `(() => { const d = document.getElementById('publish'); if (!d || !d.open) return false; document.getElementById('pub-start').click(); return true; })()`
+	testenv.OpenPageAndRun(t, ns, page, 60*time.Second, done, click, testenv.FakeCameraFlags...)
 	st := streamStatus(a, "viewer-cam")
 	if st.Counters.Fragments < 3 || st.Transport != "webrtc" {
 		t.Fatalf("status %+v", st)

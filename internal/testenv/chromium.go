@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bufio"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,6 +197,7 @@ type chromium struct {
 	exited  bool
 	logPath string
 	profile string
+	cdp     *cdp // with --remote-debugging-pipe
 }
 
 // startChromium opens pageURL in a headless Chromium with a fresh profile.
@@ -249,13 +252,32 @@ func startChromiumIn(t testing.TB, ns, bin, pageURL string, extra ...string) *ch
 		"XDG_CONFIG_HOME="+filepath.Join(profile, "config"),
 		"XDG_CACHE_HOME="+filepath.Join(profile, "cache"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var proto *cdp
+	var childEnds []*os.File
+	if slices.Contains(extra, "--remote-debugging-pipe") {
+		// fd 3: commands to Chromium; fd 4: its replies
+		cmdR, cmdW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resR, resW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.ExtraFiles = []*os.File{cmdR, resW}
+		childEnds = []*os.File{cmdR, resW}
+		proto = &cdp{w: cmdW, rf: resR, r: bufio.NewReader(resR)}
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		os.RemoveAll(profile)
 		t.Fatalf("starting %s: %v", bin, err)
 	}
 	logf.Close() // the child has its own descriptor
-	c := &chromium{cmd: cmd, done: make(chan error, 1), logPath: logPath, profile: profile}
+	for _, f := range childEnds {
+		f.Close()
+	}
+	c := &chromium{cmd: cmd, done: make(chan error, 1), logPath: logPath, profile: profile, cdp: proto}
 	go func() { c.done <- cmd.Wait() }()
 	return c
 }
@@ -266,6 +288,9 @@ func (c *chromium) stop() {
 	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
 	if !c.exited {
 		<-c.done
+	}
+	if c.cdp != nil {
+		c.cdp.close()
 	}
 	os.RemoveAll(c.profile)
 }
@@ -302,9 +327,7 @@ func OpenPageIn(t testing.TB, ns *NetNS, pageURL string, timeout time.Duration, 
 	if ns != nil {
 		name = ns.Name
 	}
-	if u, err := url.Parse(pageURL); err == nil {
-		extra = append(extra, "--unsafely-treat-insecure-origin-as-secure="+u.Scheme+"://"+u.Host)
-	}
+	extra = append(extra, secureOriginFlag(pageURL))
 	c := startChromiumIn(t, name, RequireChromium(t), pageURL, extra...)
 	defer c.stop()
 	select {
@@ -315,6 +338,15 @@ func OpenPageIn(t testing.TB, ns *NetNS, pageURL string, timeout time.Duration, 
 	case <-time.After(timeout):
 		t.Fatalf("timed out after %v; chromium's log:\n%s", timeout, fileTail(c.logPath, 4096))
 	}
+}
+
+// secureOriginFlag makes the page's origin a secure context (getUserMedia
+// needs one; only localhost is by default).
+func secureOriginFlag(pageURL string) string {
+	if u, err := url.Parse(pageURL); err == nil {
+		return "--unsafely-treat-insecure-origin-as-secure=" + u.Scheme + "://" + u.Host
+	}
+	return "--unsafely-treat-insecure-origin-as-secure=" + pageURL
 }
 
 // redactQuery drops a URL's query (signatures) for logs.

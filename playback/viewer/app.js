@@ -744,7 +744,7 @@ setInterval(() => {
 
 // ---- publishing the browser's camera (WHIP) ----
 
-const pub = { pc: null, media: null, location: null };
+const pub = { pc: null, media: null, location: null, token: null };
 
 function pubStatus(text, isError) {
   $('pub-status').textContent = text;
@@ -769,9 +769,11 @@ async function startPublish() {
     for (const track of pub.media.getTracks()) {
       const tr = pc.addTransceiver(track, { direction: 'sendonly' });
       if (track.kind === 'video' && tr.setCodecPreferences) {
-        const pick = RTCRtpSender.getCapabilities('video').codecs.filter((c) => c.mimeType.toLowerCase() === 'video/' + want);
+        const all = RTCRtpSender.getCapabilities('video').codecs;
+        const pick = all.filter((c) => c.mimeType.toLowerCase() === 'video/' + want);
         if (pick.length === 0) throw new Error('this browser cannot send ' + want.toUpperCase());
-        tr.setCodecPreferences(pick);
+        // RTX stays: retransmissions, and padding off the media stream
+        tr.setCodecPreferences(pick.concat(all.filter((c) => c.mimeType.toLowerCase() === 'video/rtx')));
       }
     }
     pc.onconnectionstatechange = () => {
@@ -787,9 +789,11 @@ async function startPublish() {
     });
     pubStatus('Connecting…');
     const headers = { 'Content-Type': 'application/sdp' };
-    if (state.token) headers.Authorization = 'Bearer ' + state.token;
+    pub.token = $('pub-token').value.trim() || state.token;
+    if (pub.token) headers.Authorization = 'Bearer ' + pub.token;
     const res = await fetch(`/v1/streams/${enc(name)}/whip`, { method: 'POST', headers, body: pc.localDescription.sdp });
     const body = await res.text();
+    if (res.status === 401) throw new Error('this token may not publish: enter a push token (putmedia.tokens) above');
     if (res.status !== 201) throw new Error(`the agent answered ${res.status}: ${body.trim()}`);
     pub.location = res.headers.get('Location');
     await pc.setRemoteDescription({ type: 'answer', sdp: body });
@@ -804,7 +808,7 @@ async function stopPublish(keepStatus) {
   const { pc, media, location: loc } = pub;
   pub.pc = pub.media = pub.location = null;
   if (loc) {
-    const headers = state.token ? { Authorization: 'Bearer ' + state.token } : {};
+    const headers = pub.token ? { Authorization: 'Bearer ' + pub.token } : {};
     await fetch(loc, { method: 'DELETE', headers }).catch(() => {});
   }
   if (pc) pc.close();
@@ -821,18 +825,18 @@ $('pub-start').addEventListener('click', startPublish);
 $('pub-stop').addEventListener('click', () => stopPublish(false));
 $('pub-close').addEventListener('click', () => $('publish').close());
 window.addEventListener('pagehide', () => {
-  if (pub.location) fetch(pub.location, { method: 'DELETE', keepalive: true, headers: state.token ? { Authorization: 'Bearer ' + state.token } : {} });
+  if (pub.location) fetch(pub.location, { method: 'DELETE', keepalive: true, headers: pub.token ? { Authorization: 'Bearer ' + pub.token } : {} });
 });
 
 loadToken();
 refreshStreams();
 {
-  // #publish=<stream>[&codec=VP8] opens the publish dialog and starts
+  // #publish=<stream>[&codec=VP8] opens the publish dialog, filled in;
+  // the camera starts only on a click of Start
   const h = new URLSearchParams(location.hash.slice(1));
   if (h.get('publish')) {
     $('pub-name').value = h.get('publish');
     if (h.get('codec')) $('pub-codec').value = h.get('codec').toUpperCase();
     $('publish').showModal();
-    startPublish();
   }
 }
