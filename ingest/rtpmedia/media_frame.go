@@ -24,8 +24,8 @@ type frameVideo struct {
 	codec  fragment.Codec
 	av1    *rtpav1.Decoder
 	av1Fmt *format.AV1
-	vp8   codecs.VP8Packet
-	vp9   codecs.VP9Packet
+	vp8    codecs.VP8Packet
+	vp9    codecs.VP9Packet
 
 	seqKnown bool
 	nextSeq  uint16
