@@ -128,25 +128,6 @@ func ffmpegMKV(t testing.TB, clip string, seconds int, realtime bool) io.Reader 
 	return out
 }
 
-func checkPushed(t *testing.T, store archive.Store, stream string, min int) []fragment.Metadata {
-	t.Helper()
-	res, err := archive.ListFragments(context.Background(), store, archive.Layout{}, archive.ListRequest{Stream: stream, Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Fragments) < min {
-		t.Fatalf("%s: %d fragments in the archive, want at least %d", stream, len(res.Fragments), min)
-	}
-	layout := archive.Layout{}
-	for _, m := range res.Fragments {
-		key, _ := layout.InitKey(stream, m.InitHash)
-		if err := testenv.CheckMedia(context.Background(), readObject(t, store, key), readObject(t, store, m.Key)); err != nil {
-			t.Errorf("%s fragment %d: %v", stream, m.Number, err)
-		}
-	}
-	return res.Fragments
-}
-
 // TestPutMediaFFmpeg: ffmpeg pushes with -method POST, as a producer would.
 func TestPutMediaFFmpeg(t *testing.T) {
 	t.Parallel()
@@ -158,7 +139,7 @@ func TestPutMediaFFmpeg(t *testing.T) {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
 	}
 	waitFor(t, 10*time.Second, "the last fragment", func() bool { return statusOf(a, "ffpush").State == edgeagent.StateWaiting })
-	frags := checkPushed(t, store, "ffpush", 3)
+	frags := checkStored(t, store, "ffpush", 3)
 	for i := 1; i < len(frags); i++ {
 		if frags[i].Number != frags[i-1].Number+1 {
 			t.Errorf("fragment %d after %d", frags[i].Number, frags[i-1].Number)
@@ -178,7 +159,7 @@ func TestPutMediaAcks(t *testing.T) {
 	}
 	n := countAcks(acks)
 	t.Logf("acks: %v", n)
-	frags := checkPushed(t, store, "acked", 3)
+	frags := checkStored(t, store, "acked", 3)
 	if n[putmedia.EventReceived] != len(frags) || n[putmedia.EventPersisted] != len(frags) || n[putmedia.EventBuffering] == 0 || n[putmedia.EventError] != 0 {
 		t.Errorf("acks %v for %d fragments", n, len(frags))
 	}
@@ -217,7 +198,7 @@ func TestPutMediaGStreamer(t *testing.T) {
 			acks = append(acks, ack)
 		}
 	}
-	frags := checkPushed(t, store, "gstpush", 3)
+	frags := checkStored(t, store, "gstpush", 3)
 	if n := countAcks(acks); n[putmedia.EventPersisted] != len(frags) {
 		t.Errorf("acks %v for %d fragments; curl said:\n%s", n, len(frags), out)
 	}
@@ -298,7 +279,7 @@ func TestPutMediaBadInput(t *testing.T) {
 	if n[putmedia.EventError] != 0 || n[putmedia.EventPersisted] < 2 {
 		t.Errorf("the good producer was disturbed: %v %+v", n, goodAcks)
 	}
-	checkPushed(t, store, "good", 2)
+	checkStored(t, store, "good", 2)
 }
 
 // pushFragments makes n MKV-ready fragments from the camsim H.264 clip by

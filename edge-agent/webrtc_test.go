@@ -35,7 +35,8 @@ func ivfClip(t testing.TB, codec string, seconds int) string {
 }
 
 // checkStored has ffmpeg decode every stored fragment of stream (with its
-// init segment when it has one) and returns them.
+// init segment when it has one: MKV fragments stand alone) and returns
+// them; fewer than min fail the test.
 func checkStored(t *testing.T, store archive.Store, stream string, min int) []fragment.Metadata {
 	t.Helper()
 	res, err := archive.ListFragments(context.Background(), store, archive.Layout{}, archive.ListRequest{Stream: stream, Limit: 1000})

@@ -3,8 +3,6 @@ package webrtc
 import (
 	"bytes"
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -27,11 +25,8 @@ func TestWHIPCodecs(t *testing.T) {
 		{fragment.CodecVP9, []string{"-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"}},
 		{fragment.CodecAV1, []string{"-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8"}},
 	}
-	tt := newTestTargets()
-	srv := &Server{Targets: tt, Engine: &Engine{Loopback: true}}
-	hs := httptest.NewServer(whipServer(srv))
-	defer hs.Close()
-	defer srv.Close()
+	tt, _, url, stop := startWHIP(nil)
+	defer stop()
 	for _, c := range cases {
 		t.Run(string(c.codec), func(t *testing.T) {
 			clip := filepath.Join(t.TempDir(), "clip.ivf")
@@ -42,14 +37,7 @@ func TestWHIPCodecs(t *testing.T) {
 			}
 			pub := newTestPeer(t, clip)
 			stream := string(c.codec)
-			code, answer, _ := post(t, hs.URL+"/whip/"+stream, "application/sdp", "", offer(t, pub))
-			if code != http.StatusCreated {
-				t.Fatalf("POST: %d %s", code, answer)
-			}
-			if err := pub.SetAnswer(answer); err != nil {
-				t.Fatal(err)
-			}
-			pub.Start()
+			publishTo(t, url, stream, pub)
 			sink, ctr := tt.sink(stream)
 			waitFor(t, "3 fragments", 15*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 3 })
 			pub.Close()
@@ -96,20 +84,10 @@ func TestWHIPCodecs(t *testing.T) {
 // where both ends offer it): fMP4-capable track with VPS/SPS/PPS from the
 // stream, fragments valid.
 func TestWHIPH265(t *testing.T) {
-	tt := newTestTargets()
-	srv := &Server{Targets: tt, Engine: &Engine{Loopback: true}}
-	hs := httptest.NewServer(whipServer(srv))
-	defer hs.Close()
-	defer srv.Close()
+	tt, _, url, stop := startWHIP(nil)
+	defer stop()
 	pub := newTestPeer(t, "../../testdata/h265.ts")
-	code, answer, _ := post(t, hs.URL+"/whip/h265", "application/sdp", "", offer(t, pub))
-	if code != http.StatusCreated {
-		t.Fatalf("POST: %d %s", code, answer)
-	}
-	if err := pub.SetAnswer(answer); err != nil {
-		t.Fatal(err)
-	}
-	pub.Start()
+	publishTo(t, url, "h265", pub)
 	sink, ctr := tt.sink("h265")
 	waitFor(t, "3 fragments", 15*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 3 })
 	pub.Close()

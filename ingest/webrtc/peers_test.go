@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -163,6 +164,34 @@ func (tt *testTargets) sink(stream string) (*testSink, *ingest.Counters) {
 	tt.mu.Lock()
 	defer tt.mu.Unlock()
 	return tt.sinks[stream], tt.counters[stream]
+}
+
+// startWHIP serves a Server whose targets are test sinks, on loopback;
+// mutate adjusts it first. stop closes both (tests that check for leaked
+// goroutines call it before).
+func startWHIP(mutate func(*Server)) (tt *testTargets, srv *Server, url string, stop func()) {
+	tt = newTestTargets()
+	srv = &Server{Targets: tt, Engine: &Engine{Loopback: true}}
+	if mutate != nil {
+		mutate(srv)
+	}
+	hs := httptest.NewServer(whipServer(srv))
+	return tt, srv, hs.URL, func() { hs.Close(); srv.Close() }
+}
+
+// publishTo has pub publish to stream over WHIP at url and start sending.
+// It returns the session's Location.
+func publishTo(t testing.TB, url, stream string, pub *webrtcpeer.Peer) string {
+	t.Helper()
+	code, answer, loc := post(t, url+"/whip/"+stream, "application/sdp", "", offer(t, pub))
+	if code != http.StatusCreated {
+		t.Fatalf("POST: %d %s", code, answer)
+	}
+	if err := pub.SetAnswer(answer); err != nil {
+		t.Fatal(err)
+	}
+	pub.Start()
+	return loc
 }
 
 // whipServer serves a Server at /whip/{stream} and /whip/{stream}/{id}.

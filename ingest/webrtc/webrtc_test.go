@@ -46,32 +46,25 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 
 func TestWHIPPion(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	tt := newTestTargets()
-	srv := &Server{Targets: tt, Engine: &Engine{Loopback: true}, StallTimeout: 2 * time.Second}
-	hs := httptest.NewServer(whipServer(srv))
-	defer hs.Close()
-	defer srv.Close()
+	tt, srv, url, stop := startWHIP(func(s *Server) { s.StallTimeout = 2 * time.Second })
+	defer stop()
 
 	pub := newTestPeer(t, clipH264Opus)
-	code, answer, loc := post(t, hs.URL+"/whip/cam1", "application/sdp", "", offer(t, pub))
-	if code != http.StatusCreated || !strings.HasPrefix(loc, "/whip/cam1/") {
-		t.Fatalf("POST: %d %q %q", code, loc, answer)
+	loc := publishTo(t, url, "cam1", pub)
+	if !strings.HasPrefix(loc, "/whip/cam1/") {
+		t.Fatalf("Location %q", loc)
 	}
-	if err := pub.SetAnswer(answer); err != nil {
-		t.Fatal(err)
-	}
-	pub.Start()
 	sink, ctr := tt.sink("cam1")
 	waitFor(t, "4 fragments", 15*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 4 })
 
 	// a second publisher to the same stream is refused while the first holds it
 	pub2 := newTestPeer(t, clipH264Opus)
-	if code, body, _ := post(t, hs.URL+"/whip/cam1", "application/sdp", "", offer(t, pub2)); code != http.StatusConflict {
+	if code, body, _ := post(t, url+"/whip/cam1", "application/sdp", "", offer(t, pub2)); code != http.StatusConflict {
 		t.Errorf("second publisher: %d %s", code, body)
 	}
 	pub2.Close()
 
-	req, _ := http.NewRequest(http.MethodDelete, hs.URL+loc, nil)
+	req, _ := http.NewRequest(http.MethodDelete, url+loc, nil)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("DELETE: %v %v", res, err)
@@ -113,22 +106,12 @@ func TestWHIPPion(t *testing.T) {
 // TestWHIPLossReorder sends with 2% of packets dropped and 5% reordered:
 // fragments stay valid, losses are counted, and PLIs ask for keyframes.
 func TestWHIPLossReorder(t *testing.T) {
-	tt := newTestTargets()
-	srv := &Server{Targets: tt, Engine: &Engine{Loopback: true}}
-	hs := httptest.NewServer(whipServer(srv))
-	defer hs.Close()
-	defer srv.Close()
+	tt, srv, url, stop := startWHIP(nil)
+	defer stop()
 
 	pub := newTestPeer(t, clipH264Opus)
 	pub.Drop, pub.Reorder = 0.02, 0.05
-	code, answer, _ := post(t, hs.URL+"/whip/lossy", "application/sdp", "", offer(t, pub))
-	if code != http.StatusCreated {
-		t.Fatalf("POST: %d %s", code, answer)
-	}
-	if err := pub.SetAnswer(answer); err != nil {
-		t.Fatal(err)
-	}
-	pub.Start()
+	publishTo(t, url, "lossy", pub)
 	sink, ctr := tt.sink("lossy")
 	waitFor(t, "5 fragments", 20*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 5 })
 	pub.Close()
@@ -288,14 +271,7 @@ func TestWHIPBadInput(t *testing.T) {
 	// a publisher that vanishes without DELETE: the stall timeout ends
 	// its session and frees the stream
 	pub3 := newTestPeer(t, clipH264Opus)
-	code, answer, _ := post(t, hs.URL+"/whip/vanish", "application/sdp", "", offer(t, pub3))
-	if code != http.StatusCreated {
-		t.Fatalf("POST: %d %s", code, answer)
-	}
-	if err := pub3.SetAnswer(answer); err != nil {
-		t.Fatal(err)
-	}
-	pub3.Start()
+	publishTo(t, hs.URL, "vanish", pub3)
 	sink, _ := tt.sink("vanish")
 	waitFor(t, "a fragment", 10*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 1 })
 	pub3.Stopped.Store(true)
