@@ -43,6 +43,8 @@ if ! /usr/bin/python3 -c "import gi; gi.require_version('GstWebRTC', '1.0'); gi.
 	|| ! gst-inspect-1.0 webrtcbin >/dev/null 2>&1; then
 	need+=(gir1.2-gst-plugins-bad-1.0 gstreamer1.0-nice gstreamer1.0-plugins-bad python3-gi)
 fi
+# mosquitto: the MQTT broker sensor streams subscribe to.
+command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto mosquitto-clients)
 # ip (iproute2): the Chromium WHIP test puts Chromium in a network namespace.
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 

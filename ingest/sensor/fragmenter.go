@@ -1,0 +1,272 @@
+package sensor
+
+import (
+	"hash/maphash"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/tributary-io/tributary/fragment"
+)
+
+// Defaults of a Fragmenter.
+const (
+	DefaultPeriod    = 2 * time.Second
+	DefaultWindow    = 2 * time.Second
+	DefaultMaxFuture = time.Minute
+	skewWindow       = 10 * time.Second
+)
+
+// Track is the data track of sensor fragments: JSON readings, one per
+// block, timestamps in milliseconds.
+var Track = fragment.Track{ID: 1, Kind: fragment.KindData, Codec: fragment.CodecJSON, TimeScale: 1000}
+
+// TagLate marks a fragment of late readings ("true").
+const TagLate = "late"
+
+// Stats are a Fragmenter's counters.
+type Stats struct {
+	// Readings taken; Late those that came after their fragment closed
+	// (or too far in the future) and went to a late fragment; Duplicates
+	// dropped as exact repeats (same time and value) of a reading in the
+	// same fragment, as MQTT QoS 1 redelivers.
+	Readings, Late, Duplicates atomic.Uint64
+	// Fragments emitted.
+	Fragments atomic.Uint64
+	// SkewNS estimates the agent's clock minus the device's: the least
+	// receive-minus-producer time over the last 10 s (transit time
+	// included, so it is an upper bound).
+	SkewNS atomic.Int64
+	// SkewKnown is set once SkewNS has a value.
+	SkewKnown atomic.Bool
+}
+
+// Fragmenter cuts readings into fragments of one JSON data track on a
+// wall-clock grid of Period (fragment n covers [n·Period, (n+1)·Period)
+// of producer time), each closed Window after its end by the agent's
+// clock, its readings in time order. A reading whose fragment is already
+// closed, or timestamped more than MaxFuture ahead, goes into a fragment
+// of late readings (tagged late=true, its own time range) emitted at the
+// next Tick. One goroutine uses it.
+type Fragmenter struct {
+	// Period of the grid. Default 2 s.
+	Period time.Duration
+	// Window is how long after a fragment's end its readings may still
+	// come in order. Default 2 s.
+	Window time.Duration
+	// MaxFuture bounds how far ahead of the agent's clock a reading may
+	// be timestamped and still wait for its fragment. Default 1 min.
+	MaxFuture time.Duration
+	// Emit receives each fragment; it is valid only during the call.
+	Emit func(*fragment.Fragment)
+	// Stats are counted as readings come.
+	Stats Stats
+
+	buckets map[int64]*bucket
+	closed  int64 // grid cells below are closed
+	started bool
+	late    []Reading
+	seed    maphash.Seed
+	frag    fragment.Fragment
+	payload []byte
+	skewMin int64
+	skewAt  time.Time
+}
+
+type bucket struct {
+	readings []Reading
+	seen     map[uint64]struct{}
+}
+
+func (f *Fragmenter) defaults() {
+	if f.Period <= 0 {
+		f.Period = DefaultPeriod
+	}
+	if f.Window <= 0 {
+		f.Window = DefaultWindow
+	}
+	if f.MaxFuture <= 0 {
+		f.MaxFuture = DefaultMaxFuture
+	}
+	if f.buckets == nil {
+		f.buckets = map[int64]*bucket{}
+		f.seed = maphash.MakeSeed()
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// Add takes a reading at now (the agent's clock).
+func (f *Fragmenter) Add(r Reading, now time.Time) {
+	f.defaults()
+	f.Stats.Readings.Add(1)
+	f.skew(r, now)
+	cell := floorDiv(r.Time.UnixNano(), int64(f.Period))
+	if !f.started {
+		f.started = true
+		f.closed = floorDiv(now.Add(-f.Window).UnixNano(), int64(f.Period))
+	}
+	if cell < f.closed || r.Time.Sub(now) > f.MaxFuture {
+		r.Late = true
+		f.late = append(f.late, r)
+		f.Stats.Late.Add(1)
+		return
+	}
+	b := f.buckets[cell]
+	if b == nil {
+		b = &bucket{seen: map[uint64]struct{}{}}
+		f.buckets[cell] = b
+	}
+	var h maphash.Hash
+	h.SetSeed(f.seed)
+	var tb [8]byte
+	t := r.Time.UnixNano()
+	for i := range tb {
+		tb[i] = byte(t >> (8 * i))
+	}
+	h.Write(tb[:])
+	h.Write(r.Value)
+	h.WriteString(r.Topic)
+	key := h.Sum64()
+	if _, dup := b.seen[key]; dup {
+		f.Stats.Duplicates.Add(1)
+		return
+	}
+	b.seen[key] = struct{}{}
+	b.readings = append(b.readings, r)
+}
+
+// skew follows the least receive-minus-producer time over 10 s windows.
+func (f *Fragmenter) skew(r Reading, now time.Time) {
+	d := r.Recv.Sub(r.Time).Nanoseconds()
+	if f.skewAt.IsZero() || d < f.skewMin {
+		f.skewMin = d
+	}
+	if f.skewAt.IsZero() {
+		f.skewAt = now
+	}
+	if now.Sub(f.skewAt) >= skewWindow || !f.Stats.SkewKnown.Load() {
+		f.Stats.SkewNS.Store(f.skewMin)
+		f.Stats.SkewKnown.Store(true)
+		if now.Sub(f.skewAt) >= skewWindow {
+			f.skewAt, f.skewMin = now, d
+		}
+	}
+}
+
+// Tick closes the fragments whose window has passed at now, and emits
+// the late readings gathered since the last Tick.
+func (f *Fragmenter) Tick(now time.Time) {
+	f.defaults()
+	upTo := floorDiv(now.Add(-f.Window).UnixNano(), int64(f.Period)) // cells below end before now - Window
+	f.closeBelow(upTo)
+	f.emitLate()
+}
+
+// Flush closes every fragment (the stream is stopping).
+func (f *Fragmenter) Flush() {
+	f.defaults()
+	var last int64 = f.closed
+	for c := range f.buckets {
+		last = max(last, c+1)
+	}
+	f.closeBelow(last)
+	f.emitLate()
+}
+
+func (f *Fragmenter) closeBelow(upTo int64) {
+	if upTo <= f.closed && len(f.buckets) == 0 {
+		return
+	}
+	var cells []int64
+	for c := range f.buckets {
+		if c < upTo {
+			cells = append(cells, c)
+		}
+	}
+	slices.Sort(cells)
+	for _, c := range cells {
+		b := f.buckets[c]
+		delete(f.buckets, c)
+		slices.SortStableFunc(b.readings, func(x, y Reading) int { return x.Time.Compare(y.Time) })
+		end := time.Unix(0, (c+1)*int64(f.Period))
+		f.emit(b.readings, end, false)
+	}
+	f.closed = max(f.closed, upTo)
+	f.started = true
+}
+
+func (f *Fragmenter) emitLate() {
+	if len(f.late) == 0 {
+		return
+	}
+	slices.SortStableFunc(f.late, func(x, y Reading) int { return x.Time.Compare(y.Time) })
+	end := f.late[len(f.late)-1].Time.Add(time.Millisecond)
+	f.emit(f.late, end, true)
+	f.late = f.late[:0]
+}
+
+// emit makes a fragment of readings (sorted, not empty) ending at end.
+func (f *Fragmenter) emit(rs []Reading, end time.Time, late bool) {
+	if len(rs) == 0 {
+		return
+	}
+	fr := &f.frag
+	fr.TrackConfigs = []fragment.Track{Track}
+	if cap(fr.Samples) < 1 {
+		fr.Samples = make([][]fragment.Sample, 1)
+	}
+	fr.Samples = fr.Samples[:1]
+	ss := fr.Samples[0][:0]
+	// the payloads live in one buffer, sliced once it no longer grows
+	f.payload = f.payload[:0]
+	offs := make([]int, 0, len(rs)+1)
+	for i := range rs {
+		offs = append(offs, len(f.payload))
+		f.payload = AppendLine(f.payload, &rs[i])
+	}
+	offs = append(offs, len(f.payload))
+	for i := range rs {
+		ms := rs[i].Time.UnixMilli()
+		next := end.UnixMilli()
+		if i+1 < len(rs) {
+			next = rs[i+1].Time.UnixMilli()
+		}
+		ss = append(ss, fragment.Sample{DTS: ms, Duration: uint32(max(next-ms, 0)), Keyframe: true,
+			Time: rs[i].Time.UnixNano(), Payload: f.payload[offs[i]:offs[i+1]]})
+	}
+	fr.Samples[0] = ss
+	start := rs[0].Time
+	fr.Metadata = fragment.Metadata{
+		ProducerStart: start,
+		ProducerEnd:   end,
+		Duration:      end.Sub(start),
+		Tracks:        []fragment.TrackRef{{ID: Track.ID, Kind: Track.Kind, Codec: Track.Codec}},
+		InitHash:      fragment.ConfigHash(fr.TrackConfigs),
+		SampleCount:   len(rs),
+		Container:     fragment.ContainerMKV,
+	}
+	if late {
+		fr.Tags = map[string]string{TagLate: strconv.FormatBool(true)}
+	}
+	f.Stats.Fragments.Add(1)
+	if f.Emit != nil {
+		f.Emit(fr)
+	}
+}
+
+// Open is the number of readings waiting in open fragments.
+func (f *Fragmenter) Open() int {
+	n := len(f.late)
+	for _, b := range f.buckets {
+		n += len(b.readings)
+	}
+	return n
+}

@@ -1,0 +1,174 @@
+package sensor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/fragment"
+)
+
+var decodeCases = []struct {
+	name string
+	msg  string
+	ts   Timestamp
+	want time.Time // zero: the receive time
+	err  error
+}{
+	{"receive time", `{"temp":21.5}`, Timestamp{}, time.Time{}, nil},
+	{"rfc3339", `{"temp":1,"ts":"2026-11-27T10:00:00.123Z"}`, Timestamp{Field: "ts"}, time.Date(2026, 11, 27, 10, 0, 0, 123e6, time.UTC), nil},
+	{"epoch s", `{"ts":1795780800}`, Timestamp{Field: "ts"}, time.Unix(1795780800, 0), nil},
+	{"epoch s float", `{"ts":1795780800.5}`, Timestamp{Field: "ts", Format: FormatSeconds}, time.Unix(1795780800, 5e8), nil},
+	{"epoch ms auto", `{"ts":1795780800123}`, Timestamp{Field: "ts"}, time.UnixMilli(1795780800123), nil},
+	{"epoch us", `{"ts":1795780800123456}`, Timestamp{Field: "ts", Format: FormatMicros}, time.UnixMicro(1795780800123456), nil},
+	{"epoch ns auto", `{"ts":1795780800123456789}`, Timestamp{Field: "ts"}, time.Unix(0, 1795780800123456789), nil},
+	{"ms as a string", `{"ts":"1795780800123"}`, Timestamp{Field: "ts", Format: FormatMillis}, time.UnixMilli(1795780800123), nil},
+	{"nested", `{"meta":{"time":"2026-11-27T10:00:00Z"},"v":3}`, Timestamp{Field: "meta.time"}, time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC), nil},
+	{"missing field", `{"temp":1}`, Timestamp{Field: "ts"}, time.Time{}, ErrMissingTimestamp},
+	{"not an object", `[1,2]`, Timestamp{Field: "ts"}, time.Time{}, ErrMissingTimestamp},
+	{"wrong unit", `{"ts":1795780800}`, Timestamp{Field: "ts", Format: FormatNanos}, time.Time{}, ErrBadTimestamp},
+	{"garbage time", `{"ts":"yesterday"}`, Timestamp{Field: "ts"}, time.Time{}, ErrBadTimestamp},
+	{"number for rfc3339", `{"ts":5}`, Timestamp{Field: "ts", Format: FormatRFC3339}, time.Time{}, ErrBadTimestamp},
+	{"not json", `{"temp":`, Timestamp{}, time.Time{}, ErrNotJSON},
+	{"too large", `{"blob":"` + string(make([]byte, 70)) + `"}`, Timestamp{}, time.Time{}, ErrTooLarge},
+}
+
+func TestDecode(t *testing.T) {
+	recv := time.Date(2026, 11, 27, 10, 0, 1, 0, time.UTC)
+	for _, c := range decodeCases {
+		r, err := Decode([]byte(c.msg), c.ts, recv, 64)
+		if c.err != nil {
+			if !errors.Is(err, c.err) {
+				t.Errorf("%s: err %v, want %v", c.name, err, c.err)
+			}
+			continue
+		}
+		want := c.want
+		if want.IsZero() {
+			want = recv
+		}
+		if err != nil || !r.Time.Equal(want) {
+			t.Errorf("%s: %v %v, want %v", c.name, r.Time, err, want)
+		}
+	}
+}
+
+// FuzzDecode: any message decodes or fails cleanly, and a decoded
+// reading's stored line reads back the same.
+func FuzzDecode(f *testing.F) {
+	for _, c := range decodeCases {
+		f.Add(c.msg, c.ts.Field, c.ts.Format)
+	}
+	recv := time.Date(2026, 11, 27, 10, 0, 1, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, msg, field, format string) {
+		ts := Timestamp{Field: field, Format: format}
+		if ts.Validate() != nil {
+			return
+		}
+		r, err := Decode([]byte(msg), ts, recv, 1<<16)
+		if err != nil {
+			return
+		}
+		back, err := ParseLine(AppendLine(nil, &r))
+		if err != nil || !back.Time.Equal(r.Time) || string(back.Value) != string(r.Value) {
+			t.Fatalf("round trip of %q: %+v %v", msg, back, err)
+		}
+	})
+}
+
+type collected struct {
+	start, end time.Time
+	late       bool
+	readings   []Reading
+}
+
+func collect(fr *Fragmenter) *[]collected {
+	var out []collected
+	fr.Emit = func(f *fragment.Fragment) {
+		c := collected{start: f.ProducerStart, end: f.ProducerEnd, late: f.Tags[TagLate] == "true"}
+		for _, s := range f.Samples[0] {
+			r, err := ParseLine(s.Payload)
+			if err != nil {
+				panic(err)
+			}
+			if s.DTS != r.Time.UnixMilli() {
+				panic(fmt.Sprintf("DTS %d for a reading at %v", s.DTS, r.Time))
+			}
+			c.readings = append(c.readings, r)
+		}
+		out = append(out, c)
+	}
+	return &out
+}
+
+func reading(t time.Time, v int) Reading {
+	return Reading{Time: t, Recv: t, Value: json.RawMessage(fmt.Sprint(v))}
+}
+
+func TestFragmenter(t *testing.T) {
+	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC) // on the 2 s grid
+	fr := &Fragmenter{}
+	out := collect(fr)
+	now := base
+	// readings at 1 kHz for 5 s, arriving 10 ms late, a few out of order
+	for i := 0; i < 5000; i++ {
+		at := base.Add(time.Duration(i) * time.Millisecond)
+		now = at.Add(10 * time.Millisecond)
+		r := reading(at, i)
+		r.Recv = now
+		if i%100 == 50 {
+			// swap with the next one: this one comes after it
+			next := reading(at.Add(time.Millisecond), i+1)
+			next.Recv = now
+			fr.Add(next, now)
+			fr.Add(r, now)
+			i++
+		} else {
+			fr.Add(r, now)
+		}
+		fr.Tick(now)
+	}
+	fr.Add(reading(base.Add(1500*time.Millisecond), 1500), now) // a duplicate, in its open cell? no: closed, late
+	fr.Add(reading(base.Add(4500*time.Millisecond), 4500), now) // a duplicate in an open cell
+	now = now.Add(5 * time.Second)
+	fr.Tick(now)
+	fr.Flush()
+	var n int
+	var inOrder []collected
+	for _, c := range *out {
+		if c.late {
+			if len(c.readings) != 1 || c.readings[0].Time != base.Add(1500*time.Millisecond) || !c.readings[0].Late {
+				t.Errorf("late fragment %+v", c)
+			}
+			continue
+		}
+		inOrder = append(inOrder, c)
+		for i, r := range c.readings {
+			if r.Time.Before(c.start) || !r.Time.Before(c.end) {
+				t.Errorf("reading at %v outside its fragment [%v, %v)", r.Time, c.start, c.end)
+			}
+			if i > 0 && r.Time.Before(c.readings[i-1].Time) {
+				t.Errorf("out of order in a fragment")
+			}
+			var v int
+			json.Unmarshal(r.Value, &v)
+			if v != n {
+				t.Fatalf("reading %d, want %d", v, n)
+			}
+			n++
+		}
+	}
+	if n != 5000 || len(inOrder) != 3 || fr.Stats.Duplicates.Load() != 1 || fr.Stats.Late.Load() != 1 {
+		t.Errorf("%d readings in %d fragments, %d duplicates, %d late", n, len(inOrder), fr.Stats.Duplicates.Load(), fr.Stats.Late.Load())
+	}
+	for i, c := range inOrder {
+		if !c.end.Equal(base.Add(time.Duration(i+1) * 2 * time.Second)) {
+			t.Errorf("fragment %d ends %v", i, c.end)
+		}
+	}
+	if skew := time.Duration(fr.Stats.SkewNS.Load()); skew != 10*time.Millisecond {
+		t.Errorf("skew %v, want 10ms", skew)
+	}
+}
