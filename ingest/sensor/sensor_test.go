@@ -172,3 +172,23 @@ func TestFragmenter(t *testing.T) {
 		t.Errorf("skew %v, want 10ms", skew)
 	}
 }
+
+func TestLimiter(t *testing.T) {
+	l := &Limiter{Rate: 100}
+	now := time.Unix(1e9, 0)
+	n := 0
+	for i := 0; i < 1000; i++ { // 1000 at once: a second's worth pass
+		if l.Allow(now) {
+			n++
+		}
+	}
+	now = now.Add(500 * time.Millisecond)
+	for i := 0; i < 1000; i++ {
+		if l.Allow(now) {
+			n++
+		}
+	}
+	if n != 150 {
+		t.Errorf("%d allowed, want 150", n)
+	}
+}
