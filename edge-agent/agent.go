@@ -174,9 +174,12 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, p := range a.pipelines {
-		if p.source != nil {
+		switch {
+		case p.source != nil:
 			p.start(a.ctx)
-		} else {
+		case p.sensor != nil:
+			p.startSensor(a.ctx)
+		default:
 			p.startPush(a.ctx)
 		}
 	}
@@ -451,6 +454,7 @@ func (a *Agent) routes() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	mux.Handle("POST /v1/streams/{stream}/putmedia", a.putMediaHandler())
+	mux.HandleFunc("POST /v1/streams/{stream}/samples", a.samplesHandler)
 	mux.HandleFunc("/v1/streams/{stream}/whip", func(w http.ResponseWriter, r *http.Request) {
 		if a.whipCORS(w, r) {
 			return

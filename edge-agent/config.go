@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/inference"
+	"github.com/tributary-io/tributary/ingest/sensor"
 	iwebrtc "github.com/tributary-io/tributary/ingest/webrtc"
 )
 
@@ -339,6 +340,62 @@ type StreamConfig struct {
 	// SourceToken is sent as a bearer token to the source: a WHEP
 	// endpoint's.
 	SourceToken string `yaml:"source_token"`
+	// Sensor makes the stream a sensor stream (no url): JSON readings from
+	// MQTT and from HTTP pushes (POST /v1/streams/{s}/samples), cut into
+	// data fragments on a wall-clock grid.
+	Sensor *SensorConfig `yaml:"sensor"`
+}
+
+// SensorConfig configures a sensor stream.
+type SensorConfig struct {
+	// MQTT subscribes to a broker; without it the stream takes HTTP
+	// pushes only (which it takes anyway).
+	MQTT *MQTTConfig `yaml:"mqtt"`
+	// Timestamp says where a reading's time is. Default: the receive time.
+	Timestamp sensor.Timestamp `yaml:"timestamp"`
+	// Period of the fragments' grid. Default 2s.
+	Period Duration `yaml:"period"`
+	// Window is how late a reading may come and still go in order. Default 2s.
+	Window Duration `yaml:"window"`
+	// MaxReadingSize bounds one reading. Default 64KiB.
+	MaxReadingSize ByteSize `yaml:"max_reading_size"`
+	// MaxRate bounds the readings per second. Default 5000.
+	MaxRate int `yaml:"max_rate"`
+}
+
+// MQTTConfig is a broker subscription.
+type MQTTConfig struct {
+	// Broker is tcp://host:1883, ssl://host:8883, ws:// or wss://.
+	Broker string `yaml:"broker"`
+	// Topics are topic filters ("site/+/temp").
+	Topics []string `yaml:"topics"`
+	// QoS of the subscriptions. Default 1.
+	QoS *int `yaml:"qos"`
+	// ClientID names the (persistent) session. Default "tributary-<stream>".
+	ClientID string `yaml:"client_id"`
+	// Username and Password for the broker.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// CAFile, CertFile, KeyFile: TLS (PEM files).
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// InsecureSkipVerify skips checking the broker's certificate.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// client builds the MQTT subscriber of the config.
+func (m *MQTTConfig) client(stream string) *sensor.MQTT {
+	c := &sensor.MQTT{Broker: m.Broker, Topics: m.Topics, ClientID: m.ClientID, Username: m.Username, Password: m.Password,
+		CAFile: m.CAFile, CertFile: m.CertFile, KeyFile: m.KeyFile, InsecureSkipVerify: m.InsecureSkipVerify}
+	if c.ClientID == "" {
+		c.ClientID = "tributary-" + stream
+	}
+	if m.QoS != nil {
+		q := byte(*m.QoS)
+		c.QoS = &q
+	}
+	return c
 }
 
 // Duration is a time.Duration written as a string ("2s", "500ms").
@@ -740,6 +797,20 @@ func (c *Config) fillDefaults() {
 		if s.Container == "" {
 			s.Container = d.Container
 		}
+		if ss := s.Sensor; ss != nil {
+			if ss.Period == 0 {
+				ss.Period = Duration(sensor.DefaultPeriod)
+			}
+			if ss.Window == 0 {
+				ss.Window = Duration(sensor.DefaultWindow)
+			}
+			if ss.MaxReadingSize == 0 {
+				ss.MaxReadingSize = 64 << 10
+			}
+			if ss.MaxRate == 0 {
+				ss.MaxRate = 5000
+			}
+		}
 	}
 }
 
@@ -870,6 +941,44 @@ func (c *Config) Validate() error {
 		}
 		if err := validateFragment(key+".fragment", s.Fragment); err != nil {
 			return err
+		}
+		if s.Sensor != nil {
+			if err := s.Sensor.validate(key+".sensor", s.URL); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (c *SensorConfig) validate(key, url string) error {
+	if url != "" {
+		return badKey(key, "a sensor stream has no url (readings come from mqtt and pushes)")
+	}
+	if err := c.Timestamp.Validate(); err != nil {
+		return badKey(key+".timestamp.format", "%v", err)
+	}
+	if p := time.Duration(c.Period); p < 100*time.Millisecond || p > time.Hour {
+		return badKey(key+".period", "%v is outside 100ms to 1h", p)
+	}
+	if w := time.Duration(c.Window); w < 0 || w > 10*time.Minute {
+		return badKey(key+".window", "%v is outside 0 to 10m", w)
+	}
+	if c.MaxReadingSize < 16 || c.MaxReadingSize > 1<<20 {
+		return badKey(key+".max_reading_size", "%d is outside 16 bytes to 1MiB", c.MaxReadingSize)
+	}
+	if c.MaxRate < 1 || c.MaxRate > 1_000_000 {
+		return badKey(key+".max_rate", "%d is outside 1 to 1000000", c.MaxRate)
+	}
+	if m := c.MQTT; m != nil {
+		if m.QoS != nil && (*m.QoS < 0 || *m.QoS > 2) {
+			return badKey(key+".mqtt.qos", "%d is not 0, 1 or 2", *m.QoS)
+		}
+		if err := m.client("x").Validate(); err != nil {
+			return badKey(key+".mqtt", "%v", err)
+		}
+		if (m.CertFile == "") != (m.KeyFile == "") {
+			return badKey(key+".mqtt.cert_file", "cert_file and key_file go together")
 		}
 	}
 	return nil

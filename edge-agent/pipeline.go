@@ -46,7 +46,8 @@ type pipeline struct {
 	counters ingest.Counters
 	cutter   fragment.Cutter
 	mkv      fragment.MKVWriter
-	source   source // nil for a push stream (PutMedia, WHIP)
+	source   source       // nil for a push stream (PutMedia, WHIP) and a sensor stream
+	sensor   *sensorFront // a sensor stream's readings
 	queue    chan storeJob
 	init     *initInfo       // configuration of the latest fragment (source goroutine)
 	inits    map[string]bool // init segments stored (store goroutine)
@@ -171,6 +172,9 @@ func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, s
 	p.pushCond = sync.NewCond(&p.pushMu)
 	if cfg.URL != "" {
 		p.source = newSource(cfg, engine, &p.counters, p.log)
+	}
+	if cfg.Sensor != nil {
+		p.sensor = newSensorFront(cfg)
 	}
 	p.ring = &playback.LiveRing{PartTarget: livePart}
 	p.cutter = fragment.Cutter{
@@ -316,7 +320,7 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	f.ServerTime = closed
 	container := p.containerOf(f.TrackConfigs)
 	f.Container = container
-	f.Tags = p.cfg.Tags
+	f.Tags = mergeTags(p.cfg.Tags, f.Tags)
 	if p.init == nil || p.init.hash != f.InitHash {
 		// an immutable snapshot shared by the fragments of this configuration
 		p.init = &initInfo{hash: f.InitHash, tracks: append([]fragment.Track(nil), f.TrackConfigs...)}
@@ -369,6 +373,22 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	p.seq.SetLastEnd(f.ProducerEnd) // saved with the next block reservation
 	p.ackReceived(meta)
 	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: contentType(f.Container), closed: closed})
+}
+
+// mergeTags adds a fragment's own tags (a sensor fragment's late=true) to
+// the stream's.
+func mergeTags(stream, own map[string]string) map[string]string {
+	if len(own) == 0 {
+		return stream
+	}
+	m := make(map[string]string, len(stream)+len(own))
+	for k, v := range stream {
+		m[k] = v
+	}
+	for k, v := range own {
+		m[k] = v
+	}
+	return m
 }
 
 // containerOf is the container of a fragment of tracks: the stream's, or

@@ -113,7 +113,7 @@ func (a *Agent) Acquire(ctx context.Context, stream string) (putmedia.Target, er
 		a.Logger.Info("new push stream", "stream", stream)
 	}
 	a.mu.Unlock()
-	if p.source != nil {
+	if p.source != nil || p.sensor != nil {
 		return nil, fmt.Errorf("%w: %q", putmedia.ErrNotPushable, stream)
 	}
 	p.pushMu.Lock()

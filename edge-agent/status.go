@@ -31,6 +31,8 @@ type StreamStatus struct {
 	Sessions     int                `json:"sessions"`
 	LastFragment *fragment.Metadata `json:"last_fragment,omitempty"`
 	Counters     StreamCounters     `json:"counters"`
+	// Sensor is a sensor stream's readings, clock skew and broker state.
+	Sensor *SensorStatus `json:"sensor,omitempty"`
 	// Upload is the stream's spool and upload state (with a spool).
 	Upload *StreamUpload `json:"upload,omitempty"`
 	// DurableLatency lists the latest fragments' close → durable latencies
@@ -110,6 +112,9 @@ func (p *pipeline) snapshot() StreamStatus {
 	p.mu.Lock()
 	s := p.status
 	p.mu.Unlock()
+	if p.sensor != nil {
+		s.Sensor = p.sensor.status()
+	}
 	c := &p.counters
 	s.Counters = StreamCounters{
 		Packets:          c.Packets.Load(),

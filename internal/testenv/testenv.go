@@ -78,6 +78,40 @@ func CheckFile(ctx context.Context, path string) error {
 	return nil
 }
 
+// SubtitleTexts has ffmpeg read the first text (subtitle) track of a
+// Matroska file, strictly, and returns the text of each event: how a data
+// track of sensor readings looks to ffmpeg.
+func SubtitleTexts(ctx context.Context, mkv []byte) ([]string, error) {
+	f, err := os.CreateTemp("", "tributary-data-*.mkv")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(mkv); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", f.Name(), "-map", "0:s:0", "-f", "srt", "-")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || stderr.Len() > 0 {
+		return nil, fmt.Errorf("ffmpeg reading the text track (%v): %s", err, strings.TrimSpace(stderr.String()))
+	}
+	// SRT: index line, time line, text lines, blank line
+	var texts []string
+	for _, ev := range strings.Split(strings.ReplaceAll(string(out), "\r\n", "\n"), "\n\n") {
+		lines := strings.Split(strings.TrimSpace(ev), "\n")
+		if len(lines) >= 3 {
+			texts = append(texts, strings.Join(lines[2:], "\n"))
+		}
+	}
+	return texts, nil
+}
+
 // FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
 func FreePort(t testing.TB) int {
 	t.Helper()

@@ -1,0 +1,348 @@
+package edgeagent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/ingest"
+	"github.com/tributary-io/tributary/ingest/putmedia"
+	"github.com/tributary-io/tributary/ingest/sensor"
+	"github.com/tributary-io/tributary/playback"
+)
+
+// sensorQueue is how many readings may wait for the fragmenter; a full
+// queue holds the MQTT client (QoS 1 acknowledges after) and the pushes.
+const sensorQueue = 4096
+
+// maxSamplesBody bounds one POST of readings.
+const maxSamplesBody = 16 << 20
+
+// sensorFront is the front of a sensor stream's pipeline: readings from
+// MQTT and pushes go through one queue to the goroutine that owns the
+// Fragmenter, whose fragments go the way of every fragment (p.emit).
+type sensorFront struct {
+	cfg     SensorConfig
+	frag    sensor.Fragmenter
+	in      chan sensor.Reading
+	limiter sensor.Limiter
+	mqtt    *sensor.MQTT
+
+	rejected    atomic.Uint64 // bad readings (not JSON, no timestamp, too large)
+	rateLimited atomic.Uint64
+}
+
+// SensorStatus is a sensor stream's part of its status.
+type SensorStatus struct {
+	// Readings taken; Late those stored in late fragments; Duplicates
+	// exact repeats dropped; Rejected bad readings; RateLimited readings
+	// over max_rate.
+	Readings    uint64 `json:"readings"`
+	Late        uint64 `json:"late"`
+	Duplicates  uint64 `json:"duplicates"`
+	Rejected    uint64 `json:"rejected"`
+	RateLimited uint64 `json:"rate_limited"`
+	// ClockSkewMS estimates the agent's clock minus the devices' (transit
+	// time included), once readings with timestamps came.
+	ClockSkewMS *float64 `json:"clock_skew_ms,omitempty"`
+	// MQTTConnected tells whether the broker connection is up.
+	MQTTConnected *bool `json:"mqtt_connected,omitempty"`
+	// MQTTReconnects counts reconnections to the broker.
+	MQTTReconnects uint64 `json:"mqtt_reconnects,omitempty"`
+}
+
+func newSensorFront(cfg StreamConfig) *sensorFront {
+	sc := *cfg.Sensor
+	f := &sensorFront{cfg: sc, in: make(chan sensor.Reading, sensorQueue)}
+	f.frag.Period, f.frag.Window = time.Duration(sc.Period), time.Duration(sc.Window)
+	f.limiter.Rate = float64(sc.MaxRate)
+	if sc.MQTT != nil {
+		f.mqtt = sc.MQTT.client(cfg.Name)
+	}
+	return f
+}
+
+func (f *sensorFront) status() *SensorStatus {
+	st := &SensorStatus{
+		Readings: f.frag.Stats.Readings.Load(), Late: f.frag.Stats.Late.Load(), Duplicates: f.frag.Stats.Duplicates.Load(),
+		Rejected: f.rejected.Load(), RateLimited: f.rateLimited.Load(),
+	}
+	if f.frag.Stats.SkewKnown.Load() {
+		v := float64(f.frag.Stats.SkewNS.Load()) / 1e6
+		st.ClockSkewMS = &v
+	}
+	if f.mqtt != nil {
+		c := f.mqtt.Connected.Load()
+		st.MQTTConnected = &c
+		st.MQTTReconnects = f.mqtt.Reconnects.Load()
+	}
+	return st
+}
+
+// decode checks a message and takes it as a reading, or says why not.
+func (f *sensorFront) decode(msg []byte, topic string, recv time.Time) (sensor.Reading, error) {
+	r, err := sensor.Decode(msg, f.cfg.Timestamp, recv, int(f.cfg.MaxReadingSize))
+	if err != nil {
+		f.rejected.Add(1)
+		return r, err
+	}
+	if !f.limiter.Allow(recv) {
+		f.rateLimited.Add(1)
+		return r, sensor.ErrRateLimited
+	}
+	r.Topic = topic
+	return r, nil
+}
+
+// offer queues a reading, waiting while the queue is full.
+func (f *sensorFront) offer(ctx context.Context, r sensor.Reading) error {
+	select {
+	case f.in <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// startSensor runs a sensor stream: the fragmenter's goroutine (which
+// owns the numbering and emits like a source goroutine), the store
+// goroutine, and the MQTT subscription.
+func (p *pipeline) startSensor(ctx context.Context) {
+	ctx, p.cancel = context.WithCancel(ctx)
+	f := p.sensor
+	f.frag.Emit = p.emit
+	storeDone := make(chan struct{})
+	go func() {
+		defer close(storeDone)
+		p.storeLoop()
+	}()
+	mqttDone := make(chan struct{})
+	transport := "http"
+	if f.mqtt != nil {
+		transport = "mqtt"
+		log := p.log.With("component", "mqtt")
+		f.mqtt.Logger = log
+		go func() {
+			defer close(mqttDone)
+			err := f.mqtt.Run(ctx, func(topic string, payload []byte, recv time.Time) {
+				r, err := f.decode(payload, topic, recv)
+				if err != nil {
+					p.setError(fmt.Errorf("reading on %s: %w", topic, err))
+					return
+				}
+				_ = f.offer(ctx, r) // ctx ends: the agent is stopping
+			})
+			if err != nil {
+				log.Error("MQTT", "err", err)
+				p.onState(ingest.StateFailed, err, 0)
+			}
+		}()
+	} else {
+		close(mqttDone)
+	}
+	p.mu.Lock()
+	p.status.Transport = transport
+	p.status.Tracks = trackStrings([]fragment.Track{sensor.Track})
+	p.status.ClockSource = "sensor"
+	p.mu.Unlock()
+	p.tracks = []fragment.Track{sensor.Track}
+	p.queueStreamInfo()
+	p.onState(ingest.StateStreaming, nil, 0)
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+	loop:
+		for {
+			select {
+			case r := <-f.in:
+				f.frag.Add(r, time.Now())
+			case now := <-tick.C:
+				f.frag.Tick(now)
+			case <-ctx.Done():
+				break loop
+			}
+		}
+		<-mqttDone
+		for {
+			select {
+			case r := <-f.in:
+				f.frag.Add(r, time.Now())
+				continue
+			default:
+			}
+			break
+		}
+		f.frag.Flush()
+		close(p.queue)
+		<-storeDone
+		p.seq.SetLastEnd(p.lastEnd)
+		if err := p.seq.Close(); err != nil {
+			p.log.Error("saving fragment numbering", "err", err)
+		}
+		p.onState(ingest.StateStopped, nil, 0)
+	}()
+}
+
+// samplesResult answers a POST of readings.
+type samplesResult struct {
+	Accepted int             `json:"accepted"`
+	Rejected int             `json:"rejected"`
+	Errors   []readingErrors `json:"errors,omitempty"`
+}
+
+type readingErrors struct {
+	// Index of the reading in the body (0-based: line of NDJSON, element
+	// of an array).
+	Index int    `json:"index"`
+	Error string `json:"error"`
+}
+
+// maxReportedErrors bounds the errors listed in an answer.
+const maxReportedErrors = 20
+
+// samplesHandler is POST /v1/streams/{stream}/samples: readings as NDJSON
+// (application/x-ndjson, one JSON value a line) or a JSON array
+// (application/json). Good readings are taken whatever is wrong with
+// others; the answer lists what was refused (400, or 429 when only the
+// rate refused them).
+func (a *Agent) samplesHandler(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("stream")
+	var p *pipeline
+	for _, q := range a.streams() {
+		if q.cfg.Name == stream {
+			p = q
+		}
+	}
+	if p == nil || p.sensor == nil {
+		playback.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%q is not a sensor stream", stream))
+		return
+	}
+	if err := a.checkPushToken(r, stream); err != nil {
+		code := http.StatusUnauthorized
+		if !errors.Is(err, putmedia.ErrUnauthorized) {
+			code = http.StatusForbidden
+		}
+		playback.WriteError(w, code, "unauthorized", err.Error())
+		return
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	body := http.MaxBytesReader(w, r.Body, maxSamplesBody)
+	recv := time.Now()
+	var res samplesResult
+	limited := 0
+	take := func(i int, msg []byte) {
+		rd, err := p.sensor.decode(msg, "", recv)
+		if err == nil {
+			err = p.sensor.offer(r.Context(), rd)
+		}
+		if err != nil {
+			if errors.Is(err, sensor.ErrRateLimited) {
+				limited++
+			}
+			res.Rejected++
+			if len(res.Errors) < maxReportedErrors {
+				res.Errors = append(res.Errors, readingErrors{Index: i, Error: err.Error()})
+			}
+			return
+		}
+		res.Accepted++
+	}
+	var err error
+	switch mt {
+	case "application/json":
+		err = readArray(body, take)
+	case "application/x-ndjson", "application/jsonl", "text/plain", "":
+		err = readLines(body, int(p.sensor.cfg.MaxReadingSize), take)
+	default:
+		playback.WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/x-ndjson or application/json")
+		return
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		playback.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is over %d bytes (%d readings before it were taken)", maxSamplesBody, res.Accepted))
+		return
+	case err != nil:
+		res.Errors = append(res.Errors, readingErrors{Index: res.Accepted + res.Rejected, Error: err.Error()})
+		playback.WriteJSON(w, http.StatusBadRequest, res)
+		return
+	case res.Accepted+res.Rejected == 0:
+		playback.WriteError(w, http.StatusBadRequest, "empty", "no readings in the body")
+		return
+	case res.Rejected > 0 && limited == res.Rejected:
+		w.Header().Set("Retry-After", "1")
+		playback.WriteJSON(w, http.StatusTooManyRequests, res)
+		return
+	case res.Rejected > 0:
+		playback.WriteJSON(w, http.StatusBadRequest, res)
+		return
+	}
+	playback.WriteJSON(w, http.StatusOK, res)
+}
+
+// readLines calls take for each non-empty line; a line over max is passed
+// whole (take refuses it as too large) without holding more than max+1
+// bytes of it.
+func readLines(r io.Reader, max int, take func(int, []byte)) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	i := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) <= max+1 {
+			line = append(line, chunk...)
+		} else if len(line) <= max {
+			line = append(line, chunk[:max+1-len(line)]...) // enough to be too large
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if t := bytes.TrimSpace(line); len(t) > 0 {
+			take(i, t)
+			i++
+		}
+		line = line[:0]
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// readArray calls take for each element of a JSON array (or the one value
+// of a body that is not an array).
+func readArray(r io.Reader, take func(int, []byte)) error {
+	dec := json.NewDecoder(r)
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("not JSON: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		// one reading: read it again whole
+		return errors.New(`a JSON body is an array of readings ("[…]"); send one reading as [{…}]`)
+	}
+	for i := 0; dec.More(); i++ {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return fmt.Errorf("element %d: %w", i, err)
+		}
+		take(i, raw)
+	}
+	if _, err := dec.Token(); err != nil {
+		return fmt.Errorf("the array does not end: %w", err)
+	}
+	return nil
+}
+

@@ -1,0 +1,156 @@
+package edgeagent_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tributary-io/tributary/archive"
+	edgeagent "github.com/tributary-io/tributary/edge-agent"
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/ingest/sensor"
+	"github.com/tributary-io/tributary/internal/testenv"
+)
+
+// sensorReadings reads every archived reading of a sensor stream, in
+// fragment order, checking each fragment holds readings of its own time
+// range in order (late fragments are flagged) and that ffmpeg reads it.
+func sensorReadings(t *testing.T, store archive.Store, stream string) (inOrder, late []sensor.Reading, frags []fragment.Metadata) {
+	t.Helper()
+	res, err := archive.ListFragments(context.Background(), store, archive.Layout{}, archive.ListRequest{Stream: stream, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, m := range res.Fragments {
+		data := readObject(t, store, m.Key)
+		rs, err := sensor.ReadFragment(data)
+		if err != nil {
+			t.Fatalf("fragment %d: %v", m.Number, err)
+		}
+		if len(rs) != m.SampleCount || m.Container != fragment.ContainerMKV {
+			t.Errorf("fragment %d: %d readings, metadata says %d, container %s", m.Number, len(rs), m.SampleCount, m.Container)
+		}
+		if m.Tags[sensor.TagLate] == "true" {
+			late = append(late, rs...)
+			continue
+		}
+		for i, r := range rs {
+			if r.Time.Before(m.ProducerStart) || !r.Time.Before(m.ProducerEnd) || (i > 0 && r.Time.Before(rs[i-1].Time)) {
+				t.Errorf("fragment %d [%v, %v): reading %d at %v out of place", m.Number, m.ProducerStart, m.ProducerEnd, i, r.Time)
+			}
+		}
+		if checked < 3 {
+			// ffmpeg reads the data track: one text event per reading, the
+			// reading's stored line
+			texts, err := testenv.SubtitleTexts(context.Background(), data)
+			if err != nil || len(texts) != len(rs) {
+				t.Errorf("ffmpeg on fragment %d: %d texts for %d readings, %v", m.Number, len(texts), len(rs), err)
+			} else if r, err := sensor.ParseLine([]byte(texts[0])); err != nil || !r.Time.Equal(rs[0].Time) {
+				t.Errorf("ffmpeg's first text of fragment %d: %q", m.Number, texts[0])
+			}
+			checked++
+		}
+		inOrder = append(inOrder, rs...)
+	}
+	return inOrder, late, res.Fragments
+}
+
+func postSamples(t *testing.T, url, ctype, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", ctype)
+	req.Header.Set("Authorization", "Bearer "+pushToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// TestSensorPush: readings pushed over HTTP, out of order within the
+// window and late beyond it, land in grid-aligned fragments exactly once,
+// the late ones flagged; bad readings get a clear 4xx and take nothing
+// else down.
+func TestSensorPush(t *testing.T) {
+	testenv.RequireFFmpeg(t)
+	a, store := startPushAgent(t, nil, edgeagent.StreamConfig{Name: "env", Sensor: &edgeagent.SensorConfig{
+		Timestamp: sensor.Timestamp{Field: "ts", Format: sensor.FormatMillis},
+		Period:    edgeagent.Duration(time.Second), Window: edgeagent.Duration(3 * time.Second),
+		MaxReadingSize: 1024,
+	}})
+	url := "http://" + a.Addr() + "/v1/streams/env/samples"
+	start := time.Now().Truncate(time.Second)
+	var body bytes.Buffer
+	n := 0
+	for i := 0; i < 2000; i++ {
+		// 2000 readings over the last 2 s, each pair swapped
+		j := i ^ 1
+		ts := start.Add(-2*time.Second + time.Duration(j)*time.Millisecond)
+		fmt.Fprintf(&body, `{"ts":%d,"n":%d,"temp":%.1f}`+"\n", ts.UnixMilli(), j, 20+float64(j%50)/10)
+		n++
+	}
+	if code, res := postSamples(t, url, "application/x-ndjson", body.String()); code != http.StatusOK || !strings.Contains(strings.Join(strings.Fields(res), ""), `"accepted":2000`) {
+		t.Fatalf("NDJSON: %d %s", code, res)
+	}
+	// a JSON array with late readings (a minute old) and bad ones
+	old := start.Add(-time.Minute)
+	arr := fmt.Sprintf(`[{"ts":%d,"n":-1},{"n":-2},{"ts":"soon","n":-3},{"ts":%d,"n":-4,"pad":"%s"},{"ts":%d,"n":-5}]`,
+		old.UnixMilli(), start.UnixMilli(), strings.Repeat("x", 2000), old.Add(time.Millisecond).UnixMilli())
+	code, res := postSamples(t, url, "application/json", arr)
+	var ans struct {
+		Accepted, Rejected int
+		Errors             []struct {
+			Index int
+			Error string
+		}
+	}
+	json.Unmarshal([]byte(res), &ans)
+	if code != http.StatusBadRequest || ans.Accepted != 2 || ans.Rejected != 3 || len(ans.Errors) != 3 ||
+		!strings.Contains(ans.Errors[0].Error, "no timestamp field") || !strings.Contains(ans.Errors[1].Error, "bad timestamp") ||
+		!strings.Contains(ans.Errors[2].Error, "too large") {
+		t.Errorf("array with bad readings: %d %s", code, res)
+	}
+	for _, c := range []struct{ name, ctype, body, want string }{
+		{"malformed line", "application/x-ndjson", `{"ts":1795780800000,"n":`, "not JSON"},
+		{"not an array", "application/json", `{"ts":1}`, "array of readings"},
+		{"empty", "application/x-ndjson", "\n\n", "no readings"},
+		{"wrong type", "image/png", "x", "Content-Type"},
+	} {
+		if code, res := postSamples(t, url, c.ctype, c.body); code/100 != 4 || !strings.Contains(res, c.want) {
+			t.Errorf("%s: %d %s", c.name, code, res)
+		}
+	}
+	if code, _ := postSamples(t, "http://"+a.Addr()+"/v1/streams/nosuch/samples", "application/x-ndjson", "{}"); code != http.StatusNotFound {
+		t.Errorf("unknown stream: %d", code)
+	}
+	time.Sleep(3500 * time.Millisecond) // the window passes; fragments close
+	st := streamStatus(a, "env")
+	a.Close()
+	inOrder, late, frags := sensorReadings(t, store, "env")
+	if len(inOrder) != 2000 || len(late) != 2 {
+		t.Fatalf("%d readings in order, %d late, in %d fragments; status %+v", len(inOrder), len(late), len(frags), st.Sensor)
+	}
+	for i, r := range inOrder {
+		var v struct{ N int }
+		json.Unmarshal(r.Value, &v)
+		if v.N != i {
+			t.Fatalf("reading %d is n=%d", i, v.N)
+		}
+	}
+	if !late[0].Late || late[0].Time.UnixMilli() != old.UnixMilli() {
+		t.Errorf("late readings %+v", late)
+	}
+	if st.Sensor == nil || st.Sensor.Rejected != 4 || st.Sensor.Late != 2 || st.Sensor.ClockSkewMS == nil {
+		t.Errorf("sensor status %+v", st.Sensor)
+	}
+	t.Logf("%d fragments; status %+v", len(frags), *st.Sensor)
+}
