@@ -345,4 +345,3 @@ func readArray(r io.Reader, take func(int, []byte)) error {
 	}
 	return nil
 }
-
