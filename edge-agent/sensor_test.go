@@ -191,7 +191,11 @@ func TestSensorMQTT(t *testing.T) {
 	defer pub.Disconnect(100)
 	n := int(run / time.Millisecond)
 	start := time.Now()
-	var pending []mqtt.Token
+	type sent struct {
+		topic, msg string
+		tok        mqtt.Token
+	}
+	var pending, backlog []sent
 	restarted := false
 	for i := 0; i < n; i++ {
 		at := start.Add(time.Duration(i) * time.Millisecond)
@@ -204,18 +208,52 @@ func TestSensorMQTT(t *testing.T) {
 			go func() { time.Sleep(500 * time.Millisecond); broker.Start() }()
 		}
 		msg := fmt.Sprintf(`{"ts":%d,"seq":%d,"celsius":%.2f}`, at.UnixNano(), i, 20+float64(i%1000)/100)
-		pending = append(pending, pub.Publish(fmt.Sprintf("plant/line%d/reading", i%4), 1, false, msg))
+		topic := fmt.Sprintf("plant/line%d/reading", i%4)
+		// while the broker is away the device keeps its readings and
+		// sends them once it is back (paho's own store, which the
+		// publisher could use instead, lost some of them in this test)
+		backlog = append(backlog, sent{topic: topic, msg: msg})
+		if pub.IsConnectionOpen() {
+			for _, b := range backlog {
+				b.tok = pub.Publish(b.topic, 1, false, b.msg)
+				pending = append(pending, b)
+			}
+			backlog = backlog[:0]
+		}
 	}
-	for i, tok := range pending {
-		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-			t.Fatalf("publish %d: %v", i, tok.Error())
+	for len(backlog) > 0 {
+		if !pub.IsConnectionOpen() {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		for _, b := range backlog {
+			b.tok = pub.Publish(b.topic, 1, false, b.msg)
+			pending = append(pending, b)
+		}
+		backlog = backlog[:0]
+	}
+	// a publish the broker did not acknowledge (the connection broke under
+	// it) is sent again, as a device would: the agent drops the repeat
+	resent := 0
+	for i, p := range pending {
+		for try := 0; ; try++ {
+			if p.tok.WaitTimeout(30*time.Second) && p.tok.Error() == nil {
+				break
+			}
+			if try == 20 {
+				t.Fatalf("publish %d: %v", i, p.tok.Error())
+			}
+			time.Sleep(100 * time.Millisecond)
+			p.tok = pub.Publish(p.topic, 1, false, p.msg)
+			resent++
 		}
 	}
 	// the window passes; the last fragments close
 	deadline = time.Now().Add(20 * time.Second)
 	for st := streamStatus(a, "plant"); st.Sensor.Readings+st.Sensor.Duplicates < uint64(n); st = streamStatus(a, "plant") {
 		if time.Now().After(deadline) {
-			t.Fatalf("the agent took %d of %d readings: %+v", st.Sensor.Readings, n, *st.Sensor)
+			t.Errorf("the agent took %d of %d readings: %+v", st.Sensor.Readings, n, *st.Sensor)
+			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -242,17 +280,21 @@ func TestSensorMQTT(t *testing.T) {
 		}
 	}
 	missing, twice := 0, 0
-	for _, c := range seen {
+	var gaps []int
+	for i, c := range seen {
 		switch {
 		case c == 0:
+			if missing < 10 {
+				gaps = append(gaps, i)
+			}
 			missing++
 		case c > 1:
 			twice++
 		}
 	}
-	t.Logf("%d readings in %d fragments, %d late; status %+v", len(inOrder), len(frags), len(late), *st.Sensor)
+	t.Logf("%d readings in %d fragments, %d late, %d sent again; status %+v", len(inOrder), len(frags), len(late), resent, *st.Sensor)
 	if missing != 0 || twice != 0 || len(late) != 0 {
-		t.Errorf("%d missing, %d stored twice, %d late", missing, twice, len(late))
+		t.Errorf("%d missing (the first: %v; the broker restarted at %d), %d stored twice, %d late", missing, gaps, n/2, twice, len(late))
 	}
 	if st.Sensor.MQTTReconnects < 1 {
 		t.Errorf("no reconnect counted across the broker's restart")

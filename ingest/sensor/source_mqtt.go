@@ -143,6 +143,13 @@ func (m *MQTT) Run(ctx context.Context, handle func(topic string, payload []byte
 	for _, t := range m.Topics {
 		filters[t] = qos
 	}
+	onMessage := func(_ mqtt.Client, msg mqtt.Message) {
+		handle(msg.Topic(), msg.Payload(), time.Now())
+	}
+	// a persistent session's queued messages can come before the
+	// subscriptions are made again on a reconnect: they take the default
+	// handler rather than being dropped
+	o.SetDefaultPublishHandler(onMessage)
 	var connects atomic.Uint64
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		m.Connected.Store(true)
@@ -151,9 +158,7 @@ func (m *MQTT) Run(ctx context.Context, handle func(topic string, payload []byte
 		}
 		// subscribe on every connect: a broker that lost its sessions
 		// (restarted without persistence) knows nothing of them
-		tok := c.SubscribeMultiple(filters, func(_ mqtt.Client, msg mqtt.Message) {
-			handle(msg.Topic(), msg.Payload(), time.Now())
-		})
+		tok := c.SubscribeMultiple(filters, onMessage)
 		go func() {
 			if !tok.WaitTimeout(timeout) {
 				log.Warn("MQTT subscribe timed out", "broker", redactBroker(m.Broker))
