@@ -136,6 +136,21 @@ func TestSensorPush(t *testing.T) {
 	}
 	time.Sleep(3500 * time.Millisecond) // the window passes; fragments close
 	st := streamStatus(a, "env")
+	// GET samples: the readings of a time range, in pages of 300
+	got, pages := getSamples(t, a, "env", start.Add(-1500*time.Millisecond), start.Add(-500*time.Millisecond), 300)
+	if len(got) != 1000 || pages != 4 {
+		t.Errorf("GET samples: %d readings in %d pages, want 1000 in 4", len(got), pages)
+	}
+	for i := range got {
+		if got[i].Time.Before(start.Add(-1500*time.Millisecond)) || !got[i].Time.Before(start.Add(-500*time.Millisecond)) ||
+			(i > 0 && got[i].Time.Before(got[i-1].Time)) {
+			t.Fatalf("GET samples: reading %d at %v", i, got[i].Time)
+		}
+	}
+	all, _ := getSamples(t, a, "env", start.Add(-2*time.Minute), start.Add(time.Minute), 100000)
+	if len(all) != 2002 {
+		t.Errorf("GET samples of everything: %d readings, want 2002 (late ones included)", len(all))
+	}
 	a.Close()
 	inOrder, late, frags := sensorReadings(t, store, "env")
 	if len(inOrder) != 2000 || len(late) != 2 {
@@ -299,4 +314,41 @@ func TestSensorMQTT(t *testing.T) {
 	if st.Sensor.MQTTReconnects < 1 {
 		t.Errorf("no reconnect counted across the broker's restart")
 	}
+}
+
+// getSamples pages through GET /v1/streams/{s}/samples.
+func getSamples(t *testing.T, a *edgeagent.Agent, stream string, start, end time.Time, limit int) ([]sensor.Reading, int) {
+	t.Helper()
+	next := fmt.Sprintf("/v1/streams/%s/samples?start=%s&end=%s&limit=%d", stream, start.UTC().Format(time.RFC3339Nano), end.UTC().Format(time.RFC3339Nano), limit)
+	var out []sensor.Reading
+	pages := 0
+	for next != "" {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+a.Addr()+next, nil)
+		req.Header.Set("Authorization", "Bearer "+a.APIToken())
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "application/x-ndjson" {
+			t.Fatalf("GET samples: %d %s", res.StatusCode, b)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if l == "" {
+				continue
+			}
+			r, err := sensor.ParseLine([]byte(l))
+			if err != nil {
+				t.Fatalf("line %q: %v", l, err)
+			}
+			out = append(out, r)
+		}
+		pages++
+		next = ""
+		if link := res.Header.Get("Link"); link != "" {
+			next = strings.TrimSuffix(strings.TrimPrefix(strings.Split(link, ";")[0], "<"), ">")
+		}
+	}
+	return out, pages
 }

@@ -91,6 +91,7 @@ func (s *Server) init() {
 		m.HandleFunc("GET /v1/streams/{stream}/images", s.authed(s.images))
 		m.HandleFunc("GET /v1/streams/{stream}/results", s.authed(s.listRecords(archive.RecordResult)))
 		m.HandleFunc("GET /v1/streams/{stream}/deadletters", s.authed(s.listRecords(archive.RecordDeadLetter)))
+		m.HandleFunc("GET /v1/streams/{stream}/samples", s.authed(s.samples))
 		m.HandleFunc("OPTIONS /v1/", func(w http.ResponseWriter, r *http.Request) {
 			s.Access.cors(w, r)
 			w.WriteHeader(http.StatusNoContent)

@@ -1,0 +1,189 @@
+package playback
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tributary-io/tributary/archive"
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/ingest/sensor"
+)
+
+// Limits of GET …/samples.
+const (
+	defaultSamplesLimit = 10000
+	maxSamplesLimit     = 100000
+	maxSamplesRange     = 7 * 24 * time.Hour
+	maxSensorFragment   = 64 << 20
+)
+
+// samplesCursor is where a page of readings stopped: after reading index
+// of fragment number, which starts at start.
+type samplesCursor struct {
+	start  time.Time
+	number uint64
+	index  int
+}
+
+func parseCursor(s string) (samplesCursor, error) {
+	parts := strings.Split(s, "_")
+	if len(parts) != 3 {
+		return samplesCursor{}, badParam("after", "%q is not a cursor from a Link header", s)
+	}
+	ns, err1 := strconv.ParseInt(parts[0], 10, 64)
+	num, err2 := strconv.ParseUint(parts[1], 10, 64)
+	idx, err3 := strconv.Atoi(parts[2])
+	if err1 != nil || err2 != nil || err3 != nil || idx < -1 {
+		return samplesCursor{}, badParam("after", "%q is not a cursor from a Link header", s)
+	}
+	return samplesCursor{time.Unix(0, ns), num, idx}, nil
+}
+
+func (c samplesCursor) String() string {
+	return fmt.Sprintf("%d_%d_%d", c.start.UnixNano(), c.number, c.index)
+}
+
+// before reports whether reading index of fragment m comes at or before
+// the cursor (was on an earlier page).
+func (c samplesCursor) before(m *fragment.Metadata, index int) bool {
+	switch {
+	case m.ProducerStart.Before(c.start):
+		return true
+	case m.ProducerStart.After(c.start):
+		return false
+	case m.Number != c.number:
+		return m.Number < c.number
+	}
+	return index <= c.index
+}
+
+// samples serves GET /v1/streams/{s}/samples?start&end&limit&after: the
+// readings of a sensor stream whose time is in [start, end) (default the
+// last hour, at most 7 days), as NDJSON, one stored reading a line
+// ({"time","recv","topic","late","value"}), in fragment order (late
+// readings where their late fragment's time range starts). At most limit
+// (default 10000, at most 100000) a page; a Link header (rel="next") gives
+// the next page.
+func (s *Server) samples(w http.ResponseWriter, r *http.Request, req request) {
+	q := r.URL.Query()
+	start, end, err := timeRange(q)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if end.IsZero() {
+		end = s.Now().UTC()
+	}
+	if start.IsZero() {
+		start = end.Add(-time.Hour)
+	}
+	if !end.After(start) || end.Sub(start) > maxSamplesRange {
+		s.fail(w, badParam("start", "the range must be positive and at most %v", maxSamplesRange))
+		return
+	}
+	limit, err := intParam(q, "limit", defaultSamplesLimit, 1, maxSamplesLimit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	var cur *samplesCursor
+	if a := q.Get("after"); a != "" {
+		c, err := parseCursor(a)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		cur = &c
+	}
+	if _, err := s.info(r.Context(), req.stream); err != nil {
+		s.fail(w, err)
+		return
+	}
+	listFrom := start
+	if cur != nil && cur.start.After(start) {
+		listFrom = cur.start
+	}
+	var out []byte
+	n := 0
+	var next *samplesCursor
+	token := ""
+	started := false
+pages:
+	for {
+		res, err := archive.ListFragments(r.Context(), s.Store, s.Layout, archive.ListRequest{
+			Stream: req.stream, Start: listFrom, End: end, Limit: archive.MaxListFragmentsLimit, Token: token,
+		})
+		if err != nil {
+			if !started {
+				s.fail(w, err)
+				return
+			}
+			break
+		}
+		for i := range res.Fragments {
+			m := &res.Fragments[i]
+			if !isSensorFragment(m) {
+				continue
+			}
+			data, err := s.get(r.Context(), m.Key, maxSensorFragment)
+			if err != nil {
+				if !started {
+					s.fail(w, err)
+					return
+				}
+				break pages
+			}
+			rs, err := sensor.ReadFragment(data)
+			if err != nil {
+				s.Logger.Warn("sensor fragment", "key", m.Key, "err", err)
+				continue
+			}
+			for j := range rs {
+				if cur != nil && cur.before(m, j) {
+					continue
+				}
+				if rs[j].Time.Before(start) || !rs[j].Time.Before(end) {
+					continue
+				}
+				if n == limit {
+					next = &samplesCursor{m.ProducerStart, m.Number, j - 1}
+					break pages
+				}
+				out = sensor.AppendLine(out, &rs[j])
+				out = append(out, '\n')
+				n++
+				started = true
+			}
+		}
+		if res.NextToken == "" {
+			break
+		}
+		token = res.NextToken
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("X-Tributary-Readings", strconv.Itoa(n))
+	if next != nil {
+		nq := url.Values{}
+		nq.Set("start", start.UTC().Format(time.RFC3339Nano))
+		nq.Set("end", end.UTC().Format(time.RFC3339Nano))
+		nq.Set("limit", strconv.Itoa(limit))
+		nq.Set("after", next.String())
+		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, nq.Encode()))
+	}
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+}
+
+// isSensorFragment reports whether a fragment holds a JSON data track.
+func isSensorFragment(m *fragment.Metadata) bool {
+	for _, t := range m.Tracks {
+		if t.Codec == fragment.CodecJSON {
+			return true
+		}
+	}
+	return false
+}
