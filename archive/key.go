@@ -247,5 +247,7 @@ type StreamInfo struct {
 	InitHash  string            `json:"init"`
 	Container string            `json:"container"`
 	Tags      map[string]string `json:"tags,omitempty"`
-	Updated   time.Time         `json:"updated"`
+	// Link is, for a sensor stream, the camera stream it belongs to.
+	Link    string    `json:"link,omitempty"`
+	Updated time.Time `json:"updated"`
 }

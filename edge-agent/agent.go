@@ -481,11 +481,21 @@ func (a *Agent) routes() http.Handler {
 // webhooks, whose notices point at it.
 func (a *Agent) landed(m fragment.Metadata) {
 	a.hub.notify(m)
-	if d := a.inference; d != nil {
+	if d := a.inference; d != nil && !isDataFragment(&m) { // hooks take video
 		if which := d.Wants(&m, true); len(which) > 0 {
 			d.Offer(which, &inference.Input{Meta: m}, m.ServerTime)
 		}
 	}
+}
+
+// isDataFragment reports whether a fragment holds sensor readings only.
+func isDataFragment(m *fragment.Metadata) bool {
+	for _, t := range m.Tracks {
+		if t.Kind != fragment.KindData {
+			return false
+		}
+	}
+	return len(m.Tracks) > 0
 }
 
 // startInference starts the hooks' dispatcher. Results and dead letters go

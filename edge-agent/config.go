@@ -361,6 +361,9 @@ type SensorConfig struct {
 	MaxReadingSize ByteSize `yaml:"max_reading_size"`
 	// MaxRate bounds the readings per second. Default 5000.
 	MaxRate int `yaml:"max_rate"`
+	// Link names the camera stream the sensor belongs to: the viewer
+	// charts its readings under that camera's timeline.
+	Link string `yaml:"link"`
 }
 
 // MQTTConfig is a broker subscription.
@@ -966,6 +969,11 @@ func (c *SensorConfig) validate(key, url string) error {
 	}
 	if c.MaxReadingSize < 16 || c.MaxReadingSize > 1<<20 {
 		return badKey(key+".max_reading_size", "%d is outside 16 bytes to 1MiB", c.MaxReadingSize)
+	}
+	if c.Link != "" {
+		if err := fragment.ValidateStreamName(c.Link); err != nil {
+			return badKey(key+".link", "%v", err)
+		}
 	}
 	if c.MaxRate < 1 || c.MaxRate > 1_000_000 {
 		return badKey(key+".max_rate", "%d is outside 1 to 1000000", c.MaxRate)

@@ -360,7 +360,7 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	}
 	meta := f.Metadata
 	meta.Tracks = append([]fragment.TrackRef(nil), f.Tracks...)
-	if d := p.inference; d != nil {
+	if d := p.inference; d != nil && p.sensor == nil { // hooks take video
 		if which := d.Wants(&meta, false); len(which) > 0 {
 			in := &inference.Input{Meta: meta, Data: bytes.Clone(*buf)}
 			if container != fragment.ContainerMKV {
@@ -446,6 +446,9 @@ func (p *pipeline) queueStreamInfo() {
 	info := archive.StreamInfo{
 		Name: p.cfg.Name, Tracks: p.tracks, InitHash: fragment.ConfigHash(p.tracks),
 		Container: p.containerOf(p.tracks), Tags: p.cfg.Tags, Updated: time.Now().UTC(),
+	}
+	if p.cfg.Sensor != nil {
+		info.Link = p.cfg.Sensor.Link
 	}
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +20,9 @@ import (
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/inference"
+	"github.com/tributary-io/tributary/ingest/sensor"
 	"github.com/tributary-io/tributary/internal/camsim"
+	"github.com/tributary-io/tributary/internal/demo"
 	"github.com/tributary-io/tributary/internal/testenv"
 )
 
@@ -211,11 +214,39 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(streams) < 2 {
+	if len(streams) < 3 {
 		t.Fatalf("streams %v", streams)
 	}
+	var cams []string
 	for _, s := range streams {
 		frags := fragments(t, root, s)
+		if s == demo.SensorName {
+			// the simulated sensor: 10 readings a second, linked to the
+			// first camera
+			n := 0
+			for _, m := range frags {
+				data, err := os.ReadFile(filepath.Join(root, m.Key))
+				if err != nil {
+					t.Fatal(err)
+				}
+				rs, err := sensor.ReadFragment(data)
+				if err != nil {
+					t.Fatalf("sensor fragment %d: %v", m.Number, err)
+				}
+				n += len(rs)
+			}
+			var info archive.StreamInfo
+			key, _ := archive.Layout{}.StreamKey(s)
+			b, err := os.ReadFile(filepath.Join(root, key))
+			if err == nil {
+				err = json.Unmarshal(b, &info)
+			}
+			if n < 120 || len(frags) < 5 || err != nil || info.Link != demo.Cameras[0].Name {
+				t.Errorf("sensor: %d readings in %d fragments, stream info %+v (%v)", n, len(frags), info, err)
+			}
+			continue
+		}
+		cams = append(cams, s)
 		if len(frags) < 8 {
 			t.Errorf("%s: %d fragments, want at least 8", s, len(frags))
 		}
@@ -228,7 +259,7 @@ func TestDemo(t *testing.T) {
 	}
 	// the example model's results, out of the box
 	rs := &inference.Records{Store: &archive.Local{Root: root}}
-	for _, s := range streams {
+	for _, s := range cams {
 		frags := fragments(t, root, s)
 		recs, err := rs.List(context.Background(), archive.RecordResult, s, "activity", frags[0].ProducerStart, time.Now().Add(time.Minute), 0)
 		if err != nil || len(recs) < len(frags)-2 {
@@ -392,19 +423,34 @@ func TestDemoS3(t *testing.T) {
 	}
 	layout := archive.Layout{Prefix: "site-a"}
 	streams, err := archive.ListStreams(context.Background(), store, layout)
-	if err != nil || len(streams) != 2 {
+	if err != nil || len(streams) != 3 {
 		t.Fatalf("streams %v %v", streams, err)
 	}
+	readings := 0
+	defer func() {
+		if readings < 80 { // 14 s at 10 Hz, less the last window
+			t.Errorf("%d sensor readings in the bucket", readings)
+		}
+	}()
 	for _, s := range streams {
 		res, err := archive.ListFragments(context.Background(), store, layout, archive.ListRequest{Stream: s, Start: time.Unix(0, 0), Limit: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(res.Fragments) < 5 {
+		if len(res.Fragments) < 4 {
 			t.Errorf("%s: %d fragments in the bucket", s, len(res.Fragments))
 		}
 		for _, m := range res.Fragments {
 			data := getAll(t, store, m.Key)
+			if s == demo.SensorName {
+				// sensor fragments go through the spool like video
+				rs, err := sensor.ReadFragment(data)
+				if err != nil || len(rs) == 0 {
+					t.Errorf("sensor fragment %d: %d readings, %v", m.Number, len(rs), err)
+				}
+				readings += len(rs)
+				continue
+			}
 			initKey, _ := layout.InitKey(s, m.InitHash)
 			if err := testenv.CheckMedia(context.Background(), getAll(t, store, initKey), data); err != nil {
 				t.Errorf("%s fragment %d: %v", s, m.Number, err)

@@ -4,11 +4,15 @@
 package demo
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +23,7 @@ import (
 	"github.com/tributary-io/tributary"
 	edgeagent "github.com/tributary-io/tributary/edge-agent"
 	"github.com/tributary-io/tributary/inference"
+	"github.com/tributary-io/tributary/ingest/sensor"
 	"github.com/tributary-io/tributary/internal/camsim"
 )
 
@@ -125,6 +130,17 @@ func Run(ctx context.Context, o Options) error {
 	for _, c := range Cameras {
 		cfg.Streams = append(cfg.Streams, edgeagent.StreamConfig{Name: c.Name, URL: sim.URL(c.Name), Transport: "tcp"})
 	}
+	// a simulated sensor (temperature and motion) beside the first camera,
+	// pushing its readings over HTTP with a push token of its own
+	pushToken, err := randomToken()
+	if err != nil {
+		return err
+	}
+	cfg.PutMedia.Tokens = []string{pushToken}
+	cfg.Streams = append(cfg.Streams, edgeagent.StreamConfig{Name: SensorName, Sensor: &edgeagent.SensorConfig{
+		Timestamp: sensor.Timestamp{Field: "ts", Format: sensor.FormatMillis},
+		Link:      Cameras[0].Name,
+	}})
 	cfg, err = edgeagent.FinishConfig(cfg)
 	if err != nil {
 		return err
@@ -133,7 +149,14 @@ func Run(ctx context.Context, o Options) error {
 	if err := agent.Start(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Out, "Tributary demo: %d synthetic cameras -> agent -> archive\n", len(Cameras))
+	simCtx, stopSim := context.WithCancel(ctx)
+	simDone := make(chan struct{})
+	go func() {
+		defer close(simDone)
+		simulateSensor(simCtx, "http://"+agent.Addr()+"/v1/streams/"+SensorName+"/samples", pushToken, o.Logger)
+	}()
+	defer func() { stopSim(); <-simDone }()
+	fmt.Fprintf(o.Out, "Tributary demo: %d synthetic cameras and a simulated sensor -> agent -> archive\n", len(Cameras))
 	for _, c := range Cameras {
 		fmt.Fprintf(o.Out, "  camera %-12s %s (%s)\n", c.Name, sim.URL(c.Name), c.Preset)
 	}
@@ -209,11 +232,65 @@ func prefixSlash(p string) string {
 	return p + "/"
 }
 
+// SensorName is the demo's simulated sensor stream.
+const SensorName = "env"
+
+func randomToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// simulateSensor pushes readings of a temperature and motion sensor at
+// 10 Hz, in batches every half second, until ctx ends: the temperature
+// drifts slowly, motion comes in bursts.
+func simulateSensor(ctx context.Context, url, token string, log *slog.Logger) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	client := &http.Client{Timeout: 5 * time.Second}
+	next := time.Now()
+	var body bytes.Buffer
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			body.Reset()
+			for ; next.Before(now); next = next.Add(100 * time.Millisecond) {
+				sec := float64(next.UnixMilli()%600000) / 1000
+				celsius := 21 + 2*math.Sin(2*math.Pi*sec/600) + 0.1*math.Sin(sec)
+				motion := int(sec/10)%3 == 0
+				fmt.Fprintf(&body, `{"ts":%d,"celsius":%.2f,"motion":%t}`+"\n", next.UnixMilli(), celsius, motion)
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body.Bytes()))
+			if err != nil {
+				return
+			}
+			req.Header.Set("Content-Type", "application/x-ndjson")
+			req.Header.Set("Authorization", "Bearer "+token)
+			res, err := client.Do(req)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("simulated sensor", "err", err)
+				}
+				continue
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+	}
+}
+
 func printProgress(w io.Writer, elapsed time.Duration, st []edgeagent.StreamStatus) {
 	sort.Slice(st, func(i, j int) bool { return st[i].Name < st[j].Name })
 	fmt.Fprintf(w, "[%5.0fs]", elapsed.Seconds())
 	for _, s := range st {
 		fmt.Fprintf(w, "  %s: %s, %d fragments, %.1f MB", s.Name, s.State, s.Counters.Fragments, float64(s.Counters.FragmentBytes)/1e6)
+		if s.Sensor != nil {
+			fmt.Fprintf(w, " (%d readings)", s.Sensor.Readings)
+		}
 		if u := s.Upload; u != nil {
 			fmt.Fprintf(w, " (%d uploaded, %d waiting", u.Uploaded, u.BacklogFragments)
 			if u.LastError != "" && u.State != "idle" && u.State != "uploading" {
