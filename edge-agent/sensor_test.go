@@ -352,3 +352,43 @@ func getSamples(t *testing.T, a *edgeagent.Agent, stream string, start, end time
 	}
 	return out, pages
 }
+
+// TestSensorViewerChart: the viewer, showing a camera, charts the readings
+// of the sensor stream linked to it under the timeline (headless
+// Chromium; the page is read through the DevTools protocol).
+func TestSensorViewerChart(t *testing.T) {
+	testenv.RequireChromium(t)
+	sim := oneCamera(t, "cam", "h264")
+	a, _ := startPushAgent(t, nil, edgeagent.StreamConfig{Name: "cam", URL: sim.URL("cam"), Transport: "tcp"},
+		edgeagent.StreamConfig{Name: "env", Sensor: &edgeagent.SensorConfig{
+			Timestamp: sensor.Timestamp{Field: "ts"}, Period: edgeagent.Duration(time.Second), Link: "cam",
+		}})
+	now := time.Now()
+	var body strings.Builder
+	for i := 0; i < 300; i++ {
+		at := now.Add(-30*time.Second + time.Duration(i)*100*time.Millisecond)
+		fmt.Fprintf(&body, `{"ts":%d,"celsius":%.2f,"motion":%t}`+"\n", at.UnixMilli(), 20+float64(i%50)/10, i%60 < 20)
+	}
+	if code, res := postSamples(t, "http://"+a.Addr()+"/v1/streams/env/samples", "application/x-ndjson", body.String()); code != http.StatusOK {
+		t.Fatalf("push: %d %s", code, res)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for streamStatus(a, "cam").Counters.Fragments < 1 || streamStatus(a, "env").Counters.Fragments < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no fragments: cam %+v, env %+v", streamStatus(a, "cam").Counters, streamStatus(a, "env").Counters)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	done := make(chan struct{})
+	close(done) // the page is left once the script saw the chart
+	check := `(() => {
+		const m = document.getElementById('sensor-msg');
+		const c = document.getElementById('sensor-chart');
+		if (!m || !/env: celsius, motion · \d+ points/.test(m.textContent) || c.clientWidth === 0) return false;
+		const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+		let n = 0;
+		for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+		return n > 500;
+	})()`
+	testenv.OpenPageAndRun(t, nil, "http://"+a.Addr()+"/#token="+a.APIToken()+"&stream=cam", 40*time.Second, done, check)
+}

@@ -235,6 +235,8 @@ type StreamSummary struct {
 	State        string             `json:"state"`
 	LastFragment *fragment.Metadata `json:"last_fragment"`
 	Updated      time.Time          `json:"updated"`
+	// Link is, for a sensor stream, the camera stream it belongs to.
+	Link string `json:"link,omitempty"`
 }
 
 // TrackSummary describes a track for players.
@@ -253,7 +255,7 @@ func (s *Server) summary(ctx context.Context, name string) (StreamSummary, error
 	if err != nil {
 		return StreamSummary{}, err
 	}
-	sum := StreamSummary{Name: name, Container: si.Container, Codecs: codecsOf(si.Tracks), Updated: si.Updated}
+	sum := StreamSummary{Name: name, Container: si.Container, Codecs: codecsOf(si.Tracks), Updated: si.Updated, Link: si.Link}
 	for _, t := range si.Tracks {
 		sum.Tracks = append(sum.Tracks, TrackSummary{ID: t.ID, Kind: t.Kind, Codec: t.Codec, Width: t.Width, Height: t.Height,
 			SampleRate: t.SampleRate, Channels: t.Channels})

@@ -63,7 +63,8 @@ func (c samplesCursor) before(m *fragment.Metadata, index int) bool {
 
 // samples serves GET /v1/streams/{s}/samples?start&end&limit&after: the
 // readings of a sensor stream whose time is in [start, end) (default the
-// last hour, at most 7 days), as NDJSON, one stored reading a line
+// last hour, at most 7 days), at most one per step when step is set (a
+// duration, for charts), as NDJSON, one stored reading a line
 // ({"time","recv","topic","late","value"}), in fragment order (late
 // readings where their late fragment's time range starts). At most limit
 // (default 10000, at most 100000) a page; a Link header (rel="next") gives
@@ -90,6 +91,17 @@ func (s *Server) samples(w http.ResponseWriter, r *http.Request, req request) {
 		s.fail(w, err)
 		return
 	}
+	// step thins the readings out for charts: at most one per step
+	var step int64
+	if v := q.Get("step"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			s.fail(w, badParam("step", "%q is not a duration such as 500ms", v))
+			return
+		}
+		step = int64(d)
+	}
+	lastBucket := int64(-1 << 63)
 	var cur *samplesCursor
 	if a := q.Get("after"); a != "" {
 		c, err := parseCursor(a)
@@ -148,6 +160,13 @@ pages:
 				}
 				if rs[j].Time.Before(start) || !rs[j].Time.Before(end) {
 					continue
+				}
+				if step > 0 {
+					b := rs[j].Time.UnixNano() / step
+					if b == lastBucket {
+						continue
+					}
+					lastBucket = b
 				}
 				if n == limit {
 					next = &samplesCursor{m.ProducerStart, m.Number, j - 1}

@@ -25,6 +25,7 @@ const state = {
   minutes: 60, // timeline range
   spans: [], // [{start, end, fragments}] in ms
   results: [], // inference results [{start, end, model, score}]
+  sensor: null, // the linked sensor's readings: {name, points: [{t, v}], numeric: [keys], flags: [keys]}
   dead: [], // dead letters [{start, end, model, error}]
   selection: null, // {start, end} in ms
   anchor: null, // first shift-click (ms)
@@ -257,7 +258,8 @@ function renderStreams() {
 async function selectStream(name) {
   if (state.selected === name) return;
   stopPlayer();
-  Object.assign(state, { selected: name, session: null, spans: [], results: [], dead: [], selection: null, anchor: null });
+  Object.assign(state, { selected: name, session: null, spans: [], results: [], dead: [], sensor: null, selection: null, anchor: null });
+  $('sensor-wrap').hidden = true;
   history.replaceState(null, '', location.pathname + location.search + '#stream=' + enc(name));
   $('placeholder').hidden = true;
   $('viewer').hidden = false;
@@ -456,7 +458,125 @@ async function loadTimeline() {
     if (state.selected === name && e.status !== 401) $('timeline-msg').textContent = 'Cannot load the timeline: ' + e.message;
   }
   await loadResults(name, start, end);
+  await loadSensor(name, start, end);
   drawTimeline();
+}
+
+// The readings of a sensor stream linked to this camera (stream.json's
+// link), thinned to about one per pixel, for the chart under the timeline.
+async function loadSensor(name, start, end) {
+  const linked = state.streams.find((s) => s.link === name);
+  if (!linked) {
+    state.sensor = null;
+    $('sensor-wrap').hidden = true;
+    return;
+  }
+  const w = Math.max(200, $('timeline').clientWidth || 800);
+  const step = Math.max(1, Math.floor((end - start) / w));
+  try {
+    const headers = state.token ? { Authorization: 'Bearer ' + state.token } : {};
+    const res = await fetch(`/v1/streams/${enc(linked.name)}/samples?start=${enc(iso(start))}&end=${enc(iso(end))}&step=${step}ms&limit=20000`, { headers });
+    if (!res.ok) throw new Error(res.status + ' ' + res.statusText);
+    const text = await res.text();
+    if (state.selected !== name) return;
+    const points = [];
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      try {
+        const r = JSON.parse(line);
+        points.push({ t: Date.parse(r.time), v: r.value });
+      } catch (e) { /* skip a bad line */ }
+    }
+    const first = points.find((p) => p.v && typeof p.v === 'object');
+    const keys = first ? Object.keys(first.v) : [];
+    const numeric = keys.filter((k) => typeof first.v[k] === 'number' && !/^(ts|time|timestamp)$/i.test(k)).slice(0, 3);
+    const flags = keys.filter((k) => typeof first.v[k] === 'boolean').slice(0, 2);
+    state.sensor = { name: linked.name, points, numeric, flags };
+    $('sensor-wrap').hidden = false;
+    $('sensor-msg').textContent = points.length
+      ? `${linked.name}: ${numeric.concat(flags).join(', ') || 'readings'} · ${points.length} points`
+      : `${linked.name}: no readings in the last ${rangeText()}`;
+  } catch (e) {
+    state.sensor = null;
+    $('sensor-wrap').hidden = false;
+    $('sensor-msg').textContent = `Cannot load ${linked.name}'s readings: ${e.message}`;
+  }
+}
+
+const seriesColors = ['#4dabf7', '#ffa94d', '#b197fc'];
+
+// drawSensor draws the linked sensor's readings on the timeline's time
+// axis: numbers as lines (each scaled to its own range), booleans as
+// bands, and the playhead where the video is.
+function drawSensor() {
+  const c = $('sensor-chart');
+  const sd = state.sensor;
+  if (!sd || c.clientWidth === 0) return;
+  const dpr = window.devicePixelRatio || 1;
+  const w = c.clientWidth;
+  const h = c.clientHeight;
+  if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
+    c.width = Math.round(w * dpr);
+    c.height = Math.round(h * dpr);
+  }
+  const g = c.getContext('2d');
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const v = view();
+  const x = (t) => ((t - v.start) / (v.end - v.start)) * w;
+  const pts = sd.points;
+  // booleans: a band while true
+  sd.flags.forEach((k, i) => {
+    g.fillStyle = i === 0 ? 'rgba(255, 107, 107, 0.28)' : 'rgba(105, 219, 124, 0.28)';
+    for (let j = 0; j < pts.length; j++) {
+      if (!pts[j].v || pts[j].v[k] !== true) continue;
+      const x0 = x(pts[j].t);
+      const x1 = j + 1 < pts.length ? x(pts[j + 1].t) : x0 + 2;
+      g.fillRect(x0, 0, Math.max(1, x1 - x0), h);
+    }
+  });
+  // numbers: a line each, scaled to its range, with the range written
+  g.font = '11px system-ui, sans-serif';
+  g.textBaseline = 'top';
+  sd.numeric.forEach((k, i) => {
+    const vals = pts.filter((p) => p.v && typeof p.v[k] === 'number');
+    if (vals.length === 0) return;
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const p of vals) {
+      lo = Math.min(lo, p.v[k]);
+      hi = Math.max(hi, p.v[k]);
+    }
+    const pad = hi === lo ? 1 : (hi - lo) * 0.1;
+    const y = (val) => h - 4 - ((val - lo + pad) / (hi - lo + 2 * pad)) * (h - 8);
+    g.strokeStyle = seriesColors[i % seriesColors.length];
+    g.lineWidth = 1.5;
+    g.beginPath();
+    vals.forEach((p, j) => (j === 0 ? g.moveTo(x(p.t), y(p.v[k])) : g.lineTo(x(p.t), y(p.v[k]))));
+    g.stroke();
+    g.fillStyle = g.strokeStyle;
+    g.textAlign = 'left';
+    g.fillText(`${k} ${+lo.toFixed(2)}–${+hi.toFixed(2)}`, 6 + i * 150, 4);
+  });
+  // where the video is, and its reading
+  const at = playingDate();
+  if (at && at >= v.start) {
+    const px = Math.round(x(at));
+    g.fillStyle = '#ffd43b';
+    g.fillRect(px - 1, 0, 2, h);
+    let near = null;
+    for (const p of pts) {
+      if (p.t <= at) near = p;
+      else break;
+    }
+    if (near && near.v && typeof near.v === 'object') {
+      const label = sd.numeric.concat(sd.flags).map((k) => `${k} ${near.v[k]}`).join('  ');
+      g.fillStyle = colors.text || '#fff';
+      g.textAlign = px > w - 160 ? 'right' : 'left';
+      g.textBaseline = 'bottom';
+      g.fillText(label, px + (px > w - 160 ? -6 : 6), h - 4);
+    }
+  }
 }
 
 // Inference results of the range: a strip along the bottom of the bar,
@@ -495,6 +615,7 @@ function resultAt(t) {
 function drawTimeline() {
   const c = $('timeline');
   if (!state.selected || c.clientWidth === 0) return;
+  drawSensor();
   if (!colors.span) {
     const cs = getComputedStyle(document.documentElement);
     for (const k of ['span', 'track', 'now', 'muted', 'line', 'accent', 'text']) colors[k] = cs.getPropertyValue('--' + k).trim();
