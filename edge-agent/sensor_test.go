@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -391,4 +393,105 @@ func TestSensorViewerChart(t *testing.T) {
 		return n > 500;
 	})()`
 	testenv.OpenPageAndRun(t, nil, "http://"+a.Addr()+"/#token="+a.APIToken()+"&stream=cam", 40*time.Second, done, check)
+}
+
+// TestGetMediaSensors: GetMedia of a camera with sensors=linked carries
+// the linked sensor's readings as a data track, each in the fragment of
+// its time, on the fragment's timeline; ffmpeg reads the stream.
+func TestGetMediaSensors(t *testing.T) {
+	testenv.RequireFFmpeg(t)
+	sim := oneCamera(t, "cam", "h264")
+	a, _ := startPushAgent(t, nil, edgeagent.StreamConfig{Name: "cam", URL: sim.URL("cam"), Transport: "tcp"},
+		edgeagent.StreamConfig{Name: "env", Sensor: &edgeagent.SensorConfig{
+			Timestamp: sensor.Timestamp{Field: "ts"}, Period: edgeagent.Duration(time.Second), Window: edgeagent.Duration(100 * time.Millisecond), Link: "cam",
+		}})
+	deadline := time.Now().Add(20 * time.Second)
+	for streamStatus(a, "cam").Counters.Fragments < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("camera: %+v", streamStatus(a, "cam"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	first := streamStatus(a, "cam").LastFragment
+	if first == nil {
+		t.Fatal("no last fragment")
+	}
+	// readings every 50 ms over the camera's recorded time
+	from, to := first.ProducerStart.Add(-4*time.Second), first.ProducerEnd
+	var body strings.Builder
+	n := 0
+	for at := from; at.Before(to); at = at.Add(50 * time.Millisecond) {
+		fmt.Fprintf(&body, `{"ts":%d,"n":%d}`+"\n", at.UnixMilli(), n)
+		n++
+	}
+	if code, res := postSamples(t, "http://"+a.Addr()+"/v1/streams/env/samples", "application/x-ndjson", body.String()); code != http.StatusOK {
+		t.Fatalf("push: %d %s", code, res)
+	}
+	time.Sleep(600 * time.Millisecond) // the late fragment is stored
+	url := fmt.Sprintf("http://%s/v1/streams/cam/media?start=earliest&end=%s&sensors=linked", a.Addr(), to.UTC().Format(time.RFC3339Nano))
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+a.APIToken())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GetMedia: %d %s", res.StatusCode, stream)
+	}
+	r := fragment.NewMKVReader(bytes.NewReader(stream))
+	readings, clusters := 0, 0
+	for {
+		c, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		clusters++
+		var data uint64
+		for _, tr := range c.Tracks {
+			if tr.CodecID == "S_TEXT/UTF8" {
+				data = tr.Number
+			}
+		}
+		if data == 0 {
+			t.Fatalf("cluster %d has no data track: %+v", clusters, c.Tracks)
+		}
+		// GetMedia keeps the stream's time monotonic, which may move a
+		// fragment by a few ms: the readings move with its video
+		ps, _ := strconv.ParseFloat(c.Tags[fragment.TagProducerTimestamp], 64)
+		var shift time.Duration
+		for _, f := range c.Frames {
+			if f.Track != data {
+				shift = time.Unix(0, f.Time).Sub(time.UnixMilli(int64(math.Round(ps * 1000))))
+				break
+			}
+		}
+		for _, f := range c.Frames {
+			if f.Track != data {
+				continue
+			}
+			rd, err := sensor.ParseLine(f.Data)
+			if err != nil {
+				t.Fatalf("reading: %v", err)
+			}
+			// on the fragment's timeline: the block's time is the reading's
+			if d := time.Unix(0, f.Time).Add(-shift).Sub(rd.Time); d > time.Millisecond || d < -time.Millisecond {
+				t.Errorf("reading at %v carried at %v", rd.Time, time.Unix(0, f.Time))
+			}
+			readings++
+		}
+	}
+	if clusters < 3 || readings < 40 {
+		t.Errorf("%d fragments carried %d readings", clusters, readings)
+	}
+	if err := testenv.CheckMedia(context.Background(), stream); err != nil {
+		t.Errorf("ffmpeg on GetMedia with a data track: %v", err)
+	}
+	t.Logf("%d fragments, %d readings of %d pushed", clusters, readings, n)
 }

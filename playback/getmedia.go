@@ -1,6 +1,7 @@
 package playback
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/inference"
+	"github.com/tributary-io/tributary/ingest/sensor"
 )
 
 // continuationToken is the GetMedia token that resumes after a fragment:
@@ -50,6 +53,8 @@ type mediaWriter struct {
 	started bool
 	models  []string  // with inference results on the stream
 	listed  time.Time // when models was read: again every 30 s
+	sensors []string  // sensor streams whose readings go in as data tracks
+	cache   map[string][]sensor.Reading
 }
 
 // TagResultPrefix starts the tag that carries a model's result for a
@@ -96,6 +101,9 @@ func (mw *mediaWriter) write(ctx context.Context, m fragment.Metadata) error {
 	tags[fragment.TagMillisBehindNow] = strconv.FormatInt(max(mw.s.Now().Sub(m.ProducerEnd).Milliseconds(), 0), 10)
 	mw.resultTags(ctx, m, tags)
 	f.Tags = tags
+	if len(mw.sensors) > 0 {
+		mw.addSensorTracks(ctx, f)
+	}
 	mw.buf = mw.buf[:0]
 	mw.mkv.Monotonic = true
 	if !mw.started || f.InitHash != mw.mkv.Hash() {
@@ -110,6 +118,107 @@ func (mw *mediaWriter) write(ctx context.Context, m fragment.Metadata) error {
 		return err
 	}
 	return mw.rc.Flush()
+}
+
+// addSensorTracks adds a JSON data track per sensor stream with the
+// readings of the fragment's time range, on the fragment's timeline. The
+// readings are those archived when the fragment is sent (a sensor's
+// fragments close a window after their end).
+func (mw *mediaWriter) addSensorTracks(ctx context.Context, f *fragment.Fragment) {
+	// the fragment's timeline: ProducerStart is its leading track's first PTS
+	var leadNs int64
+	for i, t := range f.TrackConfigs {
+		if len(f.Samples[i]) > 0 {
+			leadNs = ticksToNs(f.Samples[i][0].PTS(), t.TimeScale)
+			if t.Kind == fragment.KindVideo {
+				break
+			}
+		}
+	}
+	if mw.cache == nil {
+		mw.cache = map[string][]sensor.Reading{}
+	}
+	nextID := uint32(0)
+	for _, t := range f.TrackConfigs {
+		nextID = max(nextID, t.ID)
+	}
+	for _, name := range mw.sensors {
+		nextID++
+		track := fragment.Track{ID: nextID, Kind: fragment.KindData, Codec: fragment.CodecJSON, TimeScale: 1000}
+		var ss []fragment.Sample
+		res, err := archive.ListFragments(ctx, mw.s.Store, mw.s.Layout, archive.ListRequest{
+			Stream: name, Start: f.ProducerStart, End: f.ProducerEnd, Limit: 100,
+		})
+		if err == nil {
+			for _, sm := range res.Fragments {
+				rs, ok := mw.cache[sm.Key]
+				if !ok {
+					data, err := mw.s.get(ctx, sm.Key, maxSensorFragment)
+					if err != nil {
+						continue
+					}
+					if rs, err = sensor.ReadFragment(data); err != nil {
+						continue
+					}
+					if len(mw.cache) > 8 {
+						clear(mw.cache)
+					}
+					mw.cache[sm.Key] = rs
+				}
+				for i := range rs {
+					if rs[i].Time.Before(f.ProducerStart) || !rs[i].Time.Before(f.ProducerEnd) {
+						continue
+					}
+					ns := leadNs + rs[i].Time.Sub(f.ProducerStart).Nanoseconds()
+					ss = append(ss, fragment.Sample{DTS: ns / 1e6, Keyframe: true, Payload: sensor.AppendLine(nil, &rs[i])})
+				}
+			}
+		}
+		slices.SortStableFunc(ss, func(a, b fragment.Sample) int { return cmp.Compare(a.DTS, b.DTS) })
+		f.TrackConfigs = append(f.TrackConfigs[:len(f.TrackConfigs):len(f.TrackConfigs)], track)
+		f.Samples = append(f.Samples[:len(f.Samples):len(f.Samples)], ss)
+	}
+	f.InitHash = fragment.ConfigHash(f.TrackConfigs)
+}
+
+func ticksToNs(v int64, rate uint32) int64 {
+	if rate == 0 {
+		return 0
+	}
+	t := int64(rate)
+	return (v/t)*int64(time.Second) + (v%t)*int64(time.Second)/t
+}
+
+// sensorsParam reads getMedia's sensors= (stream names, comma-separated,
+// or "linked": the sensor streams linked to this one).
+func (s *Server) sensorsParam(ctx context.Context, stream, v string) ([]string, error) {
+	if v == "" {
+		return nil, nil
+	}
+	if v == "linked" {
+		names, err := archive.ListStreams(ctx, s.Store, s.Layout)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, n := range names {
+			if si, err := s.info(ctx, n); err == nil && si.Link == stream {
+				out = append(out, n)
+			}
+		}
+		return out, nil
+	}
+	var out []string
+	for _, n := range strings.Split(v, ",") {
+		if err := fragment.ValidateStreamName(n); err != nil {
+			return nil, badParam("sensors", "%q is not a stream name", n)
+		}
+		if len(out) == 4 {
+			return nil, badParam("sensors", "at most 4 sensor streams")
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // getMedia streams MKV from a start selector, then tails new fragments as
@@ -128,6 +237,11 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request, req request) {
 		return
 	}
 	if _, err := s.info(ctx, req.stream); err != nil {
+		s.fail(w, err)
+		return
+	}
+	sensors, err := s.sensorsParam(ctx, req.stream, q.Get("sensors"))
+	if err != nil {
 		s.fail(w, err)
 		return
 	}
@@ -181,7 +295,7 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request, req request) {
 	w.Header().Set("Content-Type", "video/x-matroska")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	mw := &mediaWriter{s: s, w: w, rc: http.NewResponseController(w)}
+	mw := &mediaWriter{s: s, w: w, rc: http.NewResponseController(w), sensors: sensors}
 	_ = mw.rc.Flush()
 	poll := time.NewTicker(s.PollInterval)
 	defer poll.Stop()
