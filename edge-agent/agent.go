@@ -510,7 +510,7 @@ func (a *Agent) startInference(layout archive.Layout) {
 			continue // for tributary consume
 		}
 		d.Invokers = append(d.Invokers, &inference.Invoker{
-			Hook: h, Records: records, FragmentURL: a.fragmentURLs,
+			Hook: h, Records: records, FragmentURL: a.fragmentURLs, Readings: a.readingsFor,
 			Logger: a.Logger.With("component", "inference", "model", h.Model),
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
@@ -344,4 +345,80 @@ func readArray(r io.Reader, take func(int, []byte)) error {
 		return fmt.Errorf("the array does not end: %w", err)
 	}
 	return nil
+}
+
+// maxNoticeReadings bounds the readings of one sensor stream in a webhook
+// notice.
+const maxNoticeReadings = 5000
+
+// readingsFor returns, for a webhook notice, the readings of the sensor
+// streams named (or "linked": those linked to the fragment's stream) in
+// the fragment's time range. It waits, up to the sensor's period and
+// window and a few seconds more, until those readings are in the
+// archive: a sensor's fragments close a window after their end.
+func (a *Agent) readingsFor(ctx context.Context, m fragment.Metadata, names []string) (map[string][]json.RawMessage, error) {
+	var sensors []*pipeline
+	for _, p := range a.streams() {
+		if p.sensor == nil {
+			continue
+		}
+		for _, n := range names {
+			if n == p.cfg.Name || (n == "linked" && p.sensor.cfg.Link == m.Stream) {
+				sensors = append(sensors, p)
+				break
+			}
+		}
+	}
+	out := map[string][]json.RawMessage{}
+	for _, p := range sensors {
+		f := p.sensor
+		wait := time.Duration(f.cfg.Period) + time.Duration(f.cfg.Window) + 3*time.Second
+		deadline := time.Now().Add(wait)
+		for time.Now().Before(deadline) {
+			through := f.frag.Stats.ThroughNS.Load() >= m.ProducerEnd.UnixNano()
+			stored := p.fragments.Load()+p.fragmentsLost.Load()+p.denied.Load() >= f.frag.Stats.Fragments.Load()
+			uploaded := true
+			if u := p.snapshot().Upload; u != nil && u.BacklogFragments > 0 {
+				uploaded = false
+			}
+			if through && stored && uploaded {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		res, err := archive.ListFragments(ctx, a.Store, a.layout, archive.ListRequest{
+			Stream: p.cfg.Name, Start: m.ProducerStart, End: m.ProducerEnd, Limit: archive.MaxListFragmentsLimit,
+		})
+		if err != nil {
+			return nil, err
+		}
+		lines := []json.RawMessage{}
+		for _, sm := range res.Fragments {
+			rc, _, err := a.Store.Get(ctx, sm.Key, nil)
+			if err != nil {
+				return nil, err
+			}
+			data, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+			rc.Close()
+			if err != nil {
+				return nil, err
+			}
+			rs, err := sensor.ReadFragment(data)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", sm.Key, err)
+			}
+			for i := range rs {
+				if rs[i].Time.Before(m.ProducerStart) || !rs[i].Time.Before(m.ProducerEnd) || len(lines) == maxNoticeReadings {
+					continue
+				}
+				lines = append(lines, sensor.AppendLine(nil, &rs[i]))
+			}
+		}
+		out[p.cfg.Name] = lines
+	}
+	return out, nil
 }

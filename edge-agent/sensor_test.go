@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/archive"
 	edgeagent "github.com/tributary-io/tributary/edge-agent"
 	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/inference"
 	"github.com/tributary-io/tributary/ingest/sensor"
 	"github.com/tributary-io/tributary/internal/testenv"
 )
@@ -494,4 +496,83 @@ func TestGetMediaSensors(t *testing.T) {
 		t.Errorf("ffmpeg on GetMedia with a data track: %v", err)
 	}
 	t.Logf("%d fragments, %d readings of %d pushed", clusters, readings, n)
+}
+
+// TestWebhookReadings: a webhook with readings: [linked] gets, in each
+// notice, the readings of the camera's linked sensor in the fragment's
+// time range, once they are archived.
+func TestWebhookReadings(t *testing.T) {
+	sim := oneCamera(t, "cam", "h264")
+	notices := make(chan []byte, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case notices <- b:
+		default:
+		}
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer hook.Close()
+	a, _ := startPushAgent(t, func(c *edgeagent.Config) {
+		c.Inference.Hooks = []inference.Hook{{Model: "notify", Kind: inference.KindWebhook, URL: hook.URL, Readings: []string{"linked"}, Streams: []string{"cam"}}}
+	}, edgeagent.StreamConfig{Name: "cam", URL: sim.URL("cam"), Transport: "tcp"},
+		edgeagent.StreamConfig{Name: "env", Sensor: &edgeagent.SensorConfig{
+			Timestamp: sensor.Timestamp{Field: "ts"}, Period: edgeagent.Duration(time.Second), Window: edgeagent.Duration(500 * time.Millisecond), Link: "cam",
+		}})
+	// a sensor at 20 Hz, pushed every 100 ms
+	ctx, cancel := context.WithCancel(context.Background())
+	pushed := make(chan struct{})
+	go func() {
+		defer close(pushed)
+		next := time.Now()
+		for ctx.Err() == nil {
+			time.Sleep(100 * time.Millisecond)
+			var body strings.Builder
+			for ; next.Before(time.Now()); next = next.Add(50 * time.Millisecond) {
+				fmt.Fprintf(&body, `{"ts":%d,"lux":%d}`+"\n", next.UnixMilli(), next.UnixMilli()%1000)
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr()+"/v1/streams/env/samples", strings.NewReader(body.String()))
+			req.Header.Set("Content-Type", "application/x-ndjson")
+			req.Header.Set("Authorization", "Bearer "+pushToken)
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				res.Body.Close()
+			}
+		}
+	}()
+	defer func() { cancel(); <-pushed }()
+	got := 0
+	timeout := time.After(40 * time.Second)
+	for got < 3 {
+		select {
+		case b := <-notices:
+			var n struct {
+				Fragment fragment.Metadata
+				Readings map[string][]sensor.Reading
+			}
+			if err := json.Unmarshal(b, &n); err != nil {
+				t.Fatalf("notice: %v: %s", err, b)
+			}
+			rs := n.Readings["env"]
+			if n.Fragment.Stream != "cam" {
+				t.Fatalf("notice for %s", n.Fragment.Stream)
+			}
+			d := n.Fragment.ProducerEnd.Sub(n.Fragment.ProducerStart)
+			want := int(d / (50 * time.Millisecond))
+			if n.Fragment.Number == 1 || n.Fragment.ProducerStart.Before(time.Now().Add(-time.Minute)) {
+				continue // the first fragment began before the sensor
+			}
+			for _, r := range rs {
+				if r.Time.Before(n.Fragment.ProducerStart) || !r.Time.Before(n.Fragment.ProducerEnd) {
+					t.Errorf("fragment %d [%v, %v): reading at %v", n.Fragment.Number, n.Fragment.ProducerStart, n.Fragment.ProducerEnd, r.Time)
+				}
+			}
+			if len(rs) < want-2 || len(rs) > want+2 {
+				t.Errorf("fragment %d (%v): %d readings, want about %d", n.Fragment.Number, d, len(rs), want)
+			}
+			t.Logf("fragment %d (%v): %d readings", n.Fragment.Number, d.Round(time.Millisecond), len(rs))
+			got++
+		case <-timeout:
+			t.Fatalf("%d notices with readings", got)
+		}
+	}
 }

@@ -66,6 +66,11 @@ type Hook struct {
 	URL string `yaml:"url" json:"url"`
 	// Streams the hook applies to; empty means every stream.
 	Streams []string `yaml:"streams" json:"streams,omitempty"`
+	// Readings names sensor streams whose readings of the fragment's time
+	// range go in a webhook's notice ("readings": {stream: [reading…]}),
+	// or ["linked"]: the sensor streams linked to the fragment's stream.
+	// Webhooks only.
+	Readings []string `yaml:"readings" json:"readings,omitempty"`
 	// Payload is "fragment" (default), "keyframe" or "jpeg". Webhooks
 	// send a notice with signed URLs of the fragment (fMP4) and its init
 	// segment instead, and take only "fragment".
@@ -158,6 +163,14 @@ func (h *Hook) Validate(path string) error {
 	}
 	if h.Kind == KindWebhook && h.Payload != PayloadFragment {
 		return bad("payload", "a webhook gets a notice with the fragment's URL: only fragment applies")
+	}
+	if len(h.Readings) > 0 && h.Kind != KindWebhook {
+		return bad("readings", "sensor readings go in webhook notices only")
+	}
+	for i, s := range h.Readings {
+		if err := fragment.ValidateStreamName(s); err != nil {
+			return bad(fmt.Sprintf("readings[%d]", i), "%q is not a stream name (or linked)", s)
+		}
 	}
 	if h.Accept == "" {
 		h.Accept = "application/json"

@@ -55,6 +55,11 @@ type Invoker struct {
 	// FragmentURL returns signed URLs to fetch a fragment (as fMP4) and
 	// its init segment, for webhook notices. Required for webhooks.
 	FragmentURL func(m fragment.Metadata) (frag, init string, err error)
+	// Readings returns the readings of the sensor streams named (as the
+	// hook's Readings) in the fragment's time range, each stream's as
+	// stored lines, for webhook notices. Required when the hook has
+	// Readings.
+	Readings func(ctx context.Context, m fragment.Metadata, streams []string) (map[string][]json.RawMessage, error)
 	// Backoff is the first retry's delay, doubled for each next one up to
 	// 30 s, with full jitter. Default 500 ms.
 	Backoff time.Duration
@@ -198,6 +203,8 @@ type notice struct {
 	Fragment       fragment.Metadata `json:"fragment"`
 	URL            string            `json:"url"`
 	InitURL        string            `json:"init_url"`
+	// Readings of the hook's sensor streams in the fragment's time range.
+	Readings map[string][]json.RawMessage `json:"readings,omitempty"`
 }
 
 // parts is a request body in pieces, sent without joining them (the
@@ -235,7 +242,16 @@ func (iv *Invoker) body(ctx context.Context, in *Input, key string) (parts, stri
 	if err != nil {
 		return nil, "", fmt.Errorf("webhook: fragment URL: %w", err)
 	}
-	b, err := json.Marshal(notice{Model: iv.Hook.Model, IdempotencyKey: key, Fragment: in.Meta, URL: u, InitURL: iu})
+	n := notice{Model: iv.Hook.Model, IdempotencyKey: key, Fragment: in.Meta, URL: u, InitURL: iu}
+	if len(iv.Hook.Readings) > 0 {
+		if iv.Readings == nil {
+			return nil, "", errors.New("webhook: no way to read sensor readings here")
+		}
+		if n.Readings, err = iv.Readings(ctx, in.Meta, iv.Hook.Readings); err != nil {
+			return nil, "", fmt.Errorf("webhook: sensor readings: %w", err)
+		}
+	}
+	b, err := json.Marshal(n)
 	return parts{b}, "application/json", err
 }
 

@@ -40,6 +40,9 @@ type Stats struct {
 	SkewNS atomic.Int64
 	// SkewKnown is set once SkewNS has a value.
 	SkewKnown atomic.Bool
+	// ThroughNS is the producer time (Unix ns) before which every reading
+	// taken is in an emitted fragment (late ones once the next Tick ran).
+	ThroughNS atomic.Int64
 }
 
 // Fragmenter cuts readings into fragments of one JSON data track on a
@@ -201,6 +204,9 @@ func (f *Fragmenter) closeBelow(upTo int64) {
 	}
 	f.closed = max(f.closed, upTo)
 	f.started = true
+	if len(f.late) == 0 {
+		f.Stats.ThroughNS.Store(f.closed * int64(f.Period))
+	}
 }
 
 func (f *Fragmenter) emitLate() {
@@ -211,6 +217,7 @@ func (f *Fragmenter) emitLate() {
 	end := f.late[len(f.late)-1].Time.Add(time.Millisecond)
 	f.emit(f.late, end, true)
 	f.late = f.late[:0]
+	f.Stats.ThroughNS.Store(f.closed * int64(f.Period))
 }
 
 // emit makes a fragment of readings (sorted, not empty) ending at end.
