@@ -95,6 +95,15 @@ var badConfigs = []struct {
 	{"bad UDP ports", "webrtc: {udp_ports: 50000-40000}\n", "webrtc.udp_ports"},
 	{"too many publishers", "webrtc: {max_publishers: 5000}\n", "webrtc.max_publishers"},
 	{"unknown webrtc key", "webrtc: {stun: x}\n", "webrtc.stun (line 1): unknown key"},
+	{"readings on sagemaker", "inference:\n  hooks:\n    - {model: m, kind: sagemaker, url: http://h/, readings: [env]}\n", "inference.hooks[0].readings"},
+	{"sensor with a url", "streams:\n  - {name: s, url: rtsp://h/, sensor: {}}\n", "streams[0].sensor"},
+	{"sensor period", "streams:\n  - {name: s, sensor: {period: 5ms}}\n", "streams[0].sensor.period"},
+	{"sensor timestamp format", "streams:\n  - {name: s, sensor: {timestamp: {field: ts, format: fortnights}}}\n", "streams[0].sensor.timestamp.format"},
+	{"sensor broker", "streams:\n  - {name: s, sensor: {mqtt: {broker: 'http://b', topics: [a]}}}\n", "streams[0].sensor.mqtt"},
+	{"sensor without topics", "streams:\n  - {name: s, sensor: {mqtt: {broker: 'tcp://b:1883'}}}\n", "streams[0].sensor.mqtt"},
+	{"sensor qos", "streams:\n  - {name: s, sensor: {mqtt: {broker: 'tcp://b:1883', topics: [a], qos: 3}}}\n", "streams[0].sensor.mqtt.qos"},
+	{"sensor link", "streams:\n  - {name: s, sensor: {link: ../x}}\n", "streams[0].sensor.link"},
+	{"unknown sensor key", "streams:\n  - {name: s, sensor: {topic: a}}\n", "streams[0].sensor.topic (line 2): unknown key"},
 }
 
 func TestParseConfigErrors(t *testing.T) {
