@@ -374,7 +374,8 @@ type MQTTConfig struct {
 	Topics []string `yaml:"topics"`
 	// QoS of the subscriptions. Default 1.
 	QoS *int `yaml:"qos"`
-	// ClientID names the (persistent) session. Default "tributary-<stream>".
+	// ClientID names the (persistent) session; it must be unique at the
+	// broker. Default "tributary-<host name>-<stream>".
 	ClientID string `yaml:"client_id"`
 	// Username and Password for the broker.
 	Username string `yaml:"username"`
@@ -392,7 +393,8 @@ func (m *MQTTConfig) client(stream string) *sensor.MQTT {
 	c := &sensor.MQTT{Broker: m.Broker, Topics: m.Topics, ClientID: m.ClientID, Username: m.Username, Password: m.Password,
 		CAFile: m.CAFile, CertFile: m.CertFile, KeyFile: m.KeyFile, InsecureSkipVerify: m.InsecureSkipVerify}
 	if c.ClientID == "" {
-		c.ClientID = "tributary-" + stream
+		host, _ := os.Hostname()
+		c.ClientID = "tributary-" + host + "-" + stream
 	}
 	if m.QoS != nil {
 		q := byte(*m.QoS)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,7 +41,17 @@ type sensorFront struct {
 
 	rejected    atomic.Uint64 // bad readings (not JSON, no timestamp, too large)
 	rateLimited atomic.Uint64
+	retained    atomic.Uint64 // retained MQTT messages skipped
+
+	// stopping is closed when the stream stops: offers fail (503) instead
+	// of queueing readings nobody will take; offering holds it read-locked
+	// so the last drain waits for offers in flight
+	stopping chan struct{}
+	offering sync.RWMutex
 }
+
+// errStopping refuses readings while the stream stops.
+var errStopping = errors.New("the stream is stopping")
 
 // SensorStatus is a sensor stream's part of its status.
 type SensorStatus struct {
@@ -52,6 +63,8 @@ type SensorStatus struct {
 	Duplicates  uint64 `json:"duplicates"`
 	Rejected    uint64 `json:"rejected"`
 	RateLimited uint64 `json:"rate_limited"`
+	// Retained MQTT messages skipped (an old value a broker keeps).
+	Retained uint64 `json:"retained,omitempty"`
 	// ClockSkewMS estimates the agent's clock minus the devices' (transit
 	// time included), once readings with timestamps came.
 	ClockSkewMS *float64 `json:"clock_skew_ms,omitempty"`
@@ -63,7 +76,7 @@ type SensorStatus struct {
 
 func newSensorFront(cfg StreamConfig) *sensorFront {
 	sc := *cfg.Sensor
-	f := &sensorFront{cfg: sc, in: make(chan sensor.Reading, sensorQueue)}
+	f := &sensorFront{cfg: sc, in: make(chan sensor.Reading, sensorQueue), stopping: make(chan struct{})}
 	f.frag.Period, f.frag.Window = time.Duration(sc.Period), time.Duration(sc.Window)
 	f.limiter.Rate = float64(sc.MaxRate)
 	if sc.MQTT != nil {
@@ -75,7 +88,7 @@ func newSensorFront(cfg StreamConfig) *sensorFront {
 func (f *sensorFront) status() *SensorStatus {
 	st := &SensorStatus{
 		Readings: f.frag.Stats.Readings.Load(), Late: f.frag.Stats.Late.Load(), Duplicates: f.frag.Stats.Duplicates.Load(),
-		Rejected: f.rejected.Load(), RateLimited: f.rateLimited.Load(),
+		Rejected: f.rejected.Load(), RateLimited: f.rateLimited.Load(), Retained: f.retained.Load(),
 	}
 	if f.frag.Stats.SkewKnown.Load() {
 		v := float64(f.frag.Stats.SkewNS.Load()) / 1e6
@@ -96,22 +109,30 @@ func (f *sensorFront) decode(msg []byte, topic string, recv time.Time) (sensor.R
 		f.rejected.Add(1)
 		return r, err
 	}
-	if !f.limiter.Allow(recv) {
-		f.rateLimited.Add(1)
-		return r, sensor.ErrRateLimited
-	}
 	r.Topic = topic
 	return r, nil
 }
 
-// offer queues a reading, waiting while the queue is full.
-func (f *sensorFront) offer(ctx context.Context, r sensor.Reading) error {
-	select {
-	case f.in <- r:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// offer queues readings, waiting while the queue is full; it fails when
+// ctx ends or the stream stops.
+func (f *sensorFront) offer(ctx context.Context, rs ...sensor.Reading) error {
+	f.offering.RLock()
+	defer f.offering.RUnlock()
+	for _, r := range rs {
+		select {
+		case <-f.stopping:
+			return errStopping
+		default:
+		}
+		select {
+		case f.in <- r:
+		case <-f.stopping:
+			return errStopping
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // startSensor runs a sensor stream: the fragmenter's goroutine (which
@@ -134,13 +155,24 @@ func (p *pipeline) startSensor(ctx context.Context) {
 		f.mqtt.Logger = log
 		go func() {
 			defer close(mqttDone)
-			err := f.mqtt.Run(ctx, func(topic string, payload []byte, recv time.Time) {
-				r, err := f.decode(payload, topic, recv)
-				if err != nil {
-					p.setError(fmt.Errorf("reading on %s: %w", topic, err))
+			err := f.mqtt.Run(ctx, func(m sensor.Message) {
+				if m.Retained {
+					// an old value the broker keeps for new subscribers:
+					// not a reading of now
+					f.retained.Add(1)
 					return
 				}
-				_ = f.offer(ctx, r) // ctx ends: the agent is stopping
+				r, err := f.decode(m.Payload, m.Topic, m.Recv)
+				if err != nil {
+					p.setError(fmt.Errorf("reading on %s: %w", m.Topic, err))
+					return
+				}
+				// a QoS 1 message is acknowledged when this returns: over
+				// the rate it waits rather than being dropped
+				if f.limiter.Wait(ctx) != nil {
+					return
+				}
+				_ = f.offer(ctx, r) // fails only when the agent stops
 			})
 			if err != nil {
 				log.Error("MQTT", "err", err)
@@ -174,6 +206,23 @@ func (p *pipeline) startSensor(ctx context.Context) {
 			}
 		}
 		<-mqttDone
+		close(f.stopping)
+		// offers in flight see stopping and return; then nothing more comes
+		drained := make(chan struct{})
+		go func() {
+			f.offering.Lock()
+			close(drained)
+			f.offering.Unlock()
+		}()
+	drain:
+		for {
+			select {
+			case r := <-f.in:
+				f.frag.Add(r, time.Now())
+			case <-drained:
+				break drain
+			}
+		}
 		for {
 			select {
 			case r := <-f.in:
@@ -214,10 +263,18 @@ const maxReportedErrors = 20
 // samplesHandler is POST /v1/streams/{stream}/samples: readings as NDJSON
 // (application/x-ndjson, one JSON value a line) or a JSON array
 // (application/json). Good readings are taken whatever is wrong with
-// others; the answer lists what was refused (400, or 429 when only the
-// rate refused them).
+// others, and the answer (400) lists what was refused; a body that does
+// not parse, or is over the rate (429), is taken not at all.
 func (a *Agent) samplesHandler(w http.ResponseWriter, r *http.Request) {
 	stream := r.PathValue("stream")
+	if err := a.checkPushToken(r, stream); err != nil {
+		code := http.StatusUnauthorized
+		if !errors.Is(err, putmedia.ErrUnauthorized) {
+			code = http.StatusForbidden
+		}
+		playback.WriteError(w, code, "unauthorized", err.Error())
+		return
+	}
 	var p *pipeline
 	for _, q := range a.streams() {
 		if q.cfg.Name == stream {
@@ -228,42 +285,29 @@ func (a *Agent) samplesHandler(w http.ResponseWriter, r *http.Request) {
 		playback.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%q is not a sensor stream", stream))
 		return
 	}
-	if err := a.checkPushToken(r, stream); err != nil {
-		code := http.StatusUnauthorized
-		if !errors.Is(err, putmedia.ErrUnauthorized) {
-			code = http.StatusForbidden
-		}
-		playback.WriteError(w, code, "unauthorized", err.Error())
-		return
-	}
+	f := p.sensor
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	body := http.MaxBytesReader(w, r.Body, maxSamplesBody)
 	recv := time.Now()
 	var res samplesResult
-	limited := 0
+	var good []sensor.Reading
 	take := func(i int, msg []byte) {
-		rd, err := p.sensor.decode(msg, "", recv)
-		if err == nil {
-			err = p.sensor.offer(r.Context(), rd)
-		}
+		rd, err := f.decode(msg, "", recv)
 		if err != nil {
-			if errors.Is(err, sensor.ErrRateLimited) {
-				limited++
-			}
 			res.Rejected++
 			if len(res.Errors) < maxReportedErrors {
 				res.Errors = append(res.Errors, readingErrors{Index: i, Error: err.Error()})
 			}
 			return
 		}
-		res.Accepted++
+		good = append(good, rd)
 	}
 	var err error
 	switch mt {
 	case "application/json":
 		err = readArray(body, take)
 	case "application/x-ndjson", "application/jsonl", "text/plain", "":
-		err = readLines(body, int(p.sensor.cfg.MaxReadingSize), take)
+		err = readLines(body, int(f.cfg.MaxReadingSize), take)
 	default:
 		playback.WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/x-ndjson or application/json")
 		return
@@ -271,20 +315,32 @@ func (a *Agent) samplesHandler(w http.ResponseWriter, r *http.Request) {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		playback.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is over %d bytes (%d readings before it were taken)", maxSamplesBody, res.Accepted))
+		playback.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is over %d bytes: nothing was taken", maxSamplesBody))
 		return
 	case err != nil:
-		res.Errors = append(res.Errors, readingErrors{Index: res.Accepted + res.Rejected, Error: err.Error()})
+		res.Rejected += len(good) // nothing of a body that does not parse is taken
+		res.Errors = append(res.Errors, readingErrors{Index: len(good) + res.Rejected, Error: err.Error()})
 		playback.WriteJSON(w, http.StatusBadRequest, res)
 		return
-	case res.Accepted+res.Rejected == 0:
+	case len(good)+res.Rejected == 0:
 		playback.WriteError(w, http.StatusBadRequest, "empty", "no readings in the body")
 		return
-	case res.Rejected > 0 && limited == res.Rejected:
+	}
+	// the rate is all or nothing per request: a client resending a
+	// refused batch sends no reading twice
+	if len(good) > 0 && !f.limiter.AllowN(recv, len(good)) {
+		f.rateLimited.Add(uint64(len(good)))
 		w.Header().Set("Retry-After", "1")
-		playback.WriteJSON(w, http.StatusTooManyRequests, res)
+		playback.WriteJSON(w, http.StatusTooManyRequests, samplesResult{Rejected: len(good) + res.Rejected,
+			Errors: []readingErrors{{Index: 0, Error: fmt.Sprintf("%v: %d readings over max_rate (%d/s): none taken; send again", sensor.ErrRateLimited, len(good), f.cfg.MaxRate)}}})
 		return
-	case res.Rejected > 0:
+	}
+	if err := f.offer(r.Context(), good...); err != nil {
+		playback.WriteError(w, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("%v: readings may be partly taken; send them again (repeats are dropped)", err))
+		return
+	}
+	res.Accepted = len(good)
+	if res.Rejected > 0 {
 		playback.WriteJSON(w, http.StatusBadRequest, res)
 		return
 	}
@@ -347,9 +403,12 @@ func readArray(r io.Reader, take func(int, []byte)) error {
 	return nil
 }
 
-// maxNoticeReadings bounds the readings of one sensor stream in a webhook
-// notice.
-const maxNoticeReadings = 5000
+// maxNoticeBytes bounds the readings of a webhook notice; more are cut
+// and said so (readings_error).
+const maxNoticeBytes = 2 << 20
+
+// errReadingsCut reports readings left out of a notice.
+var errReadingsCut = errors.New("readings cut")
 
 // readingsFor returns, for a webhook notice, the readings of the sensor
 // streams named (or "linked": those linked to the fragment's stream) in
@@ -372,7 +431,7 @@ func (a *Agent) readingsFor(ctx context.Context, m fragment.Metadata, names []st
 	out := map[string][]json.RawMessage{}
 	for _, p := range sensors {
 		f := p.sensor
-		wait := time.Duration(f.cfg.Period) + time.Duration(f.cfg.Window) + 3*time.Second
+		wait := min(time.Duration(f.cfg.Period)+time.Duration(f.cfg.Window)+3*time.Second, 30*time.Second)
 		deadline := time.Now().Add(wait)
 		for time.Now().Before(deadline) {
 			through := f.frag.Stats.ThroughNS.Load() >= m.ProducerEnd.UnixNano()
@@ -390,33 +449,55 @@ func (a *Agent) readingsFor(ctx context.Context, m fragment.Metadata, names []st
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		res, err := archive.ListFragments(ctx, a.Store, a.layout, archive.ListRequest{
-			Stream: p.cfg.Name, Start: m.ProducerStart, End: m.ProducerEnd, Limit: archive.MaxListFragmentsLimit,
-		})
-		if err != nil {
-			return nil, err
-		}
 		lines := []json.RawMessage{}
-		for _, sm := range res.Fragments {
-			rc, _, err := a.Store.Get(ctx, sm.Key, nil)
+		size := 0
+		var cut error
+		req := archive.ListRequest{Stream: p.cfg.Name, Start: m.ProducerStart, End: m.ProducerEnd, Limit: archive.MaxListFragmentsLimit}
+	list:
+		for {
+			res, err := archive.ListFragments(ctx, a.Store, a.layout, req)
 			if err != nil {
-				return nil, err
+				out[p.cfg.Name] = lines
+				return out, err
 			}
-			data, err := io.ReadAll(io.LimitReader(rc, 64<<20))
-			rc.Close()
-			if err != nil {
-				return nil, err
-			}
-			rs, err := sensor.ReadFragment(data)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", sm.Key, err)
-			}
-			for i := range rs {
-				if rs[i].Time.Before(m.ProducerStart) || !rs[i].Time.Before(m.ProducerEnd) || len(lines) == maxNoticeReadings {
+			for _, sm := range res.Fragments {
+				rc, _, err := a.Store.Get(ctx, sm.Key, nil)
+				if err != nil {
+					out[p.cfg.Name] = lines
+					return out, err
+				}
+				data, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+				rc.Close()
+				if err != nil {
+					out[p.cfg.Name] = lines
+					return out, err
+				}
+				rs, err := sensor.ReadFragment(data)
+				if err != nil {
+					cut = fmt.Errorf("%s: %w", sm.Key, err)
 					continue
 				}
-				lines = append(lines, sensor.AppendLine(nil, &rs[i]))
+				for i := range rs {
+					if rs[i].Time.Before(m.ProducerStart) || !rs[i].Time.Before(m.ProducerEnd) {
+						continue
+					}
+					l := sensor.AppendLine(nil, &rs[i])
+					if size+len(l) > maxNoticeBytes {
+						cut = fmt.Errorf("%w: %s has more than %d bytes of readings in the fragment's range", errReadingsCut, p.cfg.Name, maxNoticeBytes)
+						break list
+					}
+					size += len(l)
+					lines = append(lines, l)
+				}
 			}
+			if res.NextToken == "" {
+				break
+			}
+			req.Token = res.NextToken
+		}
+		if cut != nil {
+			out[p.cfg.Name] = lines
+			return out, cut
 		}
 		out[p.cfg.Name] = lines
 	}

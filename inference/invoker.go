@@ -205,6 +205,9 @@ type notice struct {
 	InitURL        string            `json:"init_url"`
 	// Readings of the hook's sensor streams in the fragment's time range.
 	Readings map[string][]json.RawMessage `json:"readings,omitempty"`
+	// ReadingsError says why readings are missing or cut short; the notice
+	// goes out anyway.
+	ReadingsError string `json:"readings_error,omitempty"`
 }
 
 // parts is a request body in pieces, sent without joining them (the
@@ -248,7 +251,8 @@ func (iv *Invoker) body(ctx context.Context, in *Input, key string) (parts, stri
 			return nil, "", errors.New("webhook: no way to read sensor readings here")
 		}
 		if n.Readings, err = iv.Readings(ctx, in.Meta, iv.Hook.Readings); err != nil {
-			return nil, "", fmt.Errorf("webhook: sensor readings: %w", err)
+			// the fragment's notice matters more than its side data
+			n.ReadingsError = err.Error()
 		}
 	}
 	b, err := json.Marshal(n)

@@ -126,14 +126,23 @@ func (mw *mediaWriter) write(ctx context.Context, m fragment.Metadata) error {
 // fragments close a window after their end).
 func (mw *mediaWriter) addSensorTracks(ctx context.Context, f *fragment.Fragment) {
 	// the fragment's timeline: ProducerStart is its leading track's first PTS
-	var leadNs int64
+	// (the MKV writer's rule: the first video track, else the first track
+	// with samples)
+	lead := -1
 	for i, t := range f.TrackConfigs {
-		if len(f.Samples[i]) > 0 {
-			leadNs = ticksToNs(f.Samples[i][0].PTS(), t.TimeScale)
-			if t.Kind == fragment.KindVideo {
-				break
-			}
+		if t.Kind == fragment.KindVideo && len(f.Samples[i]) > 0 {
+			lead = i
+			break
 		}
+	}
+	for i := range f.TrackConfigs {
+		if lead < 0 && len(f.Samples[i]) > 0 {
+			lead = i
+		}
+	}
+	var leadNs int64
+	if lead >= 0 {
+		leadNs = ticksToNs(f.Samples[lead][0].PTS(), f.TrackConfigs[lead].TimeScale)
 	}
 	if mw.cache == nil {
 		mw.cache = map[string][]sensor.Reading{}
@@ -190,11 +199,15 @@ func ticksToNs(v int64, rate uint32) int64 {
 }
 
 // sensorsParam reads getMedia's sensors= (stream names, comma-separated,
-// or "linked": the sensor streams linked to this one).
-func (s *Server) sensorsParam(ctx context.Context, stream, v string) ([]string, error) {
+// or "linked": the sensor streams linked to this one). A request
+// authorised for this stream alone (a signed session or URL) may name only
+// sensors linked to it.
+func (s *Server) sensorsParam(ctx context.Context, r *http.Request, req request, v string) ([]string, error) {
+	stream := req.stream
 	if v == "" {
 		return nil, nil
 	}
+	restricted := !s.Access.Disabled && (req.session != "" || r.URL.Query().Get("osig") != "")
 	if v == "linked" {
 		names, err := archive.ListStreams(ctx, s.Store, s.Layout)
 		if err != nil {
@@ -215,6 +228,11 @@ func (s *Server) sensorsParam(ctx context.Context, stream, v string) ([]string, 
 		}
 		if len(out) == 4 {
 			return nil, badParam("sensors", "at most 4 sensor streams")
+		}
+		if restricted {
+			if si, err := s.info(ctx, n); err != nil || si.Link != stream {
+				return nil, fmt.Errorf("%w: a session of %s reads only the sensors linked to it, not %s", errNotYours, stream, n)
+			}
 		}
 		out = append(out, n)
 	}
@@ -240,7 +258,7 @@ func (s *Server) getMedia(w http.ResponseWriter, r *http.Request, req request) {
 		s.fail(w, err)
 		return
 	}
-	sensors, err := s.sensorsParam(ctx, req.stream, q.Get("sensors"))
+	sensors, err := s.sensorsParam(ctx, r, req, q.Get("sensors"))
 	if err != nil {
 		s.fail(w, err)
 		return

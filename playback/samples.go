@@ -48,18 +48,23 @@ func (c samplesCursor) String() string {
 }
 
 // before reports whether reading index of fragment m comes at or before
-// the cursor (was on an earlier page).
+// the cursor (was on an earlier page). Fragments are listed by their start
+// in milliseconds (their keys), then number: so is the cursor compared.
 func (c samplesCursor) before(m *fragment.Metadata, index int) bool {
+	ms, cms := m.ProducerStart.UnixMilli(), c.start.UnixMilli()
 	switch {
-	case m.ProducerStart.Before(c.start):
+	case ms < cms:
 		return true
-	case m.ProducerStart.After(c.start):
+	case ms > cms:
 		return false
 	case m.Number != c.number:
 		return m.Number < c.number
 	}
 	return index <= c.index
 }
+
+// maxSamplesPage bounds the bytes of one page.
+const maxSamplesPage = 16 << 20
 
 // samples serves GET /v1/streams/{s}/samples?start&end&limit&after: the
 // readings of a sensor stream whose time is in [start, end) (default the
@@ -117,24 +122,20 @@ func (s *Server) samples(w http.ResponseWriter, r *http.Request, req request) {
 	}
 	listFrom := start
 	if cur != nil && cur.start.After(start) {
-		listFrom = cur.start
+		listFrom = cur.start.Truncate(time.Millisecond)
 	}
 	var out []byte
 	n := 0
 	var next *samplesCursor
 	token := ""
-	started := false
 pages:
 	for {
 		res, err := archive.ListFragments(r.Context(), s.Store, s.Layout, archive.ListRequest{
 			Stream: req.stream, Start: listFrom, End: end, Limit: archive.MaxListFragmentsLimit, Token: token,
 		})
 		if err != nil {
-			if !started {
-				s.fail(w, err)
-				return
-			}
-			break
+			s.fail(w, err) // nothing is written before the page is whole
+			return
 		}
 		for i := range res.Fragments {
 			m := &res.Fragments[i]
@@ -143,11 +144,8 @@ pages:
 			}
 			data, err := s.get(r.Context(), m.Key, maxSensorFragment)
 			if err != nil {
-				if !started {
-					s.fail(w, err)
-					return
-				}
-				break pages
+				s.fail(w, err)
+				return
 			}
 			rs, err := sensor.ReadFragment(data)
 			if err != nil {
@@ -168,14 +166,13 @@ pages:
 					}
 					lastBucket = b
 				}
-				if n == limit {
+				if n == limit || len(out) >= maxSamplesPage {
 					next = &samplesCursor{m.ProducerStart, m.Number, j - 1}
 					break pages
 				}
 				out = sensor.AppendLine(out, &rs[j])
 				out = append(out, '\n')
 				n++
-				started = true
 			}
 		}
 		if res.NextToken == "" {
@@ -191,7 +188,14 @@ pages:
 		nq.Set("end", end.UTC().Format(time.RFC3339Nano))
 		nq.Set("limit", strconv.Itoa(limit))
 		nq.Set("after", next.String())
-		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, nq.Encode()))
+		if v := q.Get("step"); v != "" {
+			nq.Set("step", v)
+		}
+		link := r.URL.Path + "?" + nq.Encode()
+		if req.session != "" {
+			link += "&" + req.session // a signed session reads the next page too
+		}
+		w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, link))
 	}
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)

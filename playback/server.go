@@ -173,6 +173,8 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		WriteError(w, http.StatusRequestedRangeNotSatisfiable, "bad_range", err.Error())
 	case errors.Is(err, errNoFFmpeg):
 		WriteError(w, http.StatusNotImplemented, "not_implemented", err.Error())
+	case errors.Is(err, errNotYours):
+		WriteError(w, http.StatusForbidden, "forbidden", err.Error())
 	case errors.Is(err, context.Canceled):
 		// the client went away
 	default:
@@ -182,6 +184,9 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 }
 
 var errNoStream = errors.New("no such stream")
+
+// errNotYours is a stream a request's session does not cover.
+var errNotYours = errors.New("not readable with this session")
 
 // info reads a stream's stream.json; a missing one is errNoStream.
 func (s *Server) info(ctx context.Context, stream string) (archive.StreamInfo, error) {

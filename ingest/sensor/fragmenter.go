@@ -70,6 +70,7 @@ type Fragmenter struct {
 	closed  int64 // grid cells below are closed
 	started bool
 	late    []Reading
+	lateAt  time.Time // when late readings were last emitted
 	seed    maphash.Seed
 	frag    fragment.Fragment
 	payload []byte
@@ -80,7 +81,13 @@ type Fragmenter struct {
 type bucket struct {
 	readings []Reading
 	seen     map[uint64]struct{}
+	bytes    int
 }
+
+// MaxFragmentBytes bounds the readings of one fragment: a cell that
+// reaches it is emitted early and the rest of the cell goes in another
+// fragment (readers take fragments up to 64 MiB).
+const MaxFragmentBytes = 16 << 20
 
 func (f *Fragmenter) defaults() {
 	if f.Period <= 0 {
@@ -144,6 +151,14 @@ func (f *Fragmenter) Add(r Reading, now time.Time) {
 	}
 	b.seen[key] = struct{}{}
 	b.readings = append(b.readings, r)
+	b.bytes += len(r.Value) + len(r.Topic) + 96
+	if b.bytes >= MaxFragmentBytes {
+		// the cell so far, in order; what comes next of it gets its own
+		// fragment (repeats of these are no longer recognised)
+		slices.SortStableFunc(b.readings, func(x, y Reading) int { return x.Time.Compare(y.Time) })
+		f.emit(b.readings, time.Unix(0, (cell+1)*int64(f.Period)), false)
+		delete(f.buckets, cell)
+	}
 }
 
 // skew follows the least receive-minus-producer time over 10 s windows.
@@ -165,12 +180,16 @@ func (f *Fragmenter) skew(r Reading, now time.Time) {
 }
 
 // Tick closes the fragments whose window has passed at now, and emits
-// the late readings gathered since the last Tick.
+// the late readings gathered, at most once a Period (a device whose clock
+// is behind would otherwise make a late fragment every Tick).
 func (f *Fragmenter) Tick(now time.Time) {
 	f.defaults()
 	upTo := floorDiv(now.Add(-f.Window).UnixNano(), int64(f.Period)) // cells below end before now - Window
 	f.closeBelow(upTo)
-	f.emitLate()
+	if now.Sub(f.lateAt) >= f.Period {
+		f.emitLate()
+		f.lateAt = now
+	}
 }
 
 // Flush closes every fragment (the stream is stopping).
@@ -209,13 +228,28 @@ func (f *Fragmenter) closeBelow(upTo int64) {
 	}
 }
 
+// emitLate emits the late readings, one fragment per grid cell they fall
+// in: a fragment's time range stays within a cell, so a range query finds
+// it however old the readings are.
 func (f *Fragmenter) emitLate() {
 	if len(f.late) == 0 {
 		return
 	}
 	slices.SortStableFunc(f.late, func(x, y Reading) int { return x.Time.Compare(y.Time) })
-	end := f.late[len(f.late)-1].Time.Add(time.Millisecond)
-	f.emit(f.late, end, true)
+	for i := 0; i < len(f.late); {
+		cell := floorDiv(f.late[i].Time.UnixNano(), int64(f.Period))
+		j, bytes := i, 0
+		for j < len(f.late) && floorDiv(f.late[j].Time.UnixNano(), int64(f.Period)) == cell && bytes < MaxFragmentBytes {
+			bytes += len(f.late[j].Value) + len(f.late[j].Topic) + 96
+			j++
+		}
+		end := f.late[j-1].Time.Add(time.Millisecond)
+		if cellEnd := time.Unix(0, (cell+1)*int64(f.Period)); end.After(cellEnd) {
+			end = cellEnd
+		}
+		f.emit(f.late[i:j], end, true)
+		i = j
+	}
 	f.late = f.late[:0]
 	f.Stats.ThroughNS.Store(f.closed * int64(f.Period))
 }

@@ -48,6 +48,8 @@ type MQTT struct {
 	// connections after the first.
 	Connected  atomic.Bool
 	Reconnects atomic.Uint64
+	// Refused counts topic filters the broker refused.
+	Refused atomic.Uint64
 }
 
 // Validate checks the broker URL, topics and QoS without connecting.
@@ -98,11 +100,23 @@ func (m *MQTT) tlsConfig() (*tls.Config, error) {
 	return c, nil
 }
 
-// Run connects and hands every message to handle, from the client's
-// goroutine, in order, until ctx ends; QoS 1 messages are acknowledged
-// after handle returns. Connection failures are retried with backoff and
-// logged; Run returns an error only for a configuration it cannot use.
-func (m *MQTT) Run(ctx context.Context, handle func(topic string, payload []byte, recv time.Time)) error {
+// Message is a message of a subscription.
+type Message struct {
+	Topic   string
+	Payload []byte
+	// Recv is when it came.
+	Recv time.Time
+	// Retained is set on a message the broker kept for new subscribers
+	// (an old value, sent again on every subscription).
+	Retained bool
+}
+
+// Run connects and hands every message to handle, once (whatever number
+// of topic filters match it), from the client's goroutine, in order,
+// until ctx ends; QoS 1 messages are acknowledged after handle returns.
+// Connection failures are retried with backoff and logged; Run returns an
+// error only for a configuration it cannot use.
+func (m *MQTT) Run(ctx context.Context, handle func(Message)) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
@@ -143,13 +157,13 @@ func (m *MQTT) Run(ctx context.Context, handle func(topic string, payload []byte
 	for _, t := range m.Topics {
 		filters[t] = qos
 	}
-	onMessage := func(_ mqtt.Client, msg mqtt.Message) {
-		handle(msg.Topic(), msg.Payload(), time.Now())
-	}
-	// a persistent session's queued messages can come before the
-	// subscriptions are made again on a reconnect: they take the default
-	// handler rather than being dropped
-	o.SetDefaultPublishHandler(onMessage)
+	// every message takes the default handler, once: routes per filter
+	// would deliver a message matching two filters twice, and a persistent
+	// session's queued messages can come before the subscriptions are
+	// made again on a reconnect
+	o.SetDefaultPublishHandler(func(_ mqtt.Client, msg mqtt.Message) {
+		handle(Message{Topic: msg.Topic(), Payload: msg.Payload(), Recv: time.Now(), Retained: msg.Retained()})
+	})
 	var connects atomic.Uint64
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		m.Connected.Store(true)
@@ -158,7 +172,7 @@ func (m *MQTT) Run(ctx context.Context, handle func(topic string, payload []byte
 		}
 		// subscribe on every connect: a broker that lost its sessions
 		// (restarted without persistence) knows nothing of them
-		tok := c.SubscribeMultiple(filters, onMessage)
+		tok := c.SubscribeMultiple(filters, nil)
 		go func() {
 			if !tok.WaitTimeout(timeout) {
 				log.Warn("MQTT subscribe timed out", "broker", redactBroker(m.Broker))
@@ -167,6 +181,17 @@ func (m *MQTT) Run(ctx context.Context, handle func(topic string, payload []byte
 			if err := tok.Error(); err != nil {
 				log.Error("MQTT subscribe", "broker", redactBroker(m.Broker), "err", err)
 				return
+			}
+			if st, ok := tok.(*mqtt.SubscribeToken); ok {
+				for filter, granted := range st.Result() {
+					switch {
+					case granted == 0x80:
+						log.Error("MQTT subscription refused by the broker", "broker", redactBroker(m.Broker), "topic", filter)
+						m.Refused.Add(1)
+					case granted < qos:
+						log.Warn("MQTT subscription granted at a lower QoS", "broker", redactBroker(m.Broker), "topic", filter, "qos", granted)
+					}
+				}
 			}
 			log.Info("MQTT subscribed", "broker", redactBroker(m.Broker), "topics", m.Topics, "qos", qos)
 		}()

@@ -487,6 +487,7 @@ async function loadSensor(name, start, end) {
         points.push({ t: Date.parse(r.time), v: r.value });
       } catch (e) { /* skip a bad line */ }
     }
+    points.sort((a, b) => a.t - b.t); // late readings come in fragments of their own
     const first = points.find((p) => p.v && typeof p.v === 'object');
     const keys = first ? Object.keys(first.v) : [];
     const numeric = keys.filter((k) => typeof first.v[k] === 'number' && !/^(ts|time|timestamp)$/i.test(k)).slice(0, 3);
