@@ -140,6 +140,11 @@ func TestSensorPush(t *testing.T) {
 	}
 	time.Sleep(3500 * time.Millisecond) // the window passes; fragments close
 	st := streamStatus(a, "env")
+	// the counters are metrics too
+	if _, metrics := get(t, "http://"+a.Addr()+"/metrics"); !strings.Contains(metrics, `tributary_sensor_readings_total{outcome="rejected",stream="env"} 4`) ||
+		!strings.Contains(metrics, `tributary_sensor_readings_total{outcome="late",stream="env"} 2`) {
+		t.Errorf("sensor metrics missing: %s", grepLines(metrics, "tributary_sensor"))
+	}
 	// GET samples: the readings of a time range, in pages of 300
 	got, pages := getSamples(t, a, "env", start.Add(-1500*time.Millisecond), start.Add(-500*time.Millisecond), 300)
 	if len(got) != 1000 || pages != 4 {
@@ -604,4 +609,15 @@ func TestWebhookReadings(t *testing.T) {
 			t.Fatalf("%d notices with readings", got)
 		}
 	}
+}
+
+// grepLines returns the lines of s containing sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
