@@ -147,6 +147,17 @@ func (a *Agent) Start(ctx context.Context) error {
 		}
 		a.pipelines = append(a.pipelines, p)
 	}
+	// sensor streams aligned to a camera hear of its fragments' ends
+	for _, p := range a.pipelines {
+		if p.sensor == nil || p.sensor.cuts == nil {
+			continue
+		}
+		for _, q := range a.pipelines {
+			if q.cfg.Name == p.sensor.cfg.AlignTo && q != p {
+				q.cutListeners = append(q.cutListeners, p.sensor.cuts)
+			}
+		}
+	}
 	acc, err := a.apiAccess()
 	if err != nil {
 		a.closeSpool()

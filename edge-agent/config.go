@@ -364,6 +364,10 @@ type SensorConfig struct {
 	// Link names the camera stream the sensor belongs to: the viewer
 	// charts its readings under that camera's timeline.
 	Link string `yaml:"link"`
+	// AlignTo names a stream (a camera of this agent) whose fragment
+	// boundaries cut this one's, instead of the grid; while it makes no
+	// fragments for 30 s, the grid takes over. Default: the grid.
+	AlignTo string `yaml:"align_to"`
 }
 
 // MQTTConfig is a broker subscription.
@@ -975,6 +979,11 @@ func (c *SensorConfig) validate(key, url string) error {
 	if c.Link != "" {
 		if err := fragment.ValidateStreamName(c.Link); err != nil {
 			return badKey(key+".link", "%v", err)
+		}
+	}
+	if c.AlignTo != "" {
+		if err := fragment.ValidateStreamName(c.AlignTo); err != nil {
+			return badKey(key+".align_to", "%v", err)
 		}
 	}
 	if c.MaxRate < 1 || c.MaxRate > 1_000_000 {

@@ -103,6 +103,7 @@ var badConfigs = []struct {
 	{"sensor without topics", "streams:\n  - {name: s, sensor: {mqtt: {broker: 'tcp://b:1883'}}}\n", "streams[0].sensor.mqtt"},
 	{"sensor qos", "streams:\n  - {name: s, sensor: {mqtt: {broker: 'tcp://b:1883', topics: [a], qos: 3}}}\n", "streams[0].sensor.mqtt.qos"},
 	{"sensor link", "streams:\n  - {name: s, sensor: {link: ../x}}\n", "streams[0].sensor.link"},
+	{"sensor align_to", "streams:\n  - {name: s, sensor: {align_to: 'a b'}}\n", "streams[0].sensor.align_to"},
 	{"unknown sensor key", "streams:\n  - {name: s, sensor: {topic: a}}\n", "streams[0].sensor.topic (line 2): unknown key"},
 }
 

@@ -66,6 +66,7 @@ type pipeline struct {
 	crashLost       bool                    // the previous run's fragment in progress was lost
 	persistOnUpload bool                    // PERSISTED acks wait for the upload to the archive
 	landed          func(fragment.Metadata) // told when a fragment is in the archive
+	cutListeners    []chan time.Time        // sensor streams aligned to this one: told each fragment's end
 	inference       *inference.Dispatcher   // hooks run as fragments close; nil if none
 	ring            *playback.LiveRing      // the live edge (low-latency HLS)
 	ringHash        string                  // init segment the ring has (source goroutine)
@@ -371,6 +372,12 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	}
 	p.lastEnd = f.ProducerEnd
 	p.seq.SetLastEnd(f.ProducerEnd) // saved with the next block reservation
+	for _, c := range p.cutListeners {
+		select {
+		case c <- f.ProducerEnd:
+		default: // a sensor that is behind falls back on the grid
+		}
+	}
 	p.ackReceived(meta)
 	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: contentType(f.Container), closed: closed})
 }

@@ -48,6 +48,10 @@ type sensorFront struct {
 	// so the last drain waits for offers in flight
 	stopping chan struct{}
 	offering sync.RWMutex
+
+	// cuts brings the ends of the fragments of the stream this one aligns
+	// to (align_to)
+	cuts chan time.Time
 }
 
 // errStopping refuses readings while the stream stops.
@@ -78,6 +82,10 @@ func newSensorFront(cfg StreamConfig) *sensorFront {
 	sc := *cfg.Sensor
 	f := &sensorFront{cfg: sc, in: make(chan sensor.Reading, sensorQueue), stopping: make(chan struct{})}
 	f.frag.Period, f.frag.Window = time.Duration(sc.Period), time.Duration(sc.Window)
+	if sc.AlignTo != "" {
+		f.frag.Aligned = true
+		f.cuts = make(chan time.Time, 64)
+	}
 	f.limiter.Rate = float64(sc.MaxRate)
 	if sc.MQTT != nil {
 		f.mqtt = sc.MQTT.client(cfg.Name)
@@ -199,6 +207,8 @@ func (p *pipeline) startSensor(ctx context.Context) {
 			select {
 			case r := <-f.in:
 				f.frag.Add(r, time.Now())
+			case end := <-f.cuts:
+				f.frag.Cut(end, time.Now())
 			case now := <-tick.C:
 				f.frag.Tick(now)
 			case <-ctx.Done():

@@ -621,3 +621,48 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestSensorAlignedToCamera: a sensor stream with align_to: cam is cut
+// where the camera's fragments end.
+func TestSensorAlignedToCamera(t *testing.T) {
+	sim := oneCamera(t, "cam", "h264")
+	a, store := startPushAgent(t, nil, edgeagent.StreamConfig{Name: "cam", URL: sim.URL("cam"), Transport: "tcp"},
+		edgeagent.StreamConfig{Name: "env", Sensor: &edgeagent.SensorConfig{
+			Timestamp: sensor.Timestamp{Field: "ts"}, Window: edgeagent.Duration(500 * time.Millisecond), AlignTo: "cam",
+		}})
+	stop := time.Now().Add(9 * time.Second)
+	next := time.Now()
+	for time.Now().Before(stop) {
+		time.Sleep(100 * time.Millisecond)
+		var body strings.Builder
+		for ; next.Before(time.Now()); next = next.Add(50 * time.Millisecond) {
+			fmt.Fprintf(&body, `{"ts":%d,"v":1}`+"\n", next.UnixMilli())
+		}
+		if code, res := postSamples(t, "http://"+a.Addr()+"/v1/streams/env/samples", "application/x-ndjson", body.String()); code != http.StatusOK {
+			t.Fatalf("push: %d %s", code, res)
+		}
+	}
+	time.Sleep(time.Second)
+	a.Close()
+	_, _, sensorFrags := sensorReadings(t, store, "env")
+	camFrags, err := archive.ListFragments(context.Background(), store, archive.Layout{}, archive.ListRequest{Stream: "cam", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := map[int64]bool{}
+	for _, m := range camFrags.Fragments {
+		ends[m.ProducerEnd.UnixNano()] = true
+	}
+	aligned := 0
+	for i, m := range sensorFrags {
+		if ends[m.ProducerEnd.UnixNano()] {
+			aligned++
+		} else if i < len(sensorFrags)-1 { // the last is cut at the stop
+			t.Errorf("sensor fragment %d ends at %v, not at a camera fragment's end", m.Number, m.ProducerEnd)
+		}
+	}
+	if aligned < 3 {
+		t.Errorf("%d sensor fragments aligned to %d camera fragments", aligned, len(camFrags.Fragments))
+	}
+	t.Logf("%d of %d sensor fragments end where a camera fragment does", aligned, len(sensorFrags))
+}

@@ -61,6 +61,13 @@ type Fragmenter struct {
 	// MaxFuture bounds how far ahead of the agent's clock a reading may
 	// be timestamped and still wait for its fragment. Default 1 min.
 	MaxFuture time.Duration
+	// Aligned cuts fragments at the boundaries given by Cut (the ends of a
+	// camera's fragments) instead of the grid, falling back to the grid
+	// while none come for Fallback. Set before the first Add.
+	Aligned bool
+	// Fallback is how long Aligned waits for a boundary before cutting on
+	// the grid (the camera is down). Default 30 s.
+	Fallback time.Duration
 	// Emit receives each fragment; it is valid only during the call.
 	Emit func(*fragment.Fragment)
 	// Stats are counted as readings come.
@@ -76,6 +83,12 @@ type Fragmenter struct {
 	payload []byte
 	skewMin int64
 	skewAt  time.Time
+
+	// aligned mode
+	closedNs int64 // readings before are closed
+	pending  bucket
+	bounds   []int64   // boundaries not yet cut at, ascending
+	boundAt  time.Time // when the latest boundary came
 }
 
 type bucket struct {
@@ -98,6 +111,9 @@ func (f *Fragmenter) defaults() {
 	}
 	if f.MaxFuture <= 0 {
 		f.MaxFuture = DefaultMaxFuture
+	}
+	if f.Fallback <= 0 {
+		f.Fallback = 30 * time.Second
 	}
 	if f.buckets == nil {
 		f.buckets = map[int64]*bucket{}
@@ -122,18 +138,47 @@ func (f *Fragmenter) Add(r Reading, now time.Time) {
 	if !f.started {
 		f.started = true
 		f.closed = floorDiv(now.Add(-f.Window).UnixNano(), int64(f.Period))
+		f.closedNs = now.Add(-f.Window).UnixNano()
 	}
-	if cell < f.closed || r.Time.Sub(now) > f.MaxFuture {
+	late := cell < f.closed
+	if f.Aligned {
+		late = r.Time.UnixNano() < f.closedNs
+	}
+	if late || r.Time.Sub(now) > f.MaxFuture {
 		r.Late = true
 		f.late = append(f.late, r)
 		f.Stats.Late.Add(1)
 		return
 	}
 	b := f.buckets[cell]
-	if b == nil {
+	if f.Aligned {
+		b = &f.pending
+		if b.seen == nil {
+			b.seen = map[uint64]struct{}{}
+		}
+	} else if b == nil {
 		b = &bucket{seen: map[uint64]struct{}{}}
 		f.buckets[cell] = b
 	}
+	key := f.key(&r)
+	if _, dup := b.seen[key]; dup {
+		f.Stats.Duplicates.Add(1)
+		return
+	}
+	b.seen[key] = struct{}{}
+	b.readings = append(b.readings, r)
+	b.bytes += len(r.Value) + len(r.Topic) + 96
+	if b.bytes >= MaxFragmentBytes && !f.Aligned {
+		// the cell so far, in order; what comes next of it gets its own
+		// fragment (repeats of these are no longer recognised)
+		slices.SortStableFunc(b.readings, func(x, y Reading) int { return x.Time.Compare(y.Time) })
+		f.emit(b.readings, time.Unix(0, (cell+1)*int64(f.Period)), false)
+		delete(f.buckets, cell)
+	}
+}
+
+// key identifies a reading for duplicate detection.
+func (f *Fragmenter) key(r *Reading) uint64 {
 	var h maphash.Hash
 	h.SetSeed(f.seed)
 	var tb [8]byte
@@ -144,21 +189,7 @@ func (f *Fragmenter) Add(r Reading, now time.Time) {
 	h.Write(tb[:])
 	h.Write(r.Value)
 	h.WriteString(r.Topic)
-	key := h.Sum64()
-	if _, dup := b.seen[key]; dup {
-		f.Stats.Duplicates.Add(1)
-		return
-	}
-	b.seen[key] = struct{}{}
-	b.readings = append(b.readings, r)
-	b.bytes += len(r.Value) + len(r.Topic) + 96
-	if b.bytes >= MaxFragmentBytes {
-		// the cell so far, in order; what comes next of it gets its own
-		// fragment (repeats of these are no longer recognised)
-		slices.SortStableFunc(b.readings, func(x, y Reading) int { return x.Time.Compare(y.Time) })
-		f.emit(b.readings, time.Unix(0, (cell+1)*int64(f.Period)), false)
-		delete(f.buckets, cell)
-	}
+	return h.Sum64()
 }
 
 // skew follows the least receive-minus-producer time over 10 s windows.
@@ -184,6 +215,10 @@ func (f *Fragmenter) skew(r Reading, now time.Time) {
 // is behind would otherwise make a late fragment every Tick).
 func (f *Fragmenter) Tick(now time.Time) {
 	f.defaults()
+	if f.Aligned {
+		f.tickAligned(now)
+		return
+	}
 	upTo := floorDiv(now.Add(-f.Window).UnixNano(), int64(f.Period)) // cells below end before now - Window
 	f.closeBelow(upTo)
 	if now.Sub(f.lateAt) >= f.Period {
@@ -192,9 +227,90 @@ func (f *Fragmenter) Tick(now time.Time) {
 	}
 }
 
+// Cut gives a boundary to cut at (Aligned): the end of a fragment of the
+// stream the fragments align to, announced at now.
+func (f *Fragmenter) Cut(end, now time.Time) {
+	f.defaults()
+	e := end.UnixNano()
+	if e <= f.closedNs || (len(f.bounds) > 0 && e <= f.bounds[len(f.bounds)-1]) {
+		return
+	}
+	f.bounds = append(f.bounds, e)
+	f.boundAt = now
+}
+
+// tickAligned cuts at the boundaries whose window has passed, or on the
+// grid while no boundary came for Fallback.
+func (f *Fragmenter) tickAligned(now time.Time) {
+	if !f.started {
+		f.started = true
+		f.closedNs = now.Add(-f.Window).UnixNano()
+	}
+	if f.boundAt.IsZero() {
+		f.boundAt = now // the camera has Fallback from the start to give a boundary
+	}
+	for len(f.bounds) > 0 && f.bounds[0]+int64(f.Window) <= now.UnixNano() {
+		b := f.bounds[0]
+		f.bounds = f.bounds[1:]
+		f.cutPending(b, true)
+	}
+	if now.Sub(f.boundAt) > f.Fallback {
+		grid := floorDiv(now.Add(-f.Window).UnixNano(), int64(f.Period)) * int64(f.Period)
+		for f.closedNs < grid {
+			// one grid cell at a time, as in grid mode
+			next := min((floorDiv(f.closedNs, int64(f.Period))+1)*int64(f.Period), grid)
+			f.cutPending(next, false)
+		}
+	}
+	if now.Sub(f.lateAt) >= f.Period {
+		f.emitLate()
+		f.lateAt = now
+	}
+	if len(f.late) == 0 {
+		f.Stats.ThroughNS.Store(f.closedNs)
+	}
+}
+
+// cutPending emits the pending readings before b as a fragment ending at
+// b, and closes what is before b.
+func (f *Fragmenter) cutPending(b int64, bound bool) {
+	p := &f.pending
+	slices.SortStableFunc(p.readings, func(x, y Reading) int { return x.Time.Compare(y.Time) })
+	n := 0
+	for n < len(p.readings) && p.readings[n].Time.UnixNano() < b {
+		n++
+	}
+	if n > 0 {
+		f.emit(p.readings[:n], time.Unix(0, b), false)
+		rest := copy(p.readings, p.readings[n:])
+		clear(p.readings[rest:])
+		p.readings = p.readings[:rest]
+		clear(p.seen) // repeats of what is cut are no longer recognised
+		for i := range p.readings {
+			p.seen[f.key(&p.readings[i])] = struct{}{}
+		}
+	}
+	f.closedNs = max(f.closedNs, b)
+	_ = bound
+}
+
 // Flush closes every fragment (the stream is stopping).
 func (f *Fragmenter) Flush() {
 	f.defaults()
+	if f.Aligned {
+		if len(f.pending.readings) > 0 {
+			last := f.pending.readings[0].Time
+			for _, r := range f.pending.readings {
+				if r.Time.After(last) {
+					last = r.Time
+				}
+			}
+			f.cutPending(last.UnixNano()+1, false)
+		}
+		f.emitLate()
+		f.Stats.ThroughNS.Store(f.closedNs)
+		return
+	}
 	var last int64 = f.closed
 	for c := range f.buckets {
 		last = max(last, c+1)
@@ -305,7 +421,7 @@ func (f *Fragmenter) emit(rs []Reading, end time.Time, late bool) {
 
 // Open is the number of readings waiting in open fragments.
 func (f *Fragmenter) Open() int {
-	n := len(f.late)
+	n := len(f.late) + len(f.pending.readings)
 	for _, b := range f.buckets {
 		n += len(b.readings)
 	}

@@ -228,3 +228,60 @@ func TestFragmenterLate(t *testing.T) {
 		t.Errorf("%d late fragments for %d late readings", late, fr.Stats.Late.Load())
 	}
 }
+
+// TestFragmenterAligned: with boundaries from a camera (irregular
+// fragment ends), sensor fragments end where the camera's do; while none
+// come for Fallback, the grid takes over.
+func TestFragmenterAligned(t *testing.T) {
+	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	fr := &Fragmenter{Aligned: true, Period: time.Second, Window: 500 * time.Millisecond, Fallback: 5 * time.Second}
+	out := collect(fr)
+	now := base
+	fr.Tick(now)
+	ends := []time.Duration{1900 * time.Millisecond, 4100 * time.Millisecond, 6033 * time.Millisecond}
+	next := 0
+	for i := 0; i < 8000; i++ { // 8 s at 1 kHz
+		now = base.Add(time.Duration(i) * time.Millisecond)
+		fr.Add(reading(now, i), now)
+		if next < len(ends) && now.Sub(base) >= ends[next]+100*time.Millisecond {
+			fr.Cut(base.Add(ends[next]), now) // the camera's fragment lands 100 ms after its end
+			next++
+		}
+		fr.Tick(now)
+	}
+	// no boundary after 6.033 s: the grid takes over 5 s later
+	for i := 0; i < 60; i++ {
+		now = now.Add(100 * time.Millisecond)
+		fr.Tick(now)
+	}
+	var got []time.Duration
+	n := 0
+	for _, c := range *out {
+		if c.late {
+			t.Errorf("late fragment %+v", c)
+		}
+		got = append(got, c.end.Sub(base))
+		for _, r := range c.readings {
+			if r.Time.Before(c.start) || !r.Time.Before(c.end) {
+				t.Fatalf("reading at %v outside [%v, %v)", r.Time, c.start, c.end)
+			}
+			n++
+		}
+	}
+	want := []time.Duration{1900 * time.Millisecond, 4100 * time.Millisecond, 6033 * time.Millisecond, 7 * time.Second, 8 * time.Second}
+	if n != 8000 || !slicesEqual(got, want) {
+		t.Errorf("%d readings; fragments end at %v, want %v", n, got, want)
+	}
+}
+
+func slicesEqual(a, b []time.Duration) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
