@@ -2,6 +2,7 @@ package edgeagent
 
 import (
 	"sync"
+	"time"
 
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/playback"
@@ -93,4 +94,26 @@ func (p *pipeline) onPart(part *fragment.Part) {
 	part.Number = msn<<8 | uint64(part.Index&0xff)
 	data := fragment.AppendFMP4(nil, &part.Fragment)
 	p.ring.AddPart(msn, part.Index, part.ProducerStart, data, part.Duration, part.Independent)
+}
+
+// SensorThrough tells GetMedia (playback.SensorProgress) the time before
+// which a sensor stream's readings are all archived, and how long waiting
+// for more is worth (its period and window, plus a second).
+func (a *Agent) SensorThrough(stream string) (time.Time, time.Duration, bool) {
+	for _, p := range a.streams() {
+		if p.cfg.Name != stream || p.sensor == nil {
+			continue
+		}
+		f := p.sensor
+		through := time.Unix(0, f.frag.Stats.ThroughNS.Load())
+		if p.fragments.Load()+p.fragmentsLost.Load()+p.denied.Load() < f.frag.Stats.Fragments.Load() {
+			// emitted, not yet stored: wait a little more
+			through = through.Add(-time.Duration(f.cfg.Period))
+		}
+		if u := p.snapshot().Upload; u != nil && u.BacklogFragments > 0 {
+			through = through.Add(-time.Duration(f.cfg.Period))
+		}
+		return through, min(time.Duration(f.cfg.Period)+time.Duration(f.cfg.Window)+time.Second, 30*time.Second), true
+	}
+	return time.Time{}, 0, false
 }

@@ -666,3 +666,74 @@ func TestSensorAlignedToCamera(t *testing.T) {
 	}
 	t.Logf("%d of %d sensor fragments end where a camera fragment does", aligned, len(sensorFrags))
 }
+
+// TestGetMediaSensorsLive: tailing GetMedia with sensors=linked, each
+// fragment carries its sensor readings although they are archived a
+// window after the fragment lands: GetMedia waits for them.
+func TestGetMediaSensorsLive(t *testing.T) {
+	sim := oneCamera(t, "cam", "h264")
+	a, _ := startPushAgent(t, nil, edgeagent.StreamConfig{Name: "cam", URL: sim.URL("cam"), Transport: "tcp"},
+		edgeagent.StreamConfig{Name: "env", Sensor: &edgeagent.SensorConfig{
+			Timestamp: sensor.Timestamp{Field: "ts"}, Period: edgeagent.Duration(time.Second), Window: edgeagent.Duration(time.Second), Link: "cam",
+		}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pushed := make(chan struct{})
+	go func() {
+		defer close(pushed)
+		next := time.Now()
+		for ctx.Err() == nil {
+			time.Sleep(100 * time.Millisecond)
+			var body strings.Builder
+			for ; next.Before(time.Now()); next = next.Add(50 * time.Millisecond) {
+				fmt.Fprintf(&body, `{"ts":%d,"v":2}`+"\n", next.UnixMilli())
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr()+"/v1/streams/env/samples", strings.NewReader(body.String()))
+			req.Header.Set("Content-Type", "application/x-ndjson")
+			req.Header.Set("Authorization", "Bearer "+pushToken)
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				res.Body.Close()
+			}
+		}
+	}()
+	defer func() { cancel(); <-pushed }()
+	time.Sleep(2 * time.Second) // the sensor has begun
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.Addr()+"/v1/streams/cam/media?start=now&sensors=linked", nil)
+	req.Header.Set("Authorization", "Bearer "+a.APIToken())
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	r := fragment.NewMKVReader(res.Body)
+	for got := 0; got < 3; {
+		c, err := r.Next()
+		if err != nil {
+			t.Fatalf("after %d fragments: %v", got, err)
+		}
+		var data uint64
+		for _, tr := range c.Tracks {
+			if tr.CodecID == "S_TEXT/UTF8" {
+				data = tr.Number
+			}
+		}
+		n := 0
+		var first, last int64
+		for _, f := range c.Frames {
+			if f.Track == data {
+				n++
+			} else {
+				if first == 0 {
+					first = f.Time
+				}
+				last = f.Time
+			}
+		}
+		want := int(time.Duration(last-first) / (50 * time.Millisecond))
+		t.Logf("fragment %s: %d readings for %v of video", c.Tags[fragment.TagFragmentNumber], n, time.Duration(last-first))
+		if n < want-2 {
+			t.Errorf("fragment %s: %d readings, want about %d", c.Tags[fragment.TagFragmentNumber], n, want)
+		}
+		got++
+	}
+}

@@ -152,6 +152,7 @@ func (mw *mediaWriter) addSensorTracks(ctx context.Context, f *fragment.Fragment
 		nextID = max(nextID, t.ID)
 	}
 	for _, name := range mw.sensors {
+		mw.waitSensor(ctx, name, f.ProducerEnd)
 		nextID++
 		track := fragment.Track{ID: nextID, Kind: fragment.KindData, Codec: fragment.CodecJSON, TimeScale: 1000}
 		var ss []fragment.Sample
@@ -188,6 +189,37 @@ func (mw *mediaWriter) addSensorTracks(ctx context.Context, f *fragment.Fragment
 		f.Samples = append(f.Samples[:len(f.Samples):len(f.Samples)], ss)
 	}
 	f.InitHash = fragment.ConfigHash(f.TrackConfigs)
+}
+
+// SensorProgress is what a Live source can tell of a sensor stream: the
+// time before which its readings are all archived.
+type SensorProgress interface {
+	SensorThrough(stream string) (through time.Time, wait time.Duration, ok bool)
+}
+
+// waitSensor waits, when the live source knows the sensor stream, until
+// its readings before end are archived (a sensor's fragments close a
+// window after their end), at most as long as the source says.
+func (mw *mediaWriter) waitSensor(ctx context.Context, name string, end time.Time) {
+	sp, ok := mw.s.Live.(SensorProgress)
+	if !ok {
+		return
+	}
+	through, wait, ok := sp.SensorThrough(name)
+	if !ok || !through.Before(end) {
+		return
+	}
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if through, _, ok = sp.SensorThrough(name); !ok || !through.Before(end) {
+			return
+		}
+	}
 }
 
 func ticksToNs(v int64, rate uint32) int64 {
