@@ -228,6 +228,9 @@ func (a *Agent) newStream(sc StreamConfig) (*pipeline, error) {
 	}
 	p.persistOnUpload = a.Config.PutMedia.PersistedOn == "archive"
 	p.landed = a.landed
+	if p.sensor != nil {
+		p.sensor.journalDir = filepath.Join(a.Config.DataDir, "sensors", sc.Name)
+	}
 	p.inference = a.inference
 	if a.spool != nil {
 		p.spool = a.spool

@@ -67,6 +67,7 @@ type pipeline struct {
 	persistOnUpload bool                    // PERSISTED acks wait for the upload to the archive
 	landed          func(fragment.Metadata) // told when a fragment is in the archive
 	cutListeners    []chan time.Time        // sensor streams aligned to this one: told each fragment's end
+	nextStored      func()                  // given to the next fragment's store job (source goroutine)
 	inference       *inference.Dispatcher   // hooks run as fragments close; nil if none
 	ring            *playback.LiveRing      // the live edge (low-latency HLS)
 	ringHash        string                  // init segment the ring has (source goroutine)
@@ -146,6 +147,8 @@ type storeJob struct {
 	info   bool               // stream.json
 	ctype  string
 	closed time.Time // when the fragment closed, for latency
+	// onStored is told once the fragment is durable (a sensor's journal)
+	onStored func()
 }
 
 var fragPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
@@ -308,6 +311,8 @@ func (p *pipeline) onDrop(err error, samples int, bytes int64) {
 
 // emit encodes a closed fragment and queues it for the archive.
 func (p *pipeline) emit(f *fragment.Fragment) {
+	onStored := p.nextStored // taken whatever happens to this fragment
+	p.nextStored = nil
 	n, err := p.seq.Next()
 	if err != nil {
 		p.fragmentsLost.Add(1)
@@ -379,7 +384,7 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 		}
 	}
 	p.ackReceived(meta)
-	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: contentType(f.Container), closed: closed})
+	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: contentType(f.Container), closed: closed, onStored: onStored})
 }
 
 // mergeTags adds a fragment's own tags (a sensor fragment's late=true) to
@@ -551,6 +556,9 @@ func (p *pipeline) stored(j storeJob) fragment.Metadata {
 	p.latency.Observe(took.Seconds())
 	p.fragments.Add(1)
 	p.fragmentBytes.Add(uint64(len(*j.buf)))
+	if j.onStored != nil {
+		j.onStored()
+	}
 	m := *j.meta
 	m.Tags = nil
 	p.mu.Lock()

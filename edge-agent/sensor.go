@@ -52,6 +52,9 @@ type sensorFront struct {
 	// cuts brings the ends of the fragments of the stream this one aligns
 	// to (align_to)
 	cuts chan time.Time
+
+	journalDir string   // where the journal lives
+	journal    *journal // readings are durable there before they are acknowledged
 }
 
 // errStopping refuses readings while the stream stops.
@@ -121,26 +124,31 @@ func (f *sensorFront) decode(msg []byte, topic string, recv time.Time) (sensor.R
 	return r, nil
 }
 
-// offer queues readings, waiting while the queue is full; it fails when
-// ctx ends or the stream stops.
-func (f *sensorFront) offer(ctx context.Context, rs ...sensor.Reading) error {
+// offer makes readings durable (the journal) and queues them for the
+// fragmenter, then calls done (from the journal's goroutine; nil: offer
+// waits for it and returns its error). It fails when ctx ends or the
+// stream stops.
+func (f *sensorFront) offer(ctx context.Context, done func(error), rs ...sensor.Reading) error {
 	f.offering.RLock()
 	defer f.offering.RUnlock()
-	for _, r := range rs {
-		select {
-		case <-f.stopping:
-			return errStopping
-		default:
-		}
-		select {
-		case f.in <- r:
-		case <-f.stopping:
-			return errStopping
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	select {
+	case <-f.stopping:
+		return errStopping
+	default:
 	}
-	return nil
+	wait := done == nil
+	var result chan error
+	if wait {
+		result = make(chan error, 1)
+		done = func(err error) { result <- err }
+	}
+	if err := f.journal.append(ctx, f.stopping, rs, done); err != nil {
+		return err
+	}
+	if !wait {
+		return nil
+	}
+	return <-result // the journal always answers what it took
 }
 
 // startSensor runs a sensor stream: the fragmenter's goroutine (which
@@ -149,7 +157,45 @@ func (f *sensorFront) offer(ctx context.Context, rs ...sensor.Reading) error {
 func (p *pipeline) startSensor(ctx context.Context) {
 	ctx, p.cancel = context.WithCancel(ctx)
 	f := p.sensor
-	f.frag.Emit = p.emit
+	j, replay, err := openJournal(f.journalDir, f.in, p.log.With("component", "journal"))
+	if err != nil {
+		// readings still flow; they are acknowledged once queued
+		p.log.Error("sensor journal", "err", err)
+		p.setError(fmt.Errorf("sensor journal: %w", err))
+		j = &journal{dir: f.journalDir, log: p.log, in: make(chan journalEntry, 1024), out: f.in, nextSeq: 1, memory: true}
+	}
+	f.journal = j
+	f.frag.Emit = func(fr *fragment.Fragment) {
+		seqs := make([]uint64, len(f.frag.Sources))
+		for i := range f.frag.Sources {
+			seqs[i] = f.frag.Sources[i].Seq
+		}
+		p.nextStored = func() { j.stored(seqs) }
+		p.emit(fr)
+	}
+	f.frag.Dropped = func(r sensor.Reading) { j.stored([]uint64{r.Seq}) }
+	journalCtx, stopJournal := context.WithCancel(context.Background())
+	journalDone := make(chan struct{})
+	go func() {
+		defer close(journalDone)
+		j.run(journalCtx)
+	}()
+	if len(replay) > 0 {
+		seg := j.adoptReplayed(len(replay))
+		p.log.Warn("sensor readings of the last run that were not stored are replayed from the journal", "readings", len(replay))
+		go func() {
+			for i := range replay {
+				replay[i].Seq = seg.first + uint64(i)
+				select {
+				case f.in <- replay[i]:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	} else {
+		j.adoptReplayed(0)
+	}
 	storeDone := make(chan struct{})
 	go func() {
 		defer close(storeDone)
@@ -168,19 +214,25 @@ func (p *pipeline) startSensor(ctx context.Context) {
 					// an old value the broker keeps for new subscribers:
 					// not a reading of now
 					f.retained.Add(1)
+					m.Ack()
 					return
 				}
 				r, err := f.decode(m.Payload, m.Topic, m.Recv)
 				if err != nil {
 					p.setError(fmt.Errorf("reading on %s: %w", m.Topic, err))
+					m.Ack() // a bad message stays bad
 					return
 				}
-				// a QoS 1 message is acknowledged when this returns: over
-				// the rate it waits rather than being dropped
+				// over the rate it waits rather than being dropped
 				if f.limiter.Wait(ctx) != nil {
-					return
+					return // not acknowledged: the broker sends it again
 				}
-				_ = f.offer(ctx, r) // fails only when the agent stops
+				// acknowledged once durable in the journal
+				_ = f.offer(ctx, func(err error) {
+					if err == nil {
+						m.Ack()
+					}
+				}, r)
 			})
 			if err != nil {
 				log.Error("MQTT", "err", err)
@@ -217,6 +269,7 @@ func (p *pipeline) startSensor(ctx context.Context) {
 		}
 		<-mqttDone
 		close(f.stopping)
+		defer func() { j.trim() }()
 		// offers in flight see stopping and return; then nothing more comes
 		drained := make(chan struct{})
 		go func() {
@@ -231,6 +284,17 @@ func (p *pipeline) startSensor(ctx context.Context) {
 				f.frag.Add(r, time.Now())
 			case <-drained:
 				break drain
+			}
+		}
+		// the journal writes what it holds, and hands it over
+		stopJournal()
+	journalDrain:
+		for {
+			select {
+			case r := <-f.in:
+				f.frag.Add(r, time.Now())
+			case <-journalDone:
+				break journalDrain
 			}
 		}
 		for {
@@ -345,7 +409,7 @@ func (a *Agent) samplesHandler(w http.ResponseWriter, r *http.Request) {
 			Errors: []readingErrors{{Index: 0, Error: fmt.Sprintf("%v: %d readings over max_rate (%d/s): none taken; send again", sensor.ErrRateLimited, len(good), f.cfg.MaxRate)}}})
 		return
 	}
-	if err := f.offer(r.Context(), good...); err != nil {
+	if err := f.offer(r.Context(), nil, good...); err != nil {
 		playback.WriteError(w, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("%v: readings may be partly taken; send them again (repeats are dropped)", err))
 		return
 	}

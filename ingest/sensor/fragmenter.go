@@ -69,7 +69,13 @@ type Fragmenter struct {
 	// the grid (the camera is down). Default 30 s.
 	Fallback time.Duration
 	// Emit receives each fragment; it is valid only during the call.
+	// Sources lists the readings of the fragment being emitted (for their
+	// Seq), valid during the call too.
 	Emit func(*fragment.Fragment)
+	// Sources is set to the readings of the fragment during Emit.
+	Sources []Reading
+	// Dropped, when set, is told of each reading dropped as a repeat.
+	Dropped func(Reading)
 	// Stats are counted as readings come.
 	Stats Stats
 
@@ -163,6 +169,9 @@ func (f *Fragmenter) Add(r Reading, now time.Time) {
 	key := f.key(&r)
 	if _, dup := b.seen[key]; dup {
 		f.Stats.Duplicates.Add(1)
+		if f.Dropped != nil {
+			f.Dropped(r)
+		}
 		return
 	}
 	b.seen[key] = struct{}{}
@@ -414,9 +423,11 @@ func (f *Fragmenter) emit(rs []Reading, end time.Time, late bool) {
 		fr.Tags = map[string]string{TagLate: strconv.FormatBool(true)}
 	}
 	f.Stats.Fragments.Add(1)
+	f.Sources = rs
 	if f.Emit != nil {
 		f.Emit(fr)
 	}
+	f.Sources = nil
 }
 
 // Open is the number of readings waiting in open fragments.

@@ -156,6 +156,9 @@ type Reading struct {
 	Topic string
 	// Late is set on readings that came after their fragment closed.
 	Late bool
+	// Seq is the agent's journal number of the reading (0: none); not
+	// stored with it.
+	Seq uint64
 }
 
 // line is a reading as stored (an MKV block, a line of NDJSON).

@@ -109,11 +109,15 @@ type Message struct {
 	// Retained is set on a message the broker kept for new subscribers
 	// (an old value, sent again on every subscription).
 	Retained bool
+	// Ack acknowledges the message (QoS 1 and 2) to the broker, once it
+	// is safe: until then the broker keeps it and sends it again after a
+	// reconnect. Acknowledgements go in the order the messages came.
+	Ack func()
 }
 
 // Run connects and hands every message to handle, once (whatever number
 // of topic filters match it), from the client's goroutine, in order,
-// until ctx ends; QoS 1 messages are acknowledged after handle returns.
+// until ctx ends; handle acknowledges each (Message.Ack) when it is safe.
 // Connection failures are retried with backoff and logged; Run returns an
 // error only for a configuration it cannot use.
 func (m *MQTT) Run(ctx context.Context, handle func(Message)) error {
@@ -148,6 +152,7 @@ func (m *MQTT) Run(ctx context.Context, handle func(Message)) error {
 	o.SetConnectTimeout(timeout)
 	o.SetKeepAlive(30 * time.Second)
 	o.SetResumeSubs(true)
+	o.SetAutoAckDisabled(true) // handle acknowledges once the reading is durable
 	if tc, err := m.tlsConfig(); err != nil {
 		return err
 	} else if m.CAFile != "" || m.CertFile != "" || m.InsecureSkipVerify {
@@ -162,7 +167,7 @@ func (m *MQTT) Run(ctx context.Context, handle func(Message)) error {
 	// session's queued messages can come before the subscriptions are
 	// made again on a reconnect
 	o.SetDefaultPublishHandler(func(_ mqtt.Client, msg mqtt.Message) {
-		handle(Message{Topic: msg.Topic(), Payload: msg.Payload(), Recv: time.Now(), Retained: msg.Retained()})
+		handle(Message{Topic: msg.Topic(), Payload: msg.Payload(), Recv: time.Now(), Retained: msg.Retained(), Ack: msg.Ack})
 	})
 	var connects atomic.Uint64
 	o.SetOnConnectHandler(func(c mqtt.Client) {
