@@ -311,4 +311,3 @@ func (j *journal) size() int {
 	}
 	return n
 }
-
