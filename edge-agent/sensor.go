@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,6 +166,9 @@ func (p *pipeline) startSensor(ctx context.Context) {
 		j = &journal{dir: f.journalDir, log: p.log, in: make(chan journalEntry, 1024), out: f.in, nextSeq: 1, memory: true}
 	}
 	f.journal = j
+	if len(replay) > 0 {
+		replay = p.notStored(ctx, replay)
+	}
 	f.frag.Emit = func(fr *fragment.Fragment) {
 		seqs := make([]uint64, len(f.frag.Sources))
 		for i := range f.frag.Sources {
@@ -315,6 +319,60 @@ func (p *pipeline) startSensor(ctx context.Context) {
 		}
 		p.onState(ingest.StateStopped, nil, 0)
 	}()
+}
+
+// notStored returns the readings of rs not already in the archive: a
+// journal replayed after a crash holds readings whose fragments were
+// stored before its segment could be deleted. (A fragment still in the
+// spool is not seen: its readings are stored again, flagged late.)
+func (p *pipeline) notStored(ctx context.Context, rs []sensor.Reading) []sensor.Reading {
+	lo, hi := rs[0].Time, rs[0].Time
+	for _, r := range rs {
+		if r.Time.Before(lo) {
+			lo = r.Time
+		}
+		if r.Time.After(hi) {
+			hi = r.Time
+		}
+	}
+	key := func(r *sensor.Reading) string {
+		return strconv.FormatInt(r.Time.UnixNano(), 10) + "\x00" + r.Topic + "\x00" + string(r.Value)
+	}
+	have := map[string]bool{}
+	req := archive.ListRequest{Stream: p.cfg.Name, Start: lo, End: hi.Add(time.Millisecond), Limit: archive.MaxListFragmentsLimit}
+	for {
+		res, err := archive.ListFragments(ctx, p.store, p.layout, req)
+		if err != nil {
+			p.log.Warn("sensor journal: cannot list what is stored; replaying all", "err", err)
+			return rs
+		}
+		for _, m := range res.Fragments {
+			rc, _, err := p.store.Get(ctx, m.Key, nil)
+			if err != nil {
+				continue
+			}
+			data, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+			rc.Close()
+			if err != nil {
+				continue
+			}
+			stored, _ := sensor.ReadFragment(data)
+			for i := range stored {
+				have[key(&stored[i])] = true
+			}
+		}
+		if res.NextToken == "" {
+			break
+		}
+		req.Token = res.NextToken
+	}
+	out := rs[:0]
+	for i := range rs {
+		if !have[key(&rs[i])] {
+			out = append(out, rs[i])
+		}
+	}
+	return out
 }
 
 // samplesResult answers a POST of readings.
