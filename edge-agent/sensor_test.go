@@ -555,24 +555,7 @@ func TestWebhookReadings(t *testing.T) {
 		}})
 	// a sensor at 20 Hz, pushed every 100 ms
 	ctx, cancel := context.WithCancel(context.Background())
-	pushed := make(chan struct{})
-	go func() {
-		defer close(pushed)
-		next := time.Now()
-		for ctx.Err() == nil {
-			time.Sleep(100 * time.Millisecond)
-			var body strings.Builder
-			for ; next.Before(time.Now()); next = next.Add(50 * time.Millisecond) {
-				fmt.Fprintf(&body, `{"ts":%d,"lux":%d}`+"\n", next.UnixMilli(), next.UnixMilli()%1000)
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr()+"/v1/streams/env/samples", strings.NewReader(body.String()))
-			req.Header.Set("Content-Type", "application/x-ndjson")
-			req.Header.Set("Authorization", "Bearer "+pushToken)
-			if res, err := http.DefaultClient.Do(req); err == nil {
-				res.Body.Close()
-			}
-		}
-	}()
+	pushed := pushReadings(ctx, a, "env", `{"ts":%d,"lux":1}`)
 	defer func() { cancel(); <-pushed }()
 	got := 0
 	timeout := time.After(40 * time.Second)
@@ -678,24 +661,7 @@ func TestGetMediaSensorsLive(t *testing.T) {
 		}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pushed := make(chan struct{})
-	go func() {
-		defer close(pushed)
-		next := time.Now()
-		for ctx.Err() == nil {
-			time.Sleep(100 * time.Millisecond)
-			var body strings.Builder
-			for ; next.Before(time.Now()); next = next.Add(50 * time.Millisecond) {
-				fmt.Fprintf(&body, `{"ts":%d,"v":2}`+"\n", next.UnixMilli())
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr()+"/v1/streams/env/samples", strings.NewReader(body.String()))
-			req.Header.Set("Content-Type", "application/x-ndjson")
-			req.Header.Set("Authorization", "Bearer "+pushToken)
-			if res, err := http.DefaultClient.Do(req); err == nil {
-				res.Body.Close()
-			}
-		}
-	}()
+	pushed := pushReadings(ctx, a, "env", `{"ts":%d,"v":2}`)
 	defer func() { cancel(); <-pushed }()
 	time.Sleep(2 * time.Second) // the sensor has begun
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.Addr()+"/v1/streams/cam/media?start=now&sensors=linked", nil)
@@ -736,4 +702,28 @@ func TestGetMediaSensorsLive(t *testing.T) {
 		}
 		got++
 	}
+}
+
+// pushReadings pushes a reading every 50 ms (format gets its time in Unix
+// ms), in a POST every 100 ms, until ctx ends; the channel closes then.
+func pushReadings(ctx context.Context, a *edgeagent.Agent, stream, format string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		next := time.Now()
+		for ctx.Err() == nil {
+			time.Sleep(100 * time.Millisecond)
+			var body strings.Builder
+			for ; next.Before(time.Now()); next = next.Add(50 * time.Millisecond) {
+				fmt.Fprintf(&body, format+"\n", next.UnixMilli())
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr()+"/v1/streams/"+stream+"/samples", strings.NewReader(body.String()))
+			req.Header.Set("Content-Type", "application/x-ndjson")
+			req.Header.Set("Authorization", "Bearer "+pushToken)
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				res.Body.Close()
+			}
+		}
+	}()
+	return done
 }

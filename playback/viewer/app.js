@@ -506,13 +506,9 @@ async function loadSensor(name, start, end) {
 
 const seriesColors = ['#4dabf7', '#ffa94d', '#b197fc'];
 
-// drawSensor draws the linked sensor's readings on the timeline's time
-// axis: numbers as lines (each scaled to its own range), booleans as
-// bands, and the playhead where the video is.
-function drawSensor() {
-  const c = $('sensor-chart');
-  const sd = state.sensor;
-  if (!sd || c.clientWidth === 0) return;
+// canvasFor sizes a canvas to its box at the screen's pixel ratio, clears
+// it, and gives its 2D context, size and the timeline's time → x mapping.
+function canvasFor(c) {
   const dpr = window.devicePixelRatio || 1;
   const w = c.clientWidth;
   const h = c.clientHeight;
@@ -524,7 +520,17 @@ function drawSensor() {
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, h);
   const v = view();
-  const x = (t) => ((t - v.start) / (v.end - v.start)) * w;
+  return { g, w, h, v, x: (t) => ((t - v.start) / (v.end - v.start)) * w };
+}
+
+// drawSensor draws the linked sensor's readings on the timeline's time
+// axis: numbers as lines (each scaled to its own range), booleans as
+// bands, and the playhead where the video is.
+function drawSensor() {
+  const c = $('sensor-chart');
+  const sd = state.sensor;
+  if (!sd || c.clientWidth === 0) return;
+  const { g, w, h, v, x } = canvasFor(c);
   const pts = sd.points;
   // booleans: a band while true
   sd.flags.forEach((k, i) => {
@@ -621,18 +627,7 @@ function drawTimeline() {
     const cs = getComputedStyle(document.documentElement);
     for (const k of ['span', 'track', 'now', 'muted', 'line', 'accent', 'text']) colors[k] = cs.getPropertyValue('--' + k).trim();
   }
-  const dpr = window.devicePixelRatio || 1;
-  const w = c.clientWidth;
-  const h = c.clientHeight;
-  if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
-    c.width = Math.round(w * dpr);
-    c.height = Math.round(h * dpr);
-  }
-  const g = c.getContext('2d');
-  g.setTransform(dpr, 0, 0, dpr, 0, 0);
-  g.clearRect(0, 0, w, h);
-  const v = view();
-  const x = (t) => ((t - v.start) / (v.end - v.start)) * w;
+  const { g, w, h, v, x } = canvasFor(c);
 
   // the track (empty = no footage), then the spans over it
   g.fillStyle = colors.track;
