@@ -3,12 +3,15 @@ package edgeagent_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -312,8 +315,11 @@ func TestSensorMQTT(t *testing.T) {
 	if missing != 0 || twice != 0 || len(late) != 0 {
 		t.Errorf("%d missing (the first: %v; the broker restarted at %d), %d stored twice, %d late", missing, gaps, n/2, twice, len(late))
 	}
-	if st.Sensor.MQTTReconnects < 1 || st.Sensor.Retained < 1 || st.Sensor.Duplicates != 0 {
-		t.Errorf("reconnects %d (want ≥ 1), retained skipped %d (want ≥ 1), duplicates %d (want 0: one delivery for two filters)",
+	// duplicates: the broker sends again what it had sent but not seen
+	// acknowledged at its restart (a few, dropped); two deliveries per
+	// message for the two filters would make thousands
+	if st.Sensor.MQTTReconnects < 1 || st.Sensor.Retained < 1 || st.Sensor.Duplicates > 100 {
+		t.Errorf("reconnects %d (want ≥ 1), retained skipped %d (want ≥ 1), duplicates %d (want a few at most: one delivery for two filters)",
 			st.Sensor.MQTTReconnects, st.Sensor.Retained, st.Sensor.Duplicates)
 	}
 }
@@ -726,4 +732,51 @@ func pushReadings(ctx context.Context, a *edgeagent.Agent, stream, format string
 		}
 	}()
 	return done
+}
+
+// TestSensorMQTTTLS: the broker wants TLS (a CA of the test's) and a user
+// and password; the agent connects with ca_file and credentials and takes
+// every reading. With a wrong password it stays disconnected and says so.
+func TestSensorMQTTTLS(t *testing.T) {
+	broker := testenv.StartMosquittoWith(t, testenv.MosquittoOptions{TLS: true, User: "sensor", Password: "s3cret-pw"})
+	cfg := func(pw string) *edgeagent.SensorConfig {
+		return &edgeagent.SensorConfig{
+			MQTT:      &edgeagent.MQTTConfig{Broker: broker.URL, Topics: []string{"lab/#"}, CAFile: broker.CAFile, Username: "sensor", Password: pw},
+			Timestamp: sensor.Timestamp{Field: "ts"}, Period: edgeagent.Duration(time.Second), Window: edgeagent.Duration(500 * time.Millisecond),
+		}
+	}
+	a, store := startPushAgent(t, nil, edgeagent.StreamConfig{Name: "lab", Sensor: cfg("s3cret-pw")},
+		edgeagent.StreamConfig{Name: "wrong", Sensor: cfg("not-it")})
+	deadline := time.Now().Add(10 * time.Second)
+	for st := streamStatus(a, "lab"); st.Sensor == nil || st.Sensor.MQTTConnected == nil || !*st.Sensor.MQTTConnected; st = streamStatus(a, "lab") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS connection: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	tc := &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
+	ca, _ := os.ReadFile(broker.CAFile)
+	tc.RootCAs.AppendCertsFromPEM(ca)
+	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker.URL).SetClientID("tls-pub").SetTLSConfig(tc).SetUsername("sensor").SetPassword("s3cret-pw"))
+	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publisher: %v", tok.Error())
+	}
+	defer pub.Disconnect(100)
+	for i := 0; i < 100; i++ {
+		tok := pub.Publish("lab/bench", 1, false, fmt.Sprintf(`{"ts":%d,"i":%d}`, time.Now().UnixNano(), i))
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	time.Sleep(2500 * time.Millisecond)
+	wrong := streamStatus(a, "wrong")
+	a.Close()
+	inOrder, _, _ := sensorReadings(t, store, "lab")
+	if len(inOrder) != 100 {
+		t.Errorf("%d of 100 readings over TLS", len(inOrder))
+	}
+	if wrong.Sensor == nil || wrong.Sensor.MQTTConnected == nil || *wrong.Sensor.MQTTConnected {
+		t.Errorf("a wrong password connected: %+v", wrong.Sensor)
+	}
 }

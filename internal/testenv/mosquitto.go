@@ -2,9 +2,18 @@ package testenv
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -18,17 +27,33 @@ const InstallMosquitto = "make peers (or: apt-get install -y mosquitto mosquitto
 // on (a restart keeps sessions and queued QoS 1 messages, as a real
 // deployment would).
 type Mosquitto struct {
-	// Addr is host:port; URL is tcp://Addr.
+	// Addr is host:port; URL is tcp://Addr (ssl://Addr with TLS).
 	Addr, URL string
-	t         testing.TB
-	dir       string
-	cmd       *exec.Cmd
-	done      chan struct{}
+	// CAFile is the PEM of the CA that signed a TLS broker's certificate.
+	CAFile string
+	t      testing.TB
+	dir    string
+	cmd    *exec.Cmd
+	done   chan struct{}
+}
+
+// MosquittoOptions add TLS and credentials to a test broker.
+type MosquittoOptions struct {
+	// TLS serves MQTT over TLS with a certificate for 127.0.0.1 signed by
+	// a CA of the test's (CAFile, to trust it).
+	TLS bool
+	// User and Password are required of clients when set.
+	User, Password string
 }
 
 // StartMosquitto starts a broker, stopped when the test ends; without
 // mosquitto the test fails under CI and is skipped otherwise.
 func StartMosquitto(t testing.TB) *Mosquitto {
+	return StartMosquittoWith(t, MosquittoOptions{})
+}
+
+// StartMosquittoWith starts a broker with TLS or credentials.
+func StartMosquittoWith(t testing.TB, o MosquittoOptions) *Mosquitto {
 	t.Helper()
 	if _, err := exec.LookPath("mosquitto"); err != nil {
 		if _, err := os.Stat("/usr/sbin/mosquitto"); err != nil {
@@ -38,13 +63,92 @@ func StartMosquitto(t testing.TB) *Mosquitto {
 	port := FreePort(t)
 	m := &Mosquitto{t: t, dir: t.TempDir(), Addr: fmt.Sprintf("127.0.0.1:%d", port)}
 	m.URL = "tcp://" + m.Addr
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\nmax_queued_messages 1000000\nlog_dest stderr\nlog_type error\nlog_type warning\n", port, m.dir)
+	// run as the user the test runs as: the test's folders are its own
+	// (as root, mosquitto would otherwise drop to its own user)
+	conf := fmt.Sprintf("user %s\nlistener %d 127.0.0.1\npersistence true\npersistence_location %s/\nautosave_interval 1\nmax_queued_messages 1000000\nlog_dest stderr\nlog_type error\nlog_type warning\n", currentUser(), port, m.dir)
+	if o.TLS {
+		m.CAFile = filepath.Join(m.dir, "ca.pem")
+		cert, key := filepath.Join(m.dir, "server.pem"), filepath.Join(m.dir, "server.key")
+		if err := writeTestCerts(m.CAFile, cert, key); err != nil {
+			t.Fatal(err)
+		}
+		m.URL = "ssl://" + m.Addr
+		conf += fmt.Sprintf("cafile %s\ncertfile %s\nkeyfile %s\n", m.CAFile, cert, key)
+	}
+	if o.User != "" {
+		pw := filepath.Join(m.dir, "passwd")
+		if out, err := exec.Command(mosquittoPasswdBin(), "-c", "-b", pw, o.User, o.Password).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+		}
+		conf += fmt.Sprintf("allow_anonymous false\npassword_file %s\n", pw)
+	} else {
+		conf += "allow_anonymous true\n"
+	}
 	if err := os.WriteFile(filepath.Join(m.dir, "mosquitto.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	m.Start()
 	t.Cleanup(m.Stop)
 	return m
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "root"
+}
+
+func mosquittoPasswdBin() string {
+	if p, err := exec.LookPath("mosquitto_passwd"); err == nil {
+		return p
+	}
+	return "/usr/bin/mosquitto_passwd"
+}
+
+// writeTestCerts writes a CA and a server certificate for 127.0.0.1
+// signed by it (PEM), for a TLS peer of a test.
+func writeTestCerts(caFile, certFile, keyFile string) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tributary test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	srv := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, srv, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		path, typ string
+		b         []byte
+	}{{caFile, "CERTIFICATE", caDER}, {certFile, "CERTIFICATE", der}, {keyFile, "EC PRIVATE KEY", kb}} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.b}), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func mosquittoBin() string {
