@@ -524,7 +524,7 @@ func (a *Agent) startInference(layout archive.Layout) {
 			continue // for tributary consume
 		}
 		d.Invokers = append(d.Invokers, &inference.Invoker{
-			Hook: h, Records: records, FragmentURL: a.fragmentURLs, Readings: a.readingsFor,
+			Hook: h, Records: records, FragmentURL: a.fragmentURLs, Readings: a.readingsFor, ReadingsURLs: a.readingsURLs,
 			Logger: a.Logger.With("component", "inference", "model", h.Model),
 		})
 	}
@@ -533,17 +533,26 @@ func (a *Agent) startInference(layout archive.Layout) {
 	a.registry.MustRegister(d)
 }
 
-// fragmentURLs returns signed URLs of a fragment and of its init segment
-// on the agent's playback API, for webhook notices: each signed for its
-// own path alone, valid for an hour.
-func (a *Agent) fragmentURLs(m fragment.Metadata) (string, string, error) {
+// publicBase is the agent's base URL as hook endpoints reach it.
+func (a *Agent) publicBase() (string, error) {
 	base := strings.TrimRight(a.Config.Inference.PublicURL, "/")
 	if base == "" {
 		addr := a.Addr()
 		if addr == "" {
-			return "", "", errors.New("the agent serves no HTTP (http.listen off) and inference.public_url is not set")
+			return "", errors.New("the agent serves no HTTP (http.listen off) and inference.public_url is not set")
 		}
 		base = "http://" + addr
+	}
+	return base, nil
+}
+
+// fragmentURLs returns signed URLs of a fragment and of its init segment
+// on the agent's playback API, for webhook notices: each signed for its
+// own path alone, valid for an hour.
+func (a *Agent) fragmentURLs(m fragment.Metadata) (string, string, error) {
+	base, err := a.publicBase()
+	if err != nil {
+		return "", "", err
 	}
 	prefix, err := a.layout.FragmentsPrefix(m.Stream)
 	if err != nil {

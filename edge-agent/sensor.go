@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -375,6 +376,73 @@ func (p *pipeline) notStored(ctx context.Context, rs []sensor.Reading) []sensor.
 	return out
 }
 
+// sensorsFor resolves a hook's readings: sensor stream names, or
+// "linked" (the sensor streams linked to stream).
+func (a *Agent) sensorsFor(stream string, names []string) []*pipeline {
+	var out []*pipeline
+	for _, p := range a.streams() {
+		if p.sensor == nil {
+			continue
+		}
+		for _, n := range names {
+			if n == p.cfg.Name || (n == "linked" && p.sensor.cfg.Link == stream) {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// waitArchived waits, up to the sensor's period and window and a few
+// seconds more (30 s at most), until its readings before end are in the
+// archive: a sensor's fragments close a window after their end.
+func (p *pipeline) waitArchived(ctx context.Context, end time.Time) error {
+	f := p.sensor
+	deadline := time.Now().Add(min(time.Duration(f.cfg.Period)+time.Duration(f.cfg.Window)+3*time.Second, 30*time.Second))
+	for time.Now().Before(deadline) {
+		through := f.frag.Stats.ThroughNS.Load() >= end.UnixNano()
+		stored := p.fragments.Load()+p.fragmentsLost.Load()+p.denied.Load() >= f.frag.Stats.Fragments.Load()
+		uploaded := true
+		if u := p.snapshot().Upload; u != nil && u.BacklogFragments > 0 {
+			uploaded = false
+		}
+		if through && stored && uploaded {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// readingsURLs returns, for a SageMaker-style request, a signed URL of
+// each sensor stream's readings in the fragment's time range (GET
+// …/samples, valid for an hour), once they are archived.
+func (a *Agent) readingsURLs(ctx context.Context, m fragment.Metadata, names []string) (map[string]string, error) {
+	base, err := a.publicBase()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, p := range a.sensorsFor(m.Stream, names) {
+		if err := p.waitArchived(ctx, m.ProducerEnd); err != nil {
+			return nil, err
+		}
+		path := "/v1/streams/" + p.cfg.Name + "/samples"
+		q := url.Values{"start": {m.ProducerStart.UTC().Format(time.RFC3339Nano)}, "end": {m.ProducerEnd.UTC().Format(time.RFC3339Nano)}}
+		u := base + path + "?" + q.Encode()
+		if !a.access.Disabled {
+			u += "&" + a.access.SignPath(path, time.Hour, time.Now())
+		}
+		out[p.cfg.Name] = u
+	}
+	return out, nil
+}
+
 // samplesResult answers a POST of readings.
 type samplesResult struct {
 	Accepted int             `json:"accepted"`
@@ -548,38 +616,10 @@ var errReadingsCut = errors.New("readings cut")
 // window and a few seconds more, until those readings are in the
 // archive: a sensor's fragments close a window after their end.
 func (a *Agent) readingsFor(ctx context.Context, m fragment.Metadata, names []string) (map[string][]json.RawMessage, error) {
-	var sensors []*pipeline
-	for _, p := range a.streams() {
-		if p.sensor == nil {
-			continue
-		}
-		for _, n := range names {
-			if n == p.cfg.Name || (n == "linked" && p.sensor.cfg.Link == m.Stream) {
-				sensors = append(sensors, p)
-				break
-			}
-		}
-	}
 	out := map[string][]json.RawMessage{}
-	for _, p := range sensors {
-		f := p.sensor
-		wait := min(time.Duration(f.cfg.Period)+time.Duration(f.cfg.Window)+3*time.Second, 30*time.Second)
-		deadline := time.Now().Add(wait)
-		for time.Now().Before(deadline) {
-			through := f.frag.Stats.ThroughNS.Load() >= m.ProducerEnd.UnixNano()
-			stored := p.fragments.Load()+p.fragmentsLost.Load()+p.denied.Load() >= f.frag.Stats.Fragments.Load()
-			uploaded := true
-			if u := p.snapshot().Upload; u != nil && u.BacklogFragments > 0 {
-				uploaded = false
-			}
-			if through && stored && uploaded {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(50 * time.Millisecond):
-			}
+	for _, p := range a.sensorsFor(m.Stream, names) {
+		if err := p.waitArchived(ctx, m.ProducerEnd); err != nil {
+			return nil, err
 		}
 		lines := []json.RawMessage{}
 		size := 0

@@ -553,8 +553,36 @@ func TestWebhookReadings(t *testing.T) {
 		w.Write([]byte(`{"ok":true}`))
 	}))
 	defer hook.Close()
+	// a SageMaker-style model gets a signed URL of the readings and fetches them
+	fetched := make(chan int, 16)
+	model := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		env, ok := strings.CutPrefix(r.Header.Get(inference.HeaderReadings), "env=")
+		if !ok {
+			fetched <- -1
+			w.Write([]byte(`{}`))
+			return
+		}
+		res, err := http.Get(env)
+		if err != nil || res.StatusCode != http.StatusOK {
+			fetched <- -2
+			w.Write([]byte(`{}`))
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		select {
+		case fetched <- strings.Count(string(b), "\n"):
+		default:
+		}
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer model.Close()
 	a, _ := startPushAgent(t, func(c *edgeagent.Config) {
-		c.Inference.Hooks = []inference.Hook{{Model: "notify", Kind: inference.KindWebhook, URL: hook.URL, Readings: []string{"linked"}, Streams: []string{"cam"}}}
+		c.Inference.Hooks = []inference.Hook{
+			{Model: "notify", Kind: inference.KindWebhook, URL: hook.URL, Readings: []string{"linked"}, Streams: []string{"cam"}},
+			{Model: "sm", Kind: inference.KindSageMaker, URL: model.URL, Readings: []string{"linked"}, Streams: []string{"cam"}},
+		}
 	}, edgeagent.StreamConfig{Name: "cam", URL: sim.URL("cam"), Transport: "tcp"},
 		edgeagent.StreamConfig{Name: "env", Sensor: &edgeagent.SensorConfig{
 			Timestamp: sensor.Timestamp{Field: "ts"}, Period: edgeagent.Duration(time.Second), Window: edgeagent.Duration(500 * time.Millisecond), Link: "cam",
@@ -596,6 +624,22 @@ func TestWebhookReadings(t *testing.T) {
 			got++
 		case <-timeout:
 			t.Fatalf("%d notices with readings", got)
+		}
+	}
+	// the SageMaker-style model read about 40 readings per 2 s fragment
+	// through its signed URL (the first fragment began before the sensor)
+	full := 0
+	for full < 2 {
+		select {
+		case n := <-fetched:
+			if n < 0 {
+				t.Fatalf("the model got no readings URL (%d)", n)
+			}
+			if n >= 38 {
+				full++
+			}
+		case <-timeout:
+			t.Fatalf("the model fetched %d full fragments of readings", full)
 		}
 	}
 }

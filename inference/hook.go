@@ -67,9 +67,11 @@ type Hook struct {
 	// Streams the hook applies to; empty means every stream.
 	Streams []string `yaml:"streams" json:"streams,omitempty"`
 	// Readings names sensor streams whose readings of the fragment's time
-	// range go in a webhook's notice ("readings": {stream: [reading…]}),
-	// or ["linked"]: the sensor streams linked to the fragment's stream.
-	// Webhooks only.
+	// range go with it, or ["linked"]: the sensor streams linked to the
+	// fragment's stream. A webhook's notice carries them ("readings":
+	// {stream: [reading…]}); a SageMaker-style request carries, in the
+	// X-Tributary-Readings header, a signed URL of each stream's readings
+	// (stream=URL, comma-separated), valid for an hour. Edge placement only.
 	Readings []string `yaml:"readings" json:"readings,omitempty"`
 	// Payload is "fragment" (default), "keyframe" or "jpeg". Webhooks
 	// send a notice with signed URLs of the fragment (fMP4) and its init
@@ -164,8 +166,8 @@ func (h *Hook) Validate(path string) error {
 	if h.Kind == KindWebhook && h.Payload != PayloadFragment {
 		return bad("payload", "a webhook gets a notice with the fragment's URL: only fragment applies")
 	}
-	if len(h.Readings) > 0 && h.Kind != KindWebhook {
-		return bad("readings", "sensor readings go in webhook notices only")
+	if len(h.Readings) > 0 && h.Placement == PlacementArchive {
+		return bad("readings", "sensor readings go with fragments at the edge (placement: edge)")
 	}
 	for i, s := range h.Readings {
 		if err := fragment.ValidateStreamName(s); err != nil {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,9 @@ const (
 	// HeaderInferenceID is SageMaker's request identifier, set to the
 	// idempotency key (hashed when longer than its 64 characters).
 	HeaderInferenceID = "X-Amzn-SageMaker-Inference-Id"
+	// HeaderReadings carries signed URLs of the sensor readings of the
+	// fragment's time range: stream=URL, comma-separated.
+	HeaderReadings = "X-Tributary-Readings"
 	// HeaderCustomAttributes is SageMaker's free-form attributes header.
 	HeaderCustomAttributes = "X-Amzn-SageMaker-Custom-Attributes"
 )
@@ -60,6 +64,11 @@ type Invoker struct {
 	// stored lines, for webhook notices. Required when the hook has
 	// Readings.
 	Readings func(ctx context.Context, m fragment.Metadata, streams []string) (map[string][]json.RawMessage, error)
+	// ReadingsURLs returns, for SageMaker-style requests, signed URLs of
+	// the readings of the sensor streams named in the fragment's time
+	// range, once they are archived. Required when such a hook has
+	// Readings.
+	ReadingsURLs func(ctx context.Context, m fragment.Metadata, streams []string) (map[string]string, error)
 	// Backoff is the first retry's delay, doubled for each next one up to
 	// 30 s, with full jitter. Default 500 ms.
 	Backoff time.Duration
@@ -130,6 +139,28 @@ func (iv *Invoker) Process(ctx context.Context, in *Input, placement string) (Ou
 		out.DeadLetter, out.Err = true, err
 		return out, iv.deadLetter(ctx, rec, err)
 	}
+	readings := ""
+	if h.Kind != KindWebhook && len(h.Readings) > 0 {
+		if iv.ReadingsURLs == nil {
+			iv.Logger.Warn("inference: no way to sign readings URLs here", "model", h.Model)
+		} else if urls, err := iv.ReadingsURLs(ctx, in.Meta, h.Readings); err != nil {
+			iv.Logger.Warn("inference: readings URLs", "model", h.Model, "err", err)
+		} else {
+			names := make([]string, 0, len(urls))
+			for n := range urls {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			var b strings.Builder
+			for i, n := range names {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(n + "=" + urls[n])
+			}
+			readings = b.String()
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		probe, err := iv.breaker.wait(ctx)
 		if err != nil {
@@ -141,7 +172,7 @@ func (iv *Invoker) Process(ctx context.Context, in *Input, placement string) (Ou
 			iv.breaker.abandon(probe)
 			return out, ctx.Err()
 		}
-		status, rctype, answer, latency, err := iv.do(ctx, body, ctype, rec.IdempotencyKey)
+		status, rctype, answer, latency, err := iv.do(ctx, body, ctype, rec.IdempotencyKey, readings)
 		<-iv.sem
 		out.Attempts, out.Latency = attempt+1, latency
 		rec.Attempts, rec.LatencyMs, rec.Status, rec.ContentType = attempt+1, float64(latency.Microseconds())/1000, status, rctype
@@ -260,7 +291,7 @@ func (iv *Invoker) body(ctx context.Context, in *Input, key string) (parts, stri
 }
 
 // do makes one request and reads the answer, bounded by MaxResult.
-func (iv *Invoker) do(ctx context.Context, body parts, ctype, key string) (status int, rctype string, answer []byte, latency time.Duration, err error) {
+func (iv *Invoker) do(ctx context.Context, body parts, ctype, key, readings string) (status int, rctype string, answer []byte, latency time.Duration, err error) {
 	h := &iv.Hook
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
@@ -281,6 +312,9 @@ func (iv *Invoker) do(ctx context.Context, body parts, ctype, key string) (statu
 	req.Header.Set(HeaderInferenceID, id)
 	if h.CustomAttributes != "" {
 		req.Header.Set(HeaderCustomAttributes, h.CustomAttributes)
+	}
+	if readings != "" {
+		req.Header.Set(HeaderReadings, readings)
 	}
 	for k, v := range h.Headers {
 		req.Header.Set(k, v)
