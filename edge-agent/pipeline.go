@@ -199,7 +199,7 @@ func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, s
 		// new decode timeline after whatever the last run stored
 		p.cutter.MarkDiscontinuity()
 	}
-	if seq.Unclean() {
+	if seq.Unclean() && cfg.Sensor == nil { // a sensor's journal replays what it had
 		// the previous run was killed or lost power: whatever fragment it
 		// had in progress (not yet closed, so never stored) is lost
 		p.fragmentsLost.Add(1)

@@ -186,20 +186,16 @@ func (p *pipeline) startSensor(ctx context.Context) {
 		j.run(journalCtx)
 	}()
 	if len(replay) > 0 {
-		seg := j.adoptReplayed(len(replay))
+		// what the last run acknowledged and did not store goes through
+		// this run's journal; the old segments go once it is in it
 		p.log.Warn("sensor readings of the last run that were not stored are replayed from the journal", "readings", len(replay))
-		go func() {
-			for i := range replay {
-				replay[i].Seq = seg.first + uint64(i)
-				select {
-				case f.in <- replay[i]:
-				case <-ctx.Done():
-					return
-				}
+		go f.offer(ctx, func(err error) {
+			if err == nil {
+				j.removeOld()
 			}
-		}()
+		}, replay...)
 	} else {
-		j.adoptReplayed(0)
+		j.removeOld()
 	}
 	storeDone := make(chan struct{})
 	go func() {

@@ -28,10 +28,10 @@ const (
 // acknowledged (an MQTT PUBACK, a POST's 200): each is written, as its
 // stored line, to an append-only segment file and fsynced, in groups,
 // before it goes to the fragmenter. A segment is deleted once every
-// reading in it is in a stored fragment (or was dropped as a repeat); the
-// segments left at start are replayed, so a reading acknowledged before a
-// crash is stored after it (possibly twice, then flagged late). One
-// goroutine (run) owns the files.
+// reading in it is in a stored fragment (or was dropped as a repeat). The
+// segments left at start are read back (old): the caller appends what of
+// them is not stored again, then removes them, so a reading acknowledged
+// before a crash is stored after it. One goroutine (run) owns the files.
 type journal struct {
 	dir string
 	log *slog.Logger
@@ -41,7 +41,8 @@ type journal struct {
 	mu       sync.Mutex
 	segments []*journalSegment // oldest first; the last is being written
 	nextSeq  uint64
-	memory   bool // no files (the journal could not be opened)
+	memory   bool     // no files (the journal could not be opened)
+	old      []string // the last run's segments, read at open
 }
 
 type journalSegment struct {
@@ -89,31 +90,24 @@ func openJournal(dir string, out chan<- sensor.Reading, log *slog.Logger) (*jour
 			}
 			replay = append(replay, r)
 		}
+		// new segments are named after numbers past the old ones'
 		if s, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(n), ".wal"), 10, 64); err == nil && s >= j.nextSeq {
 			j.nextSeq = s + 1
 		}
 	}
+	j.old = names
 	return j, replay, nil
 }
 
-// removeReplayed deletes the segments of the last run once their
-// readings, replayed, are in stored fragments: they are tracked as one
-// segment.
-func (j *journal) adoptReplayed(n int) *journalSegment {
-	names, _ := filepath.Glob(filepath.Join(j.dir, "*.wal"))
-	if len(names) == 0 || n == 0 {
-		for _, name := range names {
-			os.Remove(name)
+// removeOld deletes the last run's segments, once what of them was not
+// stored is in this run's journal.
+func (j *journal) removeOld() {
+	for _, n := range j.old {
+		if err := os.Remove(n); err != nil && !os.IsNotExist(err) {
+			j.log.Warn("sensor journal", "err", err)
 		}
-		return nil
 	}
-	s := &journalSegment{first: j.nextSeq, last: j.nextSeq + uint64(n) - 1, outstanding: n, sealed: true}
-	s.path = strings.Join(names, "\x00")
-	j.nextSeq += uint64(n)
-	j.mu.Lock()
-	j.segments = append(j.segments, s)
-	j.mu.Unlock()
-	return s
+	j.old = nil
 }
 
 // append makes readings durable, then hands them to the fragmenter and
@@ -143,24 +137,15 @@ func (j *journal) run(ctx context.Context) {
 		if !j.memory {
 			seg, err = j.current()
 		}
-		var seqs [][2]uint64
-		if j.memory {
-			for _, e := range batch {
-				for i := range e.readings {
-					e.readings[i].Seq = 0
-				}
-			}
-		} else if err == nil {
+		if !j.memory && err == nil {
 			buf = buf[:0]
 			for _, e := range batch {
-				first := j.nextSeq
 				for i := range e.readings {
 					e.readings[i].Seq = j.nextSeq
 					j.nextSeq++
 					buf = sensor.AppendLine(buf, &e.readings[i])
 					buf = append(buf, '\n')
 				}
-				seqs = append(seqs, [2]uint64{first, j.nextSeq - 1})
 			}
 			if _, err = seg.f.Write(buf); err == nil {
 				err = seg.f.Sync()
@@ -289,25 +274,12 @@ func (j *journal) trim() {
 	keep := j.segments[:0]
 	for _, s := range j.segments {
 		if s.sealed && s.outstanding <= 0 {
-			for _, p := range strings.Split(s.path, "\x00") {
-				if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
-					j.log.Warn("sensor journal", "err", err)
-				}
+			if err := os.Remove(s.path); err != nil && !os.IsNotExist(err) {
+				j.log.Warn("sensor journal", "err", err)
 			}
 			continue
 		}
 		keep = append(keep, s)
 	}
 	j.segments = keep
-}
-
-// size is the number of readings the journal holds that are not stored.
-func (j *journal) size() int {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	n := 0
-	for _, s := range j.segments {
-		n += s.outstanding
-	}
-	return n
 }

@@ -653,6 +653,10 @@ streams:
 		}
 	}
 	t.Logf("%d readings, %d kills: %d missing, %d stored twice, %d stored late", n, kills, missing, twice, late)
+	if !strings.Contains(out.String(), "replayed from the journal") && kills > 0 {
+		// the last start found the journal of the killed run
+		t.Errorf("the agent did not replay its journal after a kill:\n%s", out.String())
+	}
 	if missing > 0 || twice > 0 {
 		t.Errorf("%d readings lost (the first: %v), %d stored twice", missing, gaps, twice)
 	}
