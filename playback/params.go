@@ -49,6 +49,25 @@ func timeRange(q url.Values) (time.Time, time.Time, error) {
 	return start, end, nil
 }
 
+// recentRange reads start and end, defaulting to the hour before end and
+// end to now; the range must be positive and at most max.
+func recentRange(q url.Values, now time.Time, max time.Duration) (time.Time, time.Time, error) {
+	start, end, err := timeRange(q)
+	if err != nil {
+		return start, end, err
+	}
+	if end.IsZero() {
+		end = now.UTC()
+	}
+	if start.IsZero() {
+		start = end.Add(-time.Hour)
+	}
+	if !end.After(start) || end.Sub(start) > max {
+		return start, end, badParam("start", "the range must be positive and at most %v", max)
+	}
+	return start, end, nil
+}
+
 // intParam reads an integer parameter within [min, max], def when absent.
 func intParam(q url.Values, name string, def, min, max int) (int, error) {
 	v := q.Get(name)

@@ -2,7 +2,6 @@ package playback
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/inference"
@@ -15,19 +14,9 @@ import (
 func (s *Server) listRecords(kind string) func(http.ResponseWriter, *http.Request, request) {
 	return func(w http.ResponseWriter, r *http.Request, req request) {
 		q := r.URL.Query()
-		start, end, err := timeRange(q)
+		start, end, err := recentRange(q, s.Now(), inference.MaxListRange)
 		if err != nil {
 			s.fail(w, err)
-			return
-		}
-		if end.IsZero() {
-			end = s.Now().UTC()
-		}
-		if start.IsZero() {
-			start = end.Add(-time.Hour)
-		}
-		if !end.After(start) || end.Sub(start) > inference.MaxListRange {
-			s.fail(w, badParam("start", "the range must be positive and at most %v", inference.MaxListRange))
 			return
 		}
 		model := q.Get("model")

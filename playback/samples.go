@@ -76,19 +76,9 @@ const maxSamplesPage = 16 << 20
 // the next page.
 func (s *Server) samples(w http.ResponseWriter, r *http.Request, req request) {
 	q := r.URL.Query()
-	start, end, err := timeRange(q)
+	start, end, err := recentRange(q, s.Now(), maxSamplesRange)
 	if err != nil {
 		s.fail(w, err)
-		return
-	}
-	if end.IsZero() {
-		end = s.Now().UTC()
-	}
-	if start.IsZero() {
-		start = end.Add(-time.Hour)
-	}
-	if !end.After(start) || end.Sub(start) > maxSamplesRange {
-		s.fail(w, badParam("start", "the range must be positive and at most %v", maxSamplesRange))
 		return
 	}
 	limit, err := intParam(q, "limit", defaultSamplesLimit, 1, maxSamplesLimit)
