@@ -69,10 +69,9 @@ type Fragmenter struct {
 	// the grid (the camera is down). Default 30 s.
 	Fallback time.Duration
 	// Emit receives each fragment; it is valid only during the call.
-	// Sources lists the readings of the fragment being emitted (for their
-	// Seq), valid during the call too.
 	Emit func(*fragment.Fragment)
-	// Sources is set to the readings of the fragment during Emit.
+	// Sources holds the readings of the fragment during Emit (for their
+	// Seq).
 	Sources []Reading
 	// Dropped, when set, is told of each reading dropped as a repeat.
 	Dropped func(Reading)
@@ -80,7 +79,6 @@ type Fragmenter struct {
 	Stats Stats
 
 	buckets map[int64]*bucket
-	closed  int64 // grid cells below are closed
 	started bool
 	late    []Reading
 	lateAt  time.Time // when late readings were last emitted
@@ -90,11 +88,12 @@ type Fragmenter struct {
 	skewMin int64
 	skewAt  time.Time
 
+	closedNs int64 // readings before are closed (on the grid, a cell's start)
+
 	// aligned mode
-	closedNs int64 // readings before are closed
-	pending  bucket
-	bounds   []int64   // boundaries not yet cut at, ascending
-	boundAt  time.Time // when the latest boundary came
+	pending bucket
+	bounds  []int64   // boundaries not yet cut at, ascending
+	boundAt time.Time // when the latest boundary came
 }
 
 type bucket struct {
@@ -143,14 +142,12 @@ func (f *Fragmenter) Add(r Reading, now time.Time) {
 	cell := floorDiv(r.Time.UnixNano(), int64(f.Period))
 	if !f.started {
 		f.started = true
-		f.closed = floorDiv(now.Add(-f.Window).UnixNano(), int64(f.Period))
 		f.closedNs = now.Add(-f.Window).UnixNano()
+		if !f.Aligned {
+			f.closedNs = floorDiv(f.closedNs, int64(f.Period)) * int64(f.Period)
+		}
 	}
-	late := cell < f.closed
-	if f.Aligned {
-		late = r.Time.UnixNano() < f.closedNs
-	}
-	if late || r.Time.Sub(now) > f.MaxFuture {
+	if r.Time.UnixNano() < f.closedNs || r.Time.Sub(now) > f.MaxFuture {
 		r.Late = true
 		f.late = append(f.late, r)
 		f.Stats.Late.Add(1)
@@ -261,14 +258,14 @@ func (f *Fragmenter) tickAligned(now time.Time) {
 	for len(f.bounds) > 0 && f.bounds[0]+int64(f.Window) <= now.UnixNano() {
 		b := f.bounds[0]
 		f.bounds = f.bounds[1:]
-		f.cutPending(b, true)
+		f.cutPending(b)
 	}
 	if now.Sub(f.boundAt) > f.Fallback {
 		grid := floorDiv(now.Add(-f.Window).UnixNano(), int64(f.Period)) * int64(f.Period)
 		for f.closedNs < grid {
 			// one grid cell at a time, as in grid mode
 			next := min((floorDiv(f.closedNs, int64(f.Period))+1)*int64(f.Period), grid)
-			f.cutPending(next, false)
+			f.cutPending(next)
 		}
 	}
 	if now.Sub(f.lateAt) >= f.Period {
@@ -282,7 +279,7 @@ func (f *Fragmenter) tickAligned(now time.Time) {
 
 // cutPending emits the pending readings before b as a fragment ending at
 // b, and closes what is before b.
-func (f *Fragmenter) cutPending(b int64, bound bool) {
+func (f *Fragmenter) cutPending(b int64) {
 	p := &f.pending
 	slices.SortStableFunc(p.readings, func(x, y Reading) int { return x.Time.Compare(y.Time) })
 	n := 0
@@ -300,7 +297,6 @@ func (f *Fragmenter) cutPending(b int64, bound bool) {
 		}
 	}
 	f.closedNs = max(f.closedNs, b)
-	_ = bound
 }
 
 // Flush closes every fragment (the stream is stopping).
@@ -314,13 +310,13 @@ func (f *Fragmenter) Flush() {
 					last = r.Time
 				}
 			}
-			f.cutPending(last.UnixNano()+1, false)
+			f.cutPending(last.UnixNano() + 1)
 		}
 		f.emitLate()
 		f.Stats.ThroughNS.Store(f.closedNs)
 		return
 	}
-	var last int64 = f.closed
+	last := floorDiv(f.closedNs, int64(f.Period))
 	for c := range f.buckets {
 		last = max(last, c+1)
 	}
@@ -329,7 +325,7 @@ func (f *Fragmenter) Flush() {
 }
 
 func (f *Fragmenter) closeBelow(upTo int64) {
-	if upTo <= f.closed && len(f.buckets) == 0 {
+	if upTo*int64(f.Period) <= f.closedNs && len(f.buckets) == 0 {
 		return
 	}
 	var cells []int64
@@ -346,10 +342,10 @@ func (f *Fragmenter) closeBelow(upTo int64) {
 		end := time.Unix(0, (c+1)*int64(f.Period))
 		f.emit(b.readings, end, false)
 	}
-	f.closed = max(f.closed, upTo)
+	f.closedNs = max(f.closedNs, upTo*int64(f.Period))
 	f.started = true
 	if len(f.late) == 0 {
-		f.Stats.ThroughNS.Store(f.closed * int64(f.Period))
+		f.Stats.ThroughNS.Store(f.closedNs)
 	}
 }
 
@@ -376,7 +372,7 @@ func (f *Fragmenter) emitLate() {
 		i = j
 	}
 	f.late = f.late[:0]
-	f.Stats.ThroughNS.Store(f.closed * int64(f.Period))
+	f.Stats.ThroughNS.Store(f.closedNs)
 }
 
 // emit makes a fragment of readings (sorted, not empty) ending at end.
