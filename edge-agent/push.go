@@ -13,6 +13,7 @@ import (
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
 	iwebrtc "github.com/tributary-io/tributary/ingest/webrtc"
+	"github.com/tributary-io/tributary/playback"
 )
 
 // StateWaiting is the state of a push stream with no producer connected.
@@ -277,22 +278,7 @@ func (a *Agent) whipServer() *iwebrtc.Server {
 // (api.cors_origins), so that pages elsewhere can publish, and answers a
 // preflight; it reports whether it did.
 func (a *Agent) whipCORS(w http.ResponseWriter, r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	allowed := false
-	for _, o := range a.Config.API.CORSOrigins {
-		if o == "*" || o == origin {
-			allowed = true
-		}
-	}
-	if origin != "" && allowed {
-		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", origin)
-		h.Add("Vary", "Origin")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
-		h.Set("Access-Control-Allow-Methods", "POST, DELETE, PATCH, OPTIONS")
-		h.Set("Access-Control-Expose-Headers", "Location, ETag, Link")
-		h.Set("Access-Control-Max-Age", "600")
-	}
+	a.access.CORS(w, r, whipCORSRules)
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		w.Header().Set("Accept-Post", "application/sdp")
 		w.WriteHeader(http.StatusNoContent)
@@ -300,3 +286,6 @@ func (a *Agent) whipCORS(w http.ResponseWriter, r *http.Request) bool {
 	}
 	return false
 }
+
+// whipCORSRules let pages elsewhere publish and end their sessions.
+var whipCORSRules = playback.CORSRules{Methods: "POST, DELETE, PATCH, OPTIONS", Headers: "Authorization, Content-Type, If-Match", Expose: "Location, ETag, Link"}

@@ -136,8 +136,20 @@ func (a *Access) check(r *http.Request, stream string, now time.Time) (string, e
 	return "exp=" + url.QueryEscape(expS) + "&sig=" + url.QueryEscape(sig), nil
 }
 
-// cors sets the CORS headers of a response.
-func (a *Access) cors(w http.ResponseWriter, r *http.Request) {
+// CORSRules are what a CORS answer allows.
+type CORSRules struct {
+	Methods, Headers, Expose string
+}
+
+// apiCORS are the playback API's rules (Link: the next page of samples).
+var apiCORS = CORSRules{Methods: "GET, HEAD, POST, OPTIONS", Headers: "Authorization, Range, Content-Type", Expose: "Content-Length, Content-Range, Link"}
+
+// cors sets the CORS headers of a playback API response.
+func (a *Access) cors(w http.ResponseWriter, r *http.Request) { a.CORS(w, r, apiCORS) }
+
+// CORS sets the CORS headers of a response to a request from an allowed
+// origin (CORSOrigins; all when empty), with rules.
+func (a *Access) CORS(w http.ResponseWriter, r *http.Request, rules CORSRules) {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return
@@ -154,8 +166,8 @@ func (a *Access) cors(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Add("Vary", "Origin")
-	h.Set("Access-Control-Allow-Headers", "Authorization, Range, Content-Type")
-	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
-	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range")
+	h.Set("Access-Control-Allow-Headers", rules.Headers)
+	h.Set("Access-Control-Allow-Methods", rules.Methods)
+	h.Set("Access-Control-Expose-Headers", rules.Expose)
 	h.Set("Access-Control-Max-Age", "600")
 }
