@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
@@ -336,32 +335,15 @@ func (p *pipeline) notStored(ctx context.Context, rs []sensor.Reading) []sensor.
 		return strconv.FormatInt(r.Time.UnixNano(), 10) + "\x00" + r.Topic + "\x00" + string(r.Value)
 	}
 	have := map[string]bool{}
-	req := archive.ListRequest{Stream: p.cfg.Name, Start: lo, End: hi.Add(time.Millisecond), Limit: archive.MaxListFragmentsLimit}
-	for {
-		res, err := archive.ListFragments(ctx, p.store, p.layout, req)
-		if err != nil {
-			p.log.Warn("sensor journal: cannot list what is stored; replaying all", "err", err)
-			return rs
+	err := sensor.Each(ctx, p.store, p.layout, p.cfg.Name, lo, hi.Add(time.Millisecond), nil, func(_ *fragment.Metadata, stored []sensor.Reading, err error) error {
+		for i := range stored { // an unreadable fragment has none
+			have[key(&stored[i])] = true
 		}
-		for _, m := range res.Fragments {
-			rc, _, err := p.store.Get(ctx, m.Key, nil)
-			if err != nil {
-				continue
-			}
-			data, err := io.ReadAll(io.LimitReader(rc, 64<<20))
-			rc.Close()
-			if err != nil {
-				continue
-			}
-			stored, _ := sensor.ReadFragment(data)
-			for i := range stored {
-				have[key(&stored[i])] = true
-			}
-		}
-		if res.NextToken == "" {
-			break
-		}
-		req.Token = res.NextToken
+		return nil
+	})
+	if err != nil {
+		p.log.Warn("sensor journal: cannot list what is stored; replaying all", "err", err)
+		return rs
 	}
 	out := rs[:0]
 	for i := range rs {
@@ -620,54 +602,35 @@ func (a *Agent) readingsFor(ctx context.Context, m fragment.Metadata, names []st
 		lines := []json.RawMessage{}
 		size := 0
 		var cut error
-		req := archive.ListRequest{Stream: p.cfg.Name, Start: m.ProducerStart, End: m.ProducerEnd, Limit: archive.MaxListFragmentsLimit}
-	list:
-		for {
-			res, err := archive.ListFragments(ctx, a.Store, a.layout, req)
-			if err != nil {
-				out[p.cfg.Name] = lines
-				return out, err
+		err := sensor.Each(ctx, a.Store, a.layout, p.cfg.Name, m.ProducerStart, m.ProducerEnd, nil, func(_ *fragment.Metadata, rs []sensor.Reading, err error) error {
+			if errors.Is(err, sensor.ErrBadFragment) {
+				cut = err
+				return nil
 			}
-			for _, sm := range res.Fragments {
-				rc, _, err := a.Store.Get(ctx, sm.Key, nil)
-				if err != nil {
-					out[p.cfg.Name] = lines
-					return out, err
-				}
-				data, err := io.ReadAll(io.LimitReader(rc, 64<<20))
-				rc.Close()
-				if err != nil {
-					out[p.cfg.Name] = lines
-					return out, err
-				}
-				rs, err := sensor.ReadFragment(data)
-				if err != nil {
-					cut = fmt.Errorf("%s: %w", sm.Key, err)
+			if err != nil {
+				return err
+			}
+			for i := range rs {
+				if rs[i].Time.Before(m.ProducerStart) || !rs[i].Time.Before(m.ProducerEnd) {
 					continue
 				}
-				for i := range rs {
-					if rs[i].Time.Before(m.ProducerStart) || !rs[i].Time.Before(m.ProducerEnd) {
-						continue
-					}
-					l := sensor.AppendLine(nil, &rs[i])
-					if size+len(l) > maxNoticeBytes {
-						cut = fmt.Errorf("%w: %s has more than %d bytes of readings in the fragment's range", errReadingsCut, p.cfg.Name, maxNoticeBytes)
-						break list
-					}
-					size += len(l)
-					lines = append(lines, l)
+				l := sensor.AppendLine(nil, &rs[i])
+				if size+len(l) > maxNoticeBytes {
+					cut = fmt.Errorf("%w: %s has more than %d bytes of readings in the fragment's range", errReadingsCut, p.cfg.Name, maxNoticeBytes)
+					return errReadingsCut
 				}
+				size += len(l)
+				lines = append(lines, l)
 			}
-			if res.NextToken == "" {
-				break
-			}
-			req.Token = res.NextToken
+			return nil
+		})
+		out[p.cfg.Name] = lines
+		if err != nil && !errors.Is(err, errReadingsCut) {
+			return out, err
 		}
 		if cut != nil {
-			out[p.cfg.Name] = lines
 			return out, cut
 		}
-		out[p.cfg.Name] = lines
 	}
 	return out, nil
 }

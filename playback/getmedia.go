@@ -156,34 +156,24 @@ func (mw *mediaWriter) addSensorTracks(ctx context.Context, f *fragment.Fragment
 		nextID++
 		track := fragment.Track{ID: nextID, Kind: fragment.KindData, Codec: fragment.CodecJSON, TimeScale: 1000}
 		var ss []fragment.Sample
-		res, err := archive.ListFragments(ctx, mw.s.Store, mw.s.Layout, archive.ListRequest{
-			Stream: name, Start: f.ProducerStart, End: f.ProducerEnd, Limit: 100,
-		})
-		if err == nil {
-			for _, sm := range res.Fragments {
-				rs, ok := mw.cache[sm.Key]
-				if !ok {
-					data, err := mw.s.get(ctx, sm.Key, maxSensorFragment)
-					if err != nil {
-						continue
-					}
-					if rs, err = sensor.ReadFragment(data); err != nil {
-						continue
-					}
-					if len(mw.cache) > 8 {
-						clear(mw.cache)
-					}
-					mw.cache[sm.Key] = rs
-				}
-				for i := range rs {
-					if rs[i].Time.Before(f.ProducerStart) || !rs[i].Time.Before(f.ProducerEnd) {
-						continue
-					}
-					ns := leadNs + rs[i].Time.Sub(f.ProducerStart).Nanoseconds()
-					ss = append(ss, fragment.Sample{DTS: ns / 1e6, Keyframe: true, Payload: sensor.AppendLine(nil, &rs[i])})
-				}
+		cached := func(key string) ([]sensor.Reading, bool) { rs, ok := mw.cache[key]; return rs, ok }
+		_ = sensor.Each(ctx, mw.s.Store, mw.s.Layout, name, f.ProducerStart, f.ProducerEnd, cached, func(sm *fragment.Metadata, rs []sensor.Reading, err error) error {
+			if err != nil {
+				return nil // what cannot be read is left out; the video goes on
 			}
-		}
+			if len(mw.cache) > 8 {
+				clear(mw.cache)
+			}
+			mw.cache[sm.Key] = rs
+			for i := range rs {
+				if rs[i].Time.Before(f.ProducerStart) || !rs[i].Time.Before(f.ProducerEnd) {
+					continue
+				}
+				ns := leadNs + rs[i].Time.Sub(f.ProducerStart).Nanoseconds()
+				ss = append(ss, fragment.Sample{DTS: ns / 1e6, Keyframe: true, Payload: sensor.AppendLine(nil, &rs[i])})
+			}
+			return nil
+		})
 		slices.SortStableFunc(ss, func(a, b fragment.Sample) int { return cmp.Compare(a.DTS, b.DTS) })
 		f.TrackConfigs = append(f.TrackConfigs[:len(f.TrackConfigs):len(f.TrackConfigs)], track)
 		f.Samples = append(f.Samples[:len(f.Samples):len(f.Samples)], ss)

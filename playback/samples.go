@@ -1,6 +1,7 @@
 package playback
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -8,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest/sensor"
 )
@@ -18,7 +18,6 @@ const (
 	defaultSamplesLimit = 10000
 	maxSamplesLimit     = 100000
 	maxSamplesRange     = 7 * 24 * time.Hour
-	maxSensorFragment   = 64 << 20
 )
 
 // samplesCursor is where a page of readings stopped: after reading index
@@ -117,58 +116,38 @@ func (s *Server) samples(w http.ResponseWriter, r *http.Request, req request) {
 	var out []byte
 	n := 0
 	var next *samplesCursor
-	token := ""
-pages:
-	for {
-		res, err := archive.ListFragments(r.Context(), s.Store, s.Layout, archive.ListRequest{
-			Stream: req.stream, Start: listFrom, End: end, Limit: archive.MaxListFragmentsLimit, Token: token,
-		})
+	err = sensor.Each(r.Context(), s.Store, s.Layout, req.stream, listFrom, end, nil, func(m *fragment.Metadata, rs []sensor.Reading, err error) error {
+		if errors.Is(err, sensor.ErrBadFragment) {
+			s.Logger.Warn("sensor fragment", "key", m.Key, "err", err)
+			return nil
+		}
 		if err != nil {
-			s.fail(w, err) // nothing is written before the page is whole
-			return
+			return err
 		}
-		for i := range res.Fragments {
-			m := &res.Fragments[i]
-			if !isSensorFragment(m) {
+		for j := range rs {
+			if (cur != nil && cur.before(m, j)) || rs[j].Time.Before(start) || !rs[j].Time.Before(end) {
 				continue
 			}
-			data, err := s.get(r.Context(), m.Key, maxSensorFragment)
-			if err != nil {
-				s.fail(w, err)
-				return
-			}
-			rs, err := sensor.ReadFragment(data)
-			if err != nil {
-				s.Logger.Warn("sensor fragment", "key", m.Key, "err", err)
-				continue
-			}
-			for j := range rs {
-				if cur != nil && cur.before(m, j) {
+			if step > 0 {
+				b := rs[j].Time.UnixNano() / step
+				if b == lastBucket {
 					continue
 				}
-				if rs[j].Time.Before(start) || !rs[j].Time.Before(end) {
-					continue
-				}
-				if step > 0 {
-					b := rs[j].Time.UnixNano() / step
-					if b == lastBucket {
-						continue
-					}
-					lastBucket = b
-				}
-				if n == limit || len(out) >= maxSamplesPage {
-					next = &samplesCursor{m.ProducerStart, m.Number, j - 1}
-					break pages
-				}
-				out = sensor.AppendLine(out, &rs[j])
-				out = append(out, '\n')
-				n++
+				lastBucket = b
 			}
+			if n == limit || len(out) >= maxSamplesPage {
+				next = &samplesCursor{m.ProducerStart, m.Number, j - 1}
+				return errPageFull
+			}
+			out = sensor.AppendLine(out, &rs[j])
+			out = append(out, '\n')
+			n++
 		}
-		if res.NextToken == "" {
-			break
-		}
-		token = res.NextToken
+		return nil
+	})
+	if err != nil && err != errPageFull {
+		s.fail(w, err) // nothing is written before the page is whole
+		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("X-Tributary-Readings", strconv.Itoa(n))
@@ -191,12 +170,5 @@ pages:
 	w.Write(out)
 }
 
-// isSensorFragment reports whether a fragment holds a JSON data track.
-func isSensorFragment(m *fragment.Metadata) bool {
-	for _, t := range m.Tracks {
-		if t.Codec == fragment.CodecJSON {
-			return true
-		}
-	}
-	return false
-}
+// errPageFull ends the reading of a full page.
+var errPageFull = errors.New("page full")

@@ -2,10 +2,13 @@ package sensor
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
+	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 )
 
@@ -39,4 +42,77 @@ func ReadFragment(mkv []byte) ([]Reading, error) {
 			out = append(out, rd)
 		}
 	}
+}
+
+// MaxFragmentRead bounds a stored sensor fragment Each reads.
+const MaxFragmentRead = 64 << 20
+
+// Each calls fn, in listing order (start, then number), with each stored
+// fragment of stream overlapping [start, end) and its readings, all of
+// them (fn filters by time), or the error of reading it. A listing error,
+// or fn's, ends it. get, when set, reads a fragment instead of the store
+// (a cache).
+func Each(ctx context.Context, store archive.Store, layout archive.Layout, stream string, start, end time.Time,
+	get func(key string) ([]Reading, bool), fn func(m *fragment.Metadata, rs []Reading, err error) error) error {
+	req := archive.ListRequest{Stream: stream, Start: start, End: end, Limit: archive.MaxListFragmentsLimit}
+	for {
+		res, err := archive.ListFragments(ctx, store, layout, req)
+		if err != nil {
+			return err
+		}
+		for i := range res.Fragments {
+			m := &res.Fragments[i]
+			if !isData(m) {
+				continue
+			}
+			rs, ok := []Reading(nil), false
+			if get != nil {
+				rs, ok = get(m.Key)
+			}
+			var err error
+			if !ok {
+				rs, err = readStored(ctx, store, m.Key)
+			}
+			if err := fn(m, rs, err); err != nil {
+				return err
+			}
+		}
+		if res.NextToken == "" {
+			return nil
+		}
+		req.Token = res.NextToken
+	}
+}
+
+func readStored(ctx context.Context, store archive.Store, key string) ([]Reading, error) {
+	rc, info, err := store.Get(ctx, key, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if info.Size > MaxFragmentRead {
+		return nil, fmt.Errorf("%s: %d bytes, more than %d", key, info.Size, MaxFragmentRead)
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, MaxFragmentRead+1))
+	if err != nil {
+		return nil, err
+	}
+	rs, err := ReadFragment(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadFragment, key, err)
+	}
+	return rs, nil
+}
+
+// ErrBadFragment is a stored fragment whose readings cannot be read.
+var ErrBadFragment = errors.New("unreadable sensor fragment")
+
+// isData reports whether a fragment holds a JSON data track.
+func isData(m *fragment.Metadata) bool {
+	for _, t := range m.Tracks {
+		if t.Codec == fragment.CodecJSON {
+			return true
+		}
+	}
+	return false
 }
