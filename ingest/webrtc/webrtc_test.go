@@ -259,7 +259,9 @@ func TestWHIPBadInput(t *testing.T) {
 	}
 	pub.Close()
 	waitFor(t, "the DTLS session to end", 20*time.Second, func() bool { return srv.Active() == 0 })
-	if s, _ := tt.sink("dtls"); s != nil {
+	if s, _ := tt.sink("dtls"); s == nil {
+		t.Errorf("the DTLS case never held its stream")
+	} else {
 		s.mu.Lock()
 		n := s.sessions
 		s.mu.Unlock()
