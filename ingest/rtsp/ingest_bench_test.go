@@ -37,7 +37,9 @@ func (r *replay) Read(p []byte) (int, error) {
 		}
 		for i, f := range r.rec.Frames {
 			rate := int64(r.rec.Desc.Medias[f.Media].Formats[0].ClockRate())
-			shift := uint32(int64(r.pass) * int64(r.rec.Duration) * rate / int64(time.Second))
+			// ticks of one loop first: pass × ns × rate overflows int64
+			// after 12,800 loops (28 h of media)
+			shift := uint32(int64(r.pass) * (int64(r.rec.Duration) * rate / int64(time.Second)))
 			h := r.buf[f.Header:]
 			binary.BigEndian.PutUint16(h[2:], r.orig[i].seq+uint16(r.pass*r.rec.Packets[f.Media]))
 			binary.BigEndian.PutUint32(h[4:], r.orig[i].ts+shift)
