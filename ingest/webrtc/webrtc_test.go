@@ -183,7 +183,20 @@ func TestWHEPPion(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- src.Run(ctx, sink, nil) }()
-	waitFor(t, "4 fragments", 15*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 4 })
+	// a session that ends early, or a slow one, says what it saw
+	deadline := time.Now().Add(30 * time.Second)
+	for f, _ := sink.fragments(); len(f) < 4; f, _ = sink.fragments() {
+		select {
+		case err := <-errc:
+			t.Fatalf("the session ended after %d fragments: %v; packets %d, samples %d, lost %d, decode errors %d, PLIs %d",
+				len(f), err, ctr.Packets.Load(), ctr.Samples.Load(), ctr.PacketsLost.Load(), ctr.DecodeErrors.Load(), ctr.KeyframeRequests.Load())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d fragments in 30 s; packets %d, samples %d, lost %d, decode errors %d, PLIs %d",
+				len(f), ctr.Packets.Load(), ctr.Samples.Load(), ctr.PacketsLost.Load(), ctr.DecodeErrors.Load(), ctr.KeyframeRequests.Load())
+		}
+	}
 	cancel()
 	if err := <-errc; err != nil {
 		t.Errorf("Run: %v", err)
