@@ -356,8 +356,9 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 		return
 	}
 	f.Key = key
-	if p.ring.Active() && fragment.FMP4Carries(f.TrackConfigs) {
-		// the live edge serves fMP4 whatever the archive's container
+	if p.ring.Active() && fragment.FMP4CarriesMedia(f.TrackConfigs) {
+		// the live edge serves fMP4 whatever the archive's container, without
+		// data tracks
 		seg := bytes.Clone(*buf)
 		if container == fragment.ContainerMKV {
 			seg = fragment.AppendFMP4(nil, f)
@@ -404,7 +405,7 @@ func mergeTags(stream, own map[string]string) map[string]string {
 }
 
 // containerOf is the container of a fragment of tracks: the stream's, or
-// MKV for codecs fMP4 does not carry here (VP8, VP9, AV1).
+// MKV for what fMP4 does not carry here (VP8, data tracks).
 func (p *pipeline) containerOf(tracks []fragment.Track) string {
 	if p.cfg.Container != fragment.ContainerMKV && !fragment.FMP4Carries(tracks) {
 		return fragment.ContainerMKV
@@ -434,7 +435,7 @@ func (p *pipeline) ensureInit(ctx context.Context, in *initInfo) error {
 	if in == nil || p.inits[in.hash] {
 		return nil
 	}
-	if !fragment.FMP4Carries(in.tracks) {
+	if !fragment.FMP4CarriesMedia(in.tracks) {
 		p.inits[in.hash] = true // MKV fragments carry their tracks
 		return nil
 	}

@@ -360,9 +360,9 @@ func (s *spool) add(m fragment.Metadata, data []byte, tracks []fragment.Track) e
 		return err
 	}
 	ip := s.initPath(m.Stream, m.InitHash)
-	if !fragment.FMP4Carries(tracks) {
+	if !fragment.FMP4CarriesMedia(tracks) {
 		// MKV fragments of codecs fMP4 does not carry here need no init
-		// segment
+		// segment (one with a data track needs that of its audio and video)
 	} else if _, err := os.Stat(ip); err != nil {
 		b, err := fragment.MarshalInit(tracks)
 		if err != nil {

@@ -15,7 +15,8 @@ import (
 
 // TrackFromMKV maps a Matroska track to a Track: H.264 (avcC), H.265
 // (hvcC), AAC, Opus, G.711 (A_MS/ACM), VP8, VP9, AV1 and UTF-8 text (JSON
-// data). Video timestamps use a 90 kHz timescale, audio its sample rate,
+// data, or ONVIF metadata when the track is named MKVNameONVIF). Video and
+// ONVIF timestamps use a 90 kHz timescale, audio its sample rate, JSON
 // data milliseconds.
 func TrackFromMKV(m MKVTrack) (Track, error) {
 	t := Track{ID: uint32(m.Number)}
@@ -87,6 +88,8 @@ func TrackFromMKV(m MKVTrack) (Track, error) {
 			return t, fmt.Errorf("%w: track %d: G.711 of %d channels at %d Hz", ErrInvalidMKV, m.Number, t.Channels, t.SampleRate)
 		}
 		t.TimeScale = uint32(t.SampleRate)
+	case id == "S_TEXT/UTF8" && m.Name == MKVNameONVIF:
+		t.Kind, t.Codec, t.TimeScale = KindData, CodecONVIF, 90000
 	case id == "S_TEXT/UTF8":
 		t.Kind, t.Codec, t.TimeScale = KindData, CodecJSON, 1000
 	default:

@@ -388,8 +388,10 @@ func (c *Cutter) close(endNs, endTime int64) {
 		for k > 0 && ss[k-1].DTS >= cut {
 			k--
 		}
-		if k == len(ss) && k > 0 && ss[k-1].Duration == 0 {
-			k-- // its duration is not known yet: it goes with the next fragment
+		if k == len(ss) && k > 0 && ss[k-1].Duration == 0 && c.tracks[j].Kind != KindData {
+			// its duration is not known yet: it goes with the next fragment
+			// (a data sample, an instant, stays in the fragment of its time)
+			k--
 		}
 		for _, s := range ss[k:] {
 			c.next.add(j, s)

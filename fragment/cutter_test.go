@@ -447,3 +447,47 @@ func TestCutterMemoryBounded(t *testing.T) {
 		t.Errorf("memory grows: %d MB after 1 min, %d MB after 2 min", firstMinute>>20, after>>20)
 	}
 }
+
+// TestCutterDataTrack: a sparse data track's samples (ONVIF documents,
+// instants without a duration) stay in the fragment whose time holds them,
+// the last one before a cut included; the fragment's config hash is its
+// audio and video's.
+func TestCutterDataTrack(t *testing.T) {
+	tracks := append(testTracks()[:1], Track{ID: 2, Kind: KindData, Codec: CodecONVIF, TimeScale: 90000})
+	c := &Cutter{Target: time.Second}
+	out := collect(c)
+	c.Reset(tracks, false)
+	base := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	// 25 fps, a keyframe a second; a document every 700 ms, sent as it
+	// would come, before the frame of its time
+	doc := 0
+	for n := range 25 * 5 {
+		dts := int64(n) * 3600
+		for int64(doc)*63000 < dts { // written once a frame of its time or later came
+			d := int64(doc) * 63000
+			c.Write(1, Sample{DTS: d, Keyframe: true, Time: base.Add(time.Duration(d) * time.Second / 90000).UnixNano(), Payload: []byte("<doc/>")})
+			doc++
+		}
+		c.Write(0, Sample{DTS: dts, Keyframe: n%25 == 0, Time: base.Add(time.Duration(dts) * time.Second / 90000).UnixNano(), Payload: []byte{byte(n)}})
+	}
+	c.Flush()
+	if len(*out) != 5 {
+		t.Fatalf("%d fragments, want 5", len(*out))
+	}
+	seen := 0
+	for i, f := range *out {
+		if f.InitHash != ConfigHash(tracks[:1]) {
+			t.Fatalf("fragment %d: hash %s", i, f.InitHash)
+		}
+		for _, s := range f.Samples[1] {
+			at := base.Add(time.Duration(s.DTS) * time.Second / 90000) // DTS: on the session's timeline
+			if at.Before(f.ProducerStart) || !at.Before(f.ProducerEnd) {
+				t.Fatalf("fragment %d [%v, %v) holds a document of %v", i, f.ProducerStart, f.ProducerEnd, at)
+			}
+			seen++
+		}
+	}
+	if seen != doc {
+		t.Fatalf("%d documents in fragments, %d written", seen, doc)
+	}
+}

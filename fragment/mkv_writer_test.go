@@ -348,3 +348,91 @@ func TestMKVWriterMonotonic(t *testing.T) {
 		}
 	}
 }
+
+// TestMKVDataTrack: a camera's ONVIF metadata track rides in its MKV
+// fragments (ffmpeg decodes the video strictly and reads the documents
+// back), comes back from the reader as it went in, and is left out of the
+// fMP4 rendition, whose init segment is that of the audio and video alone.
+func TestMKVDataTrack(t *testing.T) {
+	tracks, frags := ffmpegFragments(t, "h264_aac.ts", 4)
+	onvif := Track{ID: 3, Kind: KindData, Codec: CodecONVIF, TimeScale: 90000}
+	all := append(append([]Track(nil), tracks...), onvif)
+	if ConfigHash(all) != ConfigHash(tracks) {
+		t.Fatal("the data track changed the configuration hash")
+	}
+	init, err := MarshalInit(tracks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := MarshalInit(all); err != nil || !bytes.Equal(got, init) {
+		t.Fatalf("init with the data track: %v", err)
+	}
+	if _, err := MarshalInit([]Track{onvif}); err == nil {
+		t.Fatal("an init segment of a data track alone")
+	}
+	if FMP4Carries(all) || !FMP4CarriesMedia(all) || FMP4CarriesMedia([]Track{onvif}) {
+		t.Fatal("FMP4Carries/FMP4CarriesMedia")
+	}
+	var w MKVWriter
+	for _, f := range frags[:2] {
+		video := f.Samples[0]
+		first, last := video[0].DTS, video[len(video)-1].DTS
+		var docs []Sample
+		for i, dts := range []int64{first, first + 45000, last} {
+			docs = append(docs, Sample{DTS: dts, Keyframe: true,
+				Payload: []byte(`<?xml version="1.0"?>` + "\n" + `<tt:MetadataStream xmlns:tt="http://www.onvif.org/ver10/schema"><tt:Event n="` + strconv.Itoa(i) + `"/></tt:MetadataStream>`)})
+		}
+		g := *f
+		g.TrackConfigs = all
+		g.Samples = append(append([][]Sample(nil), f.Samples...), docs)
+		mkv, err := w.Append(nil, &g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := NewMKVReader(bytes.NewReader(mkv)).Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := c.Fragment()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !TracksEqual(back.TrackConfigs, all) {
+			t.Fatalf("tracks read back: %v", back.TrackConfigs)
+		}
+		for j, s := range back.Samples[2] {
+			if s.DTS != docs[j].DTS || !bytes.Equal(s.Payload, docs[j].Payload) {
+				t.Fatalf("document %d read back at %d: %q", j, s.DTS, s.Payload)
+			}
+		}
+		if len(back.Samples[2]) != len(docs) {
+			t.Fatalf("%d documents read back, want %d", len(back.Samples[2]), len(docs))
+		}
+		init2, frag2, _, err := MKVToFMP4(mkv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(init2, init) || !bytes.Equal(frag2, AppendFMP4(nil, f)) {
+			t.Fatal("the fMP4 rendition is not that of the audio and video")
+		}
+		if testing.Short() {
+			continue
+		}
+		ctx := context.Background()
+		if err := testenv.CheckMedia(ctx, mkv); err != nil {
+			t.Fatalf("ffmpeg: %v", err)
+		}
+		got, err := testenv.DataPackets(ctx, mkv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(docs) {
+			t.Fatalf("ffmpeg read %d documents, want %d: %q", len(got), len(docs), got)
+		}
+		for j := range got {
+			if got[j] != string(docs[j].Payload) {
+				t.Fatalf("ffmpeg read document %d as %q", j, got[j])
+			}
+		}
+	}
+}

@@ -39,6 +39,10 @@ const (
 	CodecAV1 Codec = "AV1"
 	// CodecJSON is a data track of JSON records (sensor readings).
 	CodecJSON Codec = "JSON"
+	// CodecONVIF is a data track of ONVIF metadata (RTP payload format
+	// vnd.onvif.metadata): one XML document (tt:MetadataStream) a sample,
+	// on the camera's 90 kHz clock.
+	CodecONVIF Codec = "ONVIF"
 )
 
 // Kind returns the kind of track that carries the codec.
@@ -99,14 +103,32 @@ func (t *Track) String() string {
 	return fmt.Sprintf("%d:%s", t.ID, t.Codec)
 }
 
+// MediaTracks returns the audio and video tracks of tracks (all of them,
+// not a copy, when there is no data track).
+func MediaTracks(tracks []Track) []Track {
+	if !slices.ContainsFunc(tracks, func(t Track) bool { return t.Kind == KindData }) {
+		return tracks
+	}
+	out := make([]Track, 0, len(tracks))
+	for _, t := range tracks {
+		if t.Kind != KindData {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // TracksEqual reports whether two track lists describe the same configuration.
 func TracksEqual(a, b []Track) bool {
 	return slices.EqualFunc(a, b, func(x, y Track) bool { return x.Equal(&y) })
 }
 
 // ConfigHash returns a short, stable name for a codec configuration: the
-// first 16 hex digits of a sha256 over every field of every track. Init
-// segments are stored under this name, so equal configurations share one.
+// first 16 hex digits of a sha256 over every field of every audio and
+// video track. Init segments are stored under this name, so equal
+// configurations share one. Data tracks are left out, as init segments
+// leave them out (MarshalInit): a camera's fragments with and without its
+// metadata track share the init segment of their video and audio.
 func ConfigHash(tracks []Track) string {
 	h := sha256.New()
 	var b [8]byte
@@ -120,6 +142,9 @@ func ConfigHash(tracks []Track) string {
 		h.Write(b[:])
 	}
 	for _, t := range tracks {
+		if t.Kind == KindData {
+			continue
+		}
 		num(uint64(t.ID))
 		field([]byte(t.Kind))
 		field([]byte(t.Codec))

@@ -22,7 +22,8 @@ const (
 )
 
 // FMP4Carries reports whether fMP4 carries every track: VP8 and data
-// tracks have no fMP4 entry here and are recorded as MKV.
+// tracks have no fMP4 entry here and are recorded as MKV. FMP4CarriesMedia
+// asks the same of the audio and video tracks alone.
 func FMP4Carries(tracks []Track) bool {
 	for i := range tracks {
 		switch tracks[i].Codec {
@@ -32,6 +33,14 @@ func FMP4Carries(tracks []Track) bool {
 		}
 	}
 	return true
+}
+
+// FMP4CarriesMedia reports whether fMP4 carries the audio and video tracks
+// of tracks, and there is at least one: whether an fMP4 rendition without
+// the data tracks (HLS, the live edge, MP4 clips) can be made.
+func FMP4CarriesMedia(tracks []Track) bool {
+	media := MediaTracks(tracks)
+	return len(media) > 0 && FMP4Carries(media)
 }
 
 // VP9Config is the Config of a VP9 track: profile, bit depth, chroma
@@ -55,13 +64,17 @@ func vp9Params(c []byte) (profile, depth, chroma uint8, full bool) {
 }
 
 // MarshalInit returns the fMP4 (CMAF) init segment of a set of tracks:
-// ftyp and moov with one trak per track. H.265 is tagged hvc1 (what Apple
+// ftyp and moov with one trak per audio or video track (data tracks are
+// left out, as AppendFMP4 leaves out their samples). H.265 is tagged hvc1 (what Apple
 // players want), and G.711 is kept as it is, 8-bit µ-law ('ulaw') or A-law
 // ('alaw') samples, which ffmpeg, VLC and GStreamer play (browsers do not).
 func MarshalInit(tracks []Track) ([]byte, error) {
 	init := fmp4.Init{}
 	var g711 []Track
 	for _, t := range tracks {
+		if t.Kind == KindData {
+			continue
+		}
 		it := &fmp4.InitTrack{ID: int(t.ID), TimeScale: t.TimeScale}
 		switch t.Codec {
 		case CodecH264:
@@ -102,6 +115,9 @@ func MarshalInit(tracks []Track) ([]byte, error) {
 			return nil, fmt.Errorf("track %d: %w %q in fMP4", t.ID, ErrUnsupportedCodec, t.Codec)
 		}
 		init.Tracks = append(init.Tracks, it)
+	}
+	if len(init.Tracks) == 0 {
+		return nil, fmt.Errorf("init segment: no audio or video track")
 	}
 	var buf seekablebuffer.Buffer
 	if err := init.Marshal(&buf); err != nil {
@@ -237,7 +253,8 @@ func trackID(trak []byte) uint32 {
 }
 
 // AppendFMP4 appends the CMAF fragment of f (one moof and one mdat) to dst
-// and returns the extended buffer. Tracks without samples get no traf. The
+// and returns the extended buffer. Tracks without samples and data tracks
+// (which MarshalInit leaves out) get no traf. The
 // mfhd sequence number is the fragment number (mod 2^32). Each traf's tfdt
 // is its first sample's DTS, so the decode timeline is continuous across the
 // fragments of one session. It allocates nothing when dst has room.
@@ -253,10 +270,10 @@ func AppendFMP4(dst []byte, f *Fragment) []byte {
 	var offsetsX []int
 	ntraf := 0
 	for i, ss := range f.Samples {
-		if len(ss) == 0 {
+		t := &f.TrackConfigs[i]
+		if len(ss) == 0 || t.Kind == KindData {
 			continue
 		}
-		t := &f.TrackConfigs[i]
 		trafStart := len(dst)
 		dst = appendBoxHeader(dst, 0, "traf")
 		// tfhd: default-base-is-moof
@@ -298,8 +315,8 @@ func AppendFMP4(dst []byte, f *Fragment) []byte {
 	mdatStart := len(dst)
 	dst = appendBoxHeader(dst, 0, "mdat")
 	k := 0
-	for _, ss := range f.Samples {
-		if len(ss) == 0 {
+	for i, ss := range f.Samples {
+		if len(ss) == 0 || f.TrackConfigs[i].Kind == KindData {
 			continue
 		}
 		var at int

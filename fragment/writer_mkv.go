@@ -14,6 +14,11 @@ import (
 // round. Other readers ignore it.
 const TagTiming = "TRIBUTARY_TIMING"
 
+// MKVNameONVIF is the Name of an ONVIF metadata track (CodecONVIF): a
+// UTF-8 text track (S_TEXT/UTF8) of XML documents, which the name tells
+// from JSON data.
+const MKVNameONVIF = "ONVIF metadata"
+
 // MKVWriter writes fragments as self-contained Matroska files in the shape
 // Kinesis Video Streams' GetMedia returns: an EBML header, then a Segment
 // with Info (1 ms TimecodeScale), Tracks, Tags (fragment number, server and
@@ -34,9 +39,9 @@ type MKVWriter struct {
 	// true times. Default false: each fragment at its own producer time.
 	Monotonic bool
 
-	nextMs  int64 // with Monotonic: where the previous fragment ended
-	hash    string
-	tracks  []byte // the encoded Tracks element of hash
+	nextMs  int64   // with Monotonic: where the previous fragment ended
+	cfg     []Track // the configuration of tracks
+	tracks  []byte  // the encoded Tracks element of cfg
 	order   []int  // scratch: next sample index per track
 	timing  []byte // scratch: TagTiming payload
 	scratch []byte
@@ -83,16 +88,19 @@ func (w *MKVWriter) AppendStreamFragment(dst []byte, f *Fragment) []byte {
 	return w.appendBody(dst, f)
 }
 
-// Hash is the configuration (InitHash) of the Tracks last written.
-func (w *MKVWriter) Hash() string { return w.hash }
+// Wrote reports whether tracks are the configuration of the Tracks last
+// written (a stream begun by AppendStreamStart can go on with them).
+func (w *MKVWriter) Wrote(tracks []Track) bool {
+	return w.tracks != nil && TracksEqual(w.cfg, tracks)
+}
 
 func (w *MKVWriter) tracksOf(f *Fragment) error {
-	if w.hash == "" || w.hash != f.InitHash || f.InitHash == "" {
+	if !w.Wrote(f.TrackConfigs) {
 		tr, err := encodeMKVTracks(f.TrackConfigs)
 		if err != nil {
 			return err
 		}
-		w.tracks, w.hash = tr, f.InitHash
+		w.tracks, w.cfg = tr, append(w.cfg[:0], f.TrackConfigs...)
 	}
 	return nil
 }
@@ -421,6 +429,9 @@ func encodeMKVTracks(tracks []Track) ([]byte, error) {
 		dst = appendUint(dst, mkvTrackUID, uint64(t.ID))
 		dst = appendUint(dst, mkvFlagLacing, 0)
 		dst = appendString(dst, mkvCodecID, codecID)
+		if t.Codec == CodecONVIF {
+			dst = appendString(dst, mkvName, MKVNameONVIF)
+		}
 		if len(private) > 0 {
 			dst = appendBinary(dst, mkvCodecPrivate, private)
 		}
@@ -504,7 +515,7 @@ func MKVCodec(t Track) (string, []byte, error) {
 		return "V_VP9", nil, nil
 	case CodecAV1:
 		return "V_AV1", t.Config, nil
-	case CodecJSON:
+	case CodecJSON, CodecONVIF:
 		return "S_TEXT/UTF8", nil, nil
 	}
 	return "", nil, fmt.Errorf("%w %q in MKV", ErrUnsupportedCodec, t.Codec)

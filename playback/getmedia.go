@@ -106,7 +106,7 @@ func (mw *mediaWriter) write(ctx context.Context, m fragment.Metadata) error {
 	}
 	mw.buf = mw.buf[:0]
 	mw.mkv.Monotonic = true
-	if !mw.started || f.InitHash != mw.mkv.Hash() {
+	if !mw.started || !mw.mkv.Wrote(f.TrackConfigs) {
 		// one segment for as long as the codec configuration holds
 		if mw.buf, err = mw.mkv.AppendStreamStart(mw.buf, f); err != nil {
 			return err

@@ -57,6 +57,7 @@ type Media struct {
 	aac    *aacAssembler
 	simple *rtpsimpleaudio.Decoder
 	lpcm   *rtplpcm.Decoder
+	onvif  *onvifAssembler
 	// the last RTCP sender report: RTP time srRTP is NTP time srNTP
 	srNTP uint64
 	srRTP uint32
@@ -70,20 +71,28 @@ type Media struct {
 	nalus     [][]byte // scratch
 }
 
+// Options say which optional media Build takes.
+type Options struct {
+	// ONVIFMetadata takes an ONVIF metadata media (vnd.onvif.metadata) as
+	// a data track (fragment.CodecONVIF). Default false: it is ignored.
+	ONVIFMetadata bool
+}
+
 // Build picks one supported format per media of a session description
 // and makes its track; counters receive the media's decode errors and
 // drops. It returns the tracks, their Media and the formats of the media
-// it ignored (no supported format).
-func Build(desc *description.Session, counters *ingest.Counters) ([]fragment.Track, []*Media, []string) {
+// it ignored (no supported format, or one opts leave out).
+func Build(desc *description.Session, counters *ingest.Counters, opts Options) ([]fragment.Track, []*Media, []string) {
 	var tracks []fragment.Track
 	var deps []*Media
 	var ignored []string
 	for _, m := range desc.Medias {
 		var d *Media
 		for _, f := range m.Formats {
-			if d = New(f); d != nil {
+			if d = New(f); d != nil && (d.onvif == nil || opts.ONVIFMetadata) {
 				break
 			}
+			d = nil
 		}
 		if d == nil {
 			for _, f := range m.Formats {
@@ -101,8 +110,8 @@ func Build(desc *description.Session, counters *ingest.Counters) ([]fragment.Tra
 }
 
 // New returns the Media of a format, nil when the format is not supported
-// (H.264, H.265, VP8, VP9, AV1, AAC, Opus and G.711 are). Its counters default to a
-// private set.
+// (H.264, H.265, VP8, VP9, AV1, AAC, Opus, G.711 and ONVIF metadata are).
+// Its counters default to a private set.
 func New(f format.Format) *Media {
 	d := &Media{format: f, needKey: true, counters: &ingest.Counters{}}
 	switch f := f.(type) {
@@ -153,6 +162,13 @@ func New(f format.Format) *Media {
 			d.codec = fragment.CodecPCMU
 		}
 		d.track = fragment.Track{Kind: fragment.KindAudio, Codec: d.codec, TimeScale: uint32(f.ClockRate()), SampleRate: f.SampleRate, Channels: max(f.ChannelCount, 1)}
+	case *format.Generic:
+		if !isONVIF(f) {
+			return nil
+		}
+		d.onvif = &onvifAssembler{}
+		d.codec = fragment.CodecONVIF
+		d.track = fragment.Track{Kind: fragment.KindData, Codec: fragment.CodecONVIF, TimeScale: uint32(f.ClockRate())}
 	default:
 		fv, t, ok := newFrameVideo(f)
 		if !ok {
@@ -275,6 +291,8 @@ func (d *Media) Lost(ts uint32) {
 		d.dropTS, d.dropOK = ts, true
 	case d.frame != nil:
 		d.frame.reset()
+	case d.onvif != nil:
+		d.onvif.lost()
 	}
 }
 
@@ -371,6 +389,15 @@ func (d *Media) Decode(pkt *rtp.Packet, pts int64, emit func(Unit)) {
 			return
 		}
 		emit(audioUnit(d.idx, pts, uint32(len(samples)/ch), samples))
+	case d.onvif != nil:
+		doc, err := d.onvif.push(pkt.SequenceNumber, pkt.Timestamp, pkt.Marker, pkt.Payload)
+		if err != nil {
+			d.counters.DecodeErrors.Add(1)
+		}
+		if doc != nil {
+			// an instant: no duration
+			emit(Unit{Track: d.idx, PTS: pts, DTS: pts, Key: true, Payload: doc})
+		}
 	}
 }
 

@@ -140,6 +140,7 @@ func FuzzDepacketize(f *testing.F) {
 	f.Add(uint8(2), []byte{0, 16, 0, 24, 1, 2, 3}, true)
 	f.Add(uint8(3), []byte{0xfc, 1}, true)
 	f.Add(uint8(4), make([]byte, 160), true)
+	f.Add(uint8(5), []byte("<tt:MetadataStream/>"), true)
 	conf := &mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelConfig: 2}
 	f.Fuzz(func(t *testing.T, kind uint8, payload []byte, marker bool) {
 		var fs = []format.Format{
@@ -148,6 +149,7 @@ func FuzzDepacketize(f *testing.F) {
 			&format.MPEG4Audio{PayloadTyp: 97, Config: conf, SizeLength: 13, IndexLength: 3, IndexDeltaLength: 3},
 			&format.Opus{PayloadTyp: 111, ChannelCount: 2},
 			&format.G711{PayloadTyp: 0, MULaw: true, SampleRate: 8000, ChannelCount: 1},
+			&format.Generic{PayloadTyp: 107, RTPMa: "vnd.onvif.metadata/90000", ClockRat: 90000},
 		}
 		d, _ := newTestDep(t, fs[int(kind)%len(fs)])
 		rng := rand.New(rand.NewPCG(uint64(len(payload)), 7))

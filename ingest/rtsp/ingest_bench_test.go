@@ -90,7 +90,7 @@ func newRig(tb testing.TB) *rig {
 		sink.frags++
 	}
 	src := &Source{Counters: &ingest.Counters{}, Logger: slog.New(slog.DiscardHandler)}
-	tracks, deps, _ := rtpmedia.Build(rec.Desc, src.Counters)
+	tracks, deps, _ := rtpmedia.Build(rec.Desc, src.Counters, rtpmedia.Options{})
 	channels := make([]int, len(deps))
 	for i := range deps {
 		channels[i] = 2 * i

@@ -74,6 +74,11 @@ type Source struct {
 	ReadPacing time.Duration
 	// MaxClockSkew is passed to the producer Clock. Default 10 min.
 	MaxClockSkew time.Duration
+	// ONVIFMetadata records the camera's ONVIF metadata media
+	// (vnd.onvif.metadata: analytics and events as XML) as a data track of
+	// the stream, whose fragments are then MKV. Default false: it is
+	// ignored (and named in the session's ignored formats).
+	ONVIFMetadata bool
 	// Counters receive the source's counts. Required.
 	Counters *ingest.Counters
 	// Logger defaults to slog.Default().
@@ -254,7 +259,7 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 	if err != nil {
 		return classify(ctx, err)
 	}
-	tracks, deps, ignored := rtpmedia.Build(desc, s.Counters)
+	tracks, deps, ignored := rtpmedia.Build(desc, s.Counters, rtpmedia.Options{ONVIFMetadata: s.ONVIFMetadata})
 	defer func() {
 		// once the client and its readers have stopped, nothing uses the
 		// depacketizers' buffers

@@ -168,7 +168,7 @@ wait:
 		desc.Medias = append(desc.Medias, m)
 		byMedia[m] = t
 	}
-	tracks, medias, more := rtpmedia.Build(desc, r.counters)
+	tracks, medias, more := rtpmedia.Build(desc, r.counters, rtpmedia.Options{})
 	r.medias = medias
 	ignored = append(ignored, more...)
 	if len(medias) == 0 {

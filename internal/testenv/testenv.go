@@ -8,6 +8,8 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -110,6 +112,59 @@ func SubtitleTexts(ctx context.Context, mkv []byte) ([]string, error) {
 		}
 	}
 	return texts, nil
+}
+
+// DataPackets has ffprobe read the packets of the first text (subtitle)
+// track of a Matroska file, byte for byte (-show_data), and returns them:
+// how a data track of XML documents (ONVIF metadata), which a subtitle
+// renderer would mangle, looks to ffmpeg.
+func DataPackets(ctx context.Context, mkv []byte) ([]string, error) {
+	f, err := os.CreateTemp("", "tributary-data-*.mkv")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(mkv); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-select_streams", "s:0", "-show_packets", "-show_data", "-of", "json", f.Name())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || stderr.Len() > 0 {
+		return nil, fmt.Errorf("ffprobe reading the text track (%v): %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var probe struct {
+		Packets []struct {
+			Data string `json:"data"`
+		} `json:"packets"`
+	}
+	if err := json.Unmarshal(out, &probe); err != nil {
+		return nil, fmt.Errorf("ffprobe's packets: %w", err)
+	}
+	var packets []string
+	for _, p := range probe.Packets {
+		// a hex dump: "00000000: 3c3f 786d … 2231  <?xml version="1"
+		var b []byte
+		for _, line := range strings.Split(p.Data, "\n") {
+			_, rest, ok := strings.Cut(line, ": ")
+			if !ok {
+				continue
+			}
+			hexPart, _, _ := strings.Cut(rest, "  ")
+			d, err := hex.DecodeString(strings.ReplaceAll(hexPart, " ", ""))
+			if err != nil {
+				return nil, fmt.Errorf("ffprobe's packet data %q: %w", line, err)
+			}
+			b = append(b, d...)
+		}
+		packets = append(packets, string(b))
+	}
+	return packets, nil
 }
 
 // FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
