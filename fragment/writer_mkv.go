@@ -42,8 +42,8 @@ type MKVWriter struct {
 	nextMs  int64   // with Monotonic: where the previous fragment ended
 	cfg     []Track // the configuration of tracks
 	tracks  []byte  // the encoded Tracks element of cfg
-	order   []int  // scratch: next sample index per track
-	timing  []byte // scratch: TagTiming payload
+	order   []int   // scratch: next sample index per track
+	timing  []byte  // scratch: TagTiming payload
 	scratch []byte
 }
 
