@@ -340,6 +340,12 @@ type StreamConfig struct {
 	// SourceToken is sent as a bearer token to the source: a WHEP
 	// endpoint's.
 	SourceToken string `yaml:"source_token"`
+	// ONVIFMetadata records the ONVIF metadata track an RTSP camera offers
+	// (vnd.onvif.metadata: its analytics frames and events as XML) as a
+	// data track of the stream: the stream's fragments are then MKV, with
+	// the documents as a text track; HLS and the live edge serve the video
+	// and audio without it. Default false: the track is not set up.
+	ONVIFMetadata bool `yaml:"onvif_metadata"`
 	// Sensor makes the stream a sensor stream (no url): JSON readings from
 	// MQTT and from HTTP pushes (POST /v1/streams/{s}/samples), cut into
 	// data fragments on a wall-clock grid.
@@ -950,6 +956,9 @@ func (c *Config) Validate() error {
 		}
 		if err := validateFragment(key+".fragment", s.Fragment); err != nil {
 			return err
+		}
+		if s.ONVIFMetadata && !strings.HasPrefix(s.URL, "rtsp://") && !strings.HasPrefix(s.URL, "rtsps://") {
+			return bad(key+".onvif_metadata", "needs an rtsp:// or rtsps:// url (ONVIF metadata comes from RTSP cameras)")
 		}
 		if s.Sensor != nil {
 			if err := s.Sensor.validate(key+".sensor", s.URL); err != nil {

@@ -96,6 +96,7 @@ var badConfigs = []struct {
 	{"too many publishers", "webrtc: {max_publishers: 5000}\n", "webrtc.max_publishers"},
 	{"unknown webrtc key", "webrtc: {stun: x}\n", "webrtc.stun (line 1): unknown key"},
 	{"readings at the archive", "inference:\n  hooks:\n    - {model: m, kind: sagemaker, url: http://h/, placement: archive, readings: [env]}\n", "inference.hooks[0].readings"},
+	{"ONVIF metadata over WHEP", "streams:\n  - {name: s, url: 'whep://h/whep', onvif_metadata: true}\n", "streams[0].onvif_metadata"},
 	{"sensor with a url", "streams:\n  - {name: s, url: rtsp://h/, sensor: {}}\n", "streams[0].sensor"},
 	{"sensor period", "streams:\n  - {name: s, sensor: {period: 5ms}}\n", "streams[0].sensor.period"},
 	{"sensor timestamp format", "streams:\n  - {name: s, sensor: {timestamp: {field: ts, format: fortnights}}}\n", "streams[0].sensor.timestamp.format"},

@@ -115,9 +115,10 @@ func newSource(cfg StreamConfig, engine *iwebrtc.Engine, ctr *ingest.Counters, l
 	return &rtsp.Source{
 		URL:          cfg.URL,
 		Transport:    cfg.Transport,
-		StallTimeout: time.Duration(cfg.StallTimeout),
-		Counters:     ctr,
-		Logger:       log.With("component", "rtsp"),
+		StallTimeout:  time.Duration(cfg.StallTimeout),
+		ONVIFMetadata: cfg.ONVIFMetadata,
+		Counters:      ctr,
+		Logger:        log.With("component", "rtsp"),
 	}
 }
 

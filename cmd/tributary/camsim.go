@@ -27,6 +27,7 @@ func camsimCmd() *cobra.Command {
 		stagger bool
 		whip    string
 		token   string
+		onvif   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "camsim",
@@ -60,6 +61,7 @@ play that clip instead. The cameras' URLs are printed one per line.`,
 			}
 			for i := range cams {
 				cams[i].User, cams[i].Pass = user, pass
+				cams[i].ONVIF = onvif
 			}
 			if whip != "" {
 				return publishWHIP(cmd, cams, whip, token, stagger)
@@ -88,6 +90,7 @@ play that clip instead. The cameras' URLs are printed one per line.`,
 	f.BoolVar(&stagger, "stagger", false, "spread the cameras' starts over one second, so their keyframes do not coincide")
 	f.StringVar(&whip, "whip", "", `publish each camera over WebRTC to this WHIP URL instead of serving RTSP; "{name}" in it is the camera's name (http://agent:8080/v1/streams/{name}/whip)`)
 	f.StringVar(&token, "token", "", "bearer token of --whip")
+	f.BoolVar(&onvif, "onvif", false, "add an ONVIF metadata track (vnd.onvif.metadata: an analytics frame every second, motion events) to every camera")
 	return cmd
 }
 

@@ -18,6 +18,7 @@ type camera struct {
 	log    *slog.Logger
 	stream *gortsplib.ServerStream
 	tracks []camTrack
+	onvif  *onvifTrack // nil without Camera.ONVIF
 	cameraAtomic
 }
 
@@ -46,6 +47,14 @@ func (c *camera) init(rs *gortsplib.Server) error {
 				SequenceNumber: uint16(rand.Uint32()),
 			}},
 		}
+	}
+	if c.conf.ONVIF {
+		o, err := newONVIFTrack()
+		if err != nil {
+			return err
+		}
+		c.onvif = o
+		desc.Medias = append(desc.Medias, o.media)
 	}
 	c.stream = &gortsplib.ServerStream{Server: rs, Desc: desc}
 	if err := c.stream.Initialize(); err != nil {
@@ -141,6 +150,9 @@ func (c *camera) run(start time.Time, done <-chan struct{}) {
 	// anchor is the time of tick 0 of the camera's time line; every send time is
 	// anchor + ticks, so sleeping late never accumulates drift.
 	anchor := start.Add(-ticks(t0))
+	if c.onvif != nil {
+		c.onvif.next = t0
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 
@@ -168,6 +180,9 @@ func (c *camera) run(start time.Time, done <-chan struct{}) {
 			}
 		}
 		c.send(e, k.loop, anchor.Add(ticks(pts)))
+		if c.onvif != nil {
+			c.sendONVIF(dts, anchor)
+		}
 		if k.next() {
 			c.loops.Add(1)
 		}

@@ -53,6 +53,13 @@ type Camera struct {
 	// User and Pass, when User is set, are the credentials a client must give (RTSP
 	// basic or digest MD5 authentication). Default "": no authentication.
 	User, Pass string
+	// ONVIF adds an ONVIF metadata track (RTP map vnd.onvif.metadata/90000,
+	// payload type ONVIFPayloadType), as cameras with analytics send: every
+	// ONVIFPeriod a tt:MetadataStream document on the video's clock, with a
+	// video analytics frame (an object while ONVIFMotion) and the motion
+	// detector's event when its state changes, split into packets of at
+	// most 1000 bytes. Default false.
+	ONVIF bool
 	// StartAt starts the first loop this far into the clip, at the keyframe at or
 	// before it (taken modulo the clip's duration). Default 0: from the beginning.
 	// Tests use it to reach the loop point quickly.
