@@ -28,9 +28,10 @@ const maxHeaderSize = 16 << 10
 const keepaliveEvery = time.Second
 
 // frameFunc takes an interleaved frame's payload (valid only during the
-// call) and reports whether it consumed it; frames it does not consume go
-// to gortsplib.
-type frameFunc func(channel byte, payload []byte) bool
+// call), received at recv (the end of the read that brought it), and
+// reports whether it consumed it; frames it does not consume go to
+// gortsplib.
+type frameFunc func(channel byte, payload []byte, recv time.Time) bool
 
 // pacedConn is the TCP connection of an RTSP session, between the socket
 // and gortsplib. It does two things once started (after PLAY):
@@ -66,6 +67,7 @@ type pacedConn struct {
 	r, w int
 	full bool      // the last read filled the free space
 	last time.Time // when it started
+	got  time.Time // when it returned: the receive time of what it brought
 	err  error     // a read error to return once what came with it is handed out
 
 	framed  bool      // split the stream into units (plain rtsp:)
@@ -156,7 +158,7 @@ func (c *pacedConn) unit() bool {
 			if len(b) < n {
 				return false // the whole frame first
 			}
-			if c.frame(b[1], b[4:n]) {
+			if c.frame(b[1], b[4:n], c.got) {
 				c.r += n
 				c.swallow = true
 				return true
@@ -231,6 +233,9 @@ func (c *pacedConn) fill() error {
 	}
 	c.last = time.Now()
 	n, err := c.Conn.Read(c.buf[c.w:])
+	// one clock reading a read rather than one a packet: the packets of a
+	// read all waited in the socket until now
+	c.got = time.Now()
 	c.full = c.w+n == len(c.buf)
 	c.w += n
 	if err != nil {

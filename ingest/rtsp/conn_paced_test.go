@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/tributary-io/tributary/ingest/rtpmedia"
@@ -105,7 +106,7 @@ func TestPacedConnFraming(t *testing.T) {
 			pc := newPacedConn(cc, 0, true)
 			pc.keepalive = 0
 			var got [][]byte
-			pc.start(func(ch byte, p []byte) bool {
+			pc.start(func(ch byte, p []byte, _ time.Time) bool {
 				if ch != 0 && ch != 2 {
 					return false
 				}
@@ -137,7 +138,7 @@ func TestPacedConnLargeFrame(t *testing.T) {
 	resp := []byte("RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n")
 	pc := newPacedConn(&chunkConn{data: append(append(append([]byte{}, resp...), big...), resp...)}, 0, true)
 	var n int
-	pc.start(func(ch byte, p []byte) bool { n = len(p); return true }, 1)
+	pc.start(func(ch byte, p []byte, _ time.Time) bool { n = len(p); return true }, 1)
 	seen, _ := readUnits(t, pc, 1)
 	if n != 65535 || len(seen) != 2 {
 		t.Fatalf("frame of %d bytes, %d units seen", n, len(seen))
@@ -153,7 +154,7 @@ func TestPacedConnGivesUp(t *testing.T) {
 	}
 	for i, data := range cases {
 		pc := newPacedConn(&chunkConn{data: bytes.Clone(data), sizes: []int{100}}, 0, true)
-		pc.start(func(byte, []byte) bool { t.Error("frame taken after giving up"); return true }, 1)
+		pc.start(func(byte, []byte, time.Time) bool { t.Error("frame taken after giving up"); return true }, 1)
 		got, err := io.ReadAll(pc)
 		if err != nil || !bytes.Equal(got, data) {
 			t.Errorf("case %d: %d of %d bytes, %v", i, len(got), len(data), err)
@@ -198,7 +199,7 @@ func FuzzPacedConn(f *testing.F) {
 		rng.Shuffle(len(units), func(i, j int) { units[i], units[j] = units[j], units[i] })
 		pc := newPacedConn(&chunkConn{data: bytes.Join(units, nil), sizes: []int{int(chunk), rng.IntN(3000)}}, 0, true)
 		var taken [][]byte
-		pc.start(func(ch byte, p []byte) bool {
+		pc.start(func(ch byte, p []byte, _ time.Time) bool {
 			if ch%2 == 1 {
 				return false
 			}

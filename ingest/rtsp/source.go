@@ -389,20 +389,24 @@ func (ss *session) init(s *Source, tracks []fragment.Track, deps []*rtpmedia.Med
 // to another goroutine per access unit would cost a wakeup each, more than
 // the work itself.
 func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *rtp.Packet) {
+	ss.packet(ss.byMedia[medi], forma, pkt, time.Now())
+}
+
+// packet counts and depacketizes a packet of media d received at recv.
+func (ss *session) packet(d *rtpmedia.Media, forma format.Format, pkt *rtp.Packet, recv time.Time) {
 	ctr := ss.src.Counters
 	ctr.Packets.Add(1)
 	ctr.Bytes.Add(uint64(len(pkt.Payload)))
-	d := ss.byMedia[medi]
 	if d == nil || d.Format() != forma {
 		return
 	}
-	ss.Packet(d, pkt, time.Now())
+	ss.Packet(d, pkt, recv)
 }
 
-// onFrame takes an interleaved frame from the RTSP connection: the RTP
-// packets of the session's media, parsed in place. It reports whether the
-// frame was one.
-func (ss *session) onFrame(channel byte, payload []byte) bool {
+// onFrame takes an interleaved frame from the RTSP connection, received
+// at recv: the RTP packets of the session's media, parsed in place. It
+// reports whether the frame was one.
+func (ss *session) onFrame(channel byte, payload []byte, recv time.Time) bool {
 	ch := ss.byChannel[channel]
 	if ch == nil {
 		return false
@@ -422,7 +426,7 @@ func (ss *session) onFrame(channel byte, payload []byte) bool {
 		}
 	}
 	ch.seqKnown, ch.nextSeq = true, pkt.SequenceNumber+1
-	ss.onPacket(d.Desc(), d.Format(), pkt)
+	ss.packet(d, d.Format(), pkt, recv)
 	return true
 }
 
