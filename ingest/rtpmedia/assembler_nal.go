@@ -72,7 +72,16 @@ type nalAssembler struct {
 	fuNext  uint16 // sequence number the next fragment must carry
 	out     [2]accessUnit
 	scratch []byte
+	// units counts the access units finished, up to scanUnits; embeds is
+	// set once a coded slice held a start code
+	units  int
+	embeds bool
 }
+
+// scanUnits is how many access units have every NAL unit searched for
+// start codes before non-key slices are searched only for cameras seen
+// embedding them (see splitAnnexB).
+const scanUnits = 300
 
 func newNALAssembler(h265 bool) *nalAssembler { return &nalAssembler{h265: h265, fu: -1} }
 
@@ -286,18 +295,59 @@ func (a *nalAssembler) appendNAL(n []byte) error {
 
 var startCode = []byte{0, 0, 1}
 
+// nonKeySlice reports whether a NAL unit is a coded slice of a picture
+// that is not a random access point (H.264 types 1-4, H.265 0-15).
+func (a *nalAssembler) nonKeySlice(nal []byte) bool {
+	if len(nal) == 0 {
+		return false
+	}
+	if a.h265 {
+		return (nal[0]>>1)&0x3f < 16
+	}
+	t := nal[0] & 0x1f
+	return t >= 1 && t <= 4
+}
+
+// hasStartCode reports whether b holds 00 00 01. It looks for the 01s
+// (as rare as any byte in coded slice data) rather than for the zeros
+// (common in it, and bytes.Index stops at each).
+func hasStartCode(b []byte) bool {
+	for i := 2; i < len(b); i++ {
+		j := bytes.IndexByte(b[i:], 1)
+		if j < 0 {
+			return false
+		}
+		i += j
+		if b[i-1] == 0 && b[i-2] == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // splitAnnexB splits NAL units that carry Annex-B start codes (some
 // cameras send several NAL units, start codes included, as one). A valid
 // NAL unit never holds 00 00 01: emulation prevention forbids it.
+//
+// Searching costs a pass over all the video, a tenth of the ingest's CPU.
+// Cameras that embed start codes do it from their first frames, so the
+// coded slices of non-keyframes are searched during the first scanUnits
+// access units, then only for a camera seen embedding them; parameter
+// sets, SEI and keyframe slices always are.
 func (a *nalAssembler) splitAnnexB(nb *nalBuf) {
+	a.units = min(a.units+1, scanUnits)
+	all := a.embeds || a.units < scanUnits
 	found := false
 	for b := nb.b; len(b) >= 4; {
 		n := int(binary.BigEndian.Uint32(b))
-		if bytes.Contains(b[4:4+n], startCode) {
+		nal := b[4 : 4+n]
+		b = b[4+n:]
+		slice := a.nonKeySlice(nal)
+		if (all || !slice) && hasStartCode(nal) {
 			found = true
+			a.embeds = a.embeds || slice
 			break
 		}
-		b = b[4+n:]
 	}
 	if !found {
 		return

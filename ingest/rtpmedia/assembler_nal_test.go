@@ -166,6 +166,56 @@ func TestNALAssemblerAnnexB(t *testing.T) {
 	}
 }
 
+// TestNALAssemblerAnnexBLater: a camera that packs two slices of a
+// non-keyframe into one NAL unit with a start code between them, now and
+// then, has them split for as long as it streams once it was seen doing
+// it in its first scanUnits access units; past those, a camera never seen
+// doing it has its non-key slices taken whole (not searched), its
+// keyframes and parameter sets still searched.
+func TestNALAssemblerAnnexBLater(t *testing.T) {
+	s1, s2 := nal(1, false, 200, 4), nal(1, false, 150, 5)
+	packed := append(append(append([]byte(nil), s1...), 0, 0, 1), s2...)
+	sps, idr := nal(7, false, 20, 1), nal(5, false, 300, 3)
+	packedKey := append(append(append([]byte(nil), sps...), 0, 0, 1), idr...)
+	run := func(a *nalAssembler, from, n int, payload func(i int) []byte) [][][]byte {
+		var pkts []*rtp.Packet
+		for i := from; i < from+n; i++ {
+			pkts = append(pkts, &rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i), Timestamp: uint32(i * 3000), Marker: true}, Payload: payload(i)})
+		}
+		got, errs := reassemble(a, pkts)
+		if len(errs) != 0 {
+			t.Fatal(errs)
+		}
+		return got
+	}
+	// seen early: split ever after
+	a := newNALAssembler(false)
+	got := run(a, 0, 2*scanUnits, func(i int) []byte {
+		if i == 5 || i >= scanUnits {
+			return packed
+		}
+		return s1
+	})
+	for i, au := range got {
+		if (i == 5 || i >= scanUnits) && len(au) != 2 {
+			t.Fatalf("access unit %d: %d NAL units, want the 2 it packs", i, len(au))
+		}
+	}
+	// never seen: past scanUnits, non-key slices are taken whole; packed
+	// keyframes are still split
+	a = newNALAssembler(false)
+	run(a, 0, scanUnits, func(int) []byte { return s1 })
+	got = run(a, scanUnits, 2, func(i int) []byte {
+		if i == scanUnits {
+			return packed
+		}
+		return packedKey
+	})
+	if len(got) != 2 || len(got[0]) != 1 || fmt.Sprint(got[1]) != fmt.Sprint([][]byte{sps, idr}) {
+		t.Fatalf("past the first access units: %d units, %d and %d NAL units", len(got), len(got[0]), len(got[1]))
+	}
+}
+
 func TestNALAssemblerMalformed(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -289,6 +339,18 @@ func FuzzNALAssembler(f *testing.F) {
 					}
 				}
 			}
+		}
+	})
+}
+
+// FuzzHasStartCode: hasStartCode agrees with bytes.Contains.
+func FuzzHasStartCode(f *testing.F) {
+	for _, s := range [][]byte{nil, {0, 0, 1}, {1, 0, 0, 1}, {0, 1, 0, 0}, {0, 0, 0, 1, 5}, {1, 1, 1}, {0, 0}} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := hasStartCode(b), bytes.Contains(b, startCode); got != want {
+			t.Fatalf("hasStartCode(% x) = %v", b, got)
 		}
 	})
 }
