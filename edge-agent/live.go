@@ -91,6 +91,9 @@ func (p *pipeline) onPart(part *fragment.Part) {
 		p.ringHash = part.InitHash
 	}
 	msn := p.seq.next // the number the fragment will get when it closes
+	if p.cutter.Held() {
+		msn++ // after the one held for late data
+	}
 	part.Number = msn<<8 | uint64(part.Index&0xff)
 	data := fragment.AppendFMP4(nil, &part.Fragment)
 	p.ring.AddPart(msn, part.Index, part.ProducerStart, data, part.Duration, part.Independent)

@@ -22,7 +22,8 @@ import (
 var utcTimeRE = regexp.MustCompile(`<tt:Frame UtcTime="([^"]+)"`)
 
 // TestONVIFMetadata pulls a camera that sends an ONVIF metadata track (an
-// analytics frame a second, motion events) with onvif_metadata on, and the
+// analytics frame a second, motion events, each sent 600 ms after the
+// video of its time) with onvif_metadata on, and the
 // same camera without it. With it, every fragment is MKV with the
 // documents as a text track, each in the fragment whose time holds it,
 // none lost or repeated; the MKV reader and ffmpeg read them; the video
@@ -33,7 +34,8 @@ func TestONVIFMetadata(t *testing.T) {
 	t.Parallel()
 	testenv.RequireFFmpeg(t)
 	cam := camsim.Presets(repoTestdata(t))["h264_aac"]
-	cam.Name, cam.ONVIF = "door", true
+	// its analytics 600 ms behind its video, as cameras' are
+	cam.Name, cam.ONVIF, cam.ONVIFLag = "door", true, 600*time.Millisecond
 	sim := &camsim.Server{Addr: "127.0.0.1:0", Cameras: []camsim.Camera{cam}, TCPOnly: true, Logger: testLogger(t)}
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)

@@ -187,6 +187,7 @@ func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, s
 		MaxDuration: time.Duration(cfg.Fragment.MaxDuration),
 		MaxBytes:    int64(cfg.Fragment.MaxBytes),
 		Emit:        p.emit,
+		Closing:     p.closing,
 		OnDrop:      p.onDrop,
 		PartTarget:  livePart,
 		EmitPart:    p.onPart,
@@ -299,6 +300,12 @@ func (p *pipeline) ClockChanged(from, to string, diff time.Duration, stepped boo
 func (p *pipeline) EndSession(error) { p.cutter.Flush() }
 
 func (p *pipeline) onDrop(err error, samples int, bytes int64) {
+	if errors.Is(err, fragment.ErrDataTooLarge) {
+		// a camera's metadata over the cap: the document goes, not the video
+		p.droppedSamples.Add(uint64(samples))
+		p.log.Warn("data sample dropped", "err", err, "bytes", bytes)
+		return
+	}
 	code := putmedia.CodeMaxFragmentDuration
 	if errors.Is(err, fragment.ErrGOPTooLarge) {
 		code = putmedia.CodeMaxFragmentSize
@@ -357,15 +364,6 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 		return
 	}
 	f.Key = key
-	if p.ring.Active() && fragment.FMP4CarriesMedia(f.TrackConfigs) {
-		// the live edge serves fMP4 whatever the archive's container, without
-		// data tracks
-		seg := bytes.Clone(*buf)
-		if container == fragment.ContainerMKV {
-			seg = fragment.AppendFMP4(nil, f)
-		}
-		p.ring.CloseSegment(n, f.Duration, seg)
-	}
 	meta := f.Metadata
 	meta.Tracks = append([]fragment.TrackRef(nil), f.Tracks...)
 	if d := p.inference; d != nil && p.sensor == nil { // hooks take video
@@ -387,6 +385,20 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	}
 	p.ackReceived(meta)
 	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: contentType(f.Container), closed: closed, onStored: onStored})
+}
+
+// closing closes the live edge's segment of a fragment as the cutter
+// closes it, which is before emit for a fragment held for late data (its
+// number is the next one all the same: a held fragment is emitted before
+// any other). The live edge serves fMP4 whatever the archive's container,
+// without data tracks.
+func (p *pipeline) closing(f *fragment.Fragment) {
+	if !p.ring.Active() || !fragment.FMP4CarriesMedia(f.TrackConfigs) {
+		return
+	}
+	g := *f
+	g.Number = p.seq.next
+	p.ring.CloseSegment(g.Number, g.Duration, fragment.AppendFMP4(nil, &g))
 }
 
 // mergeTags adds a fragment's own tags (a sensor fragment's late=true) to

@@ -9,6 +9,10 @@ const (
 	DefaultTarget      = 2 * time.Second
 	DefaultMaxDuration = 30 * time.Second
 	DefaultMaxBytes    = 64 << 20
+	// DefaultMaxDataBytes and DefaultDataWait are the Cutter's MaxDataBytes
+	// and DataWait defaults.
+	DefaultMaxDataBytes = 8 << 20
+	DefaultDataWait     = time.Second
 	// MinTarget and MaxTarget bound the configurable target duration.
 	MinTarget = 500 * time.Millisecond
 	MaxTarget = 10 * time.Second
@@ -37,8 +41,27 @@ type Cutter struct {
 	// Emit receives every closed fragment. The fragment, its samples and
 	// their payloads are valid only until Emit returns.
 	Emit func(*Fragment)
+	// Closing, when set, receives each fragment as it closes, before Emit,
+	// which comes later for a fragment held for late data (DataWait), then
+	// with them: its audio and video samples are final (the live edge
+	// takes them), its data samples may not be. Valid only during the call.
+	Closing func(*Fragment)
+	// MaxDataBytes caps the data samples (a camera's metadata) of one
+	// fragment, which do not count towards MaxBytes: a sample past it is
+	// dropped and reported (ErrDataTooLarge), the fragment is not. Default
+	// DefaultMaxDataBytes (8 MiB).
+	MaxDataBytes int64
+	// DataWait is how long, on the leading track's clock, a closed
+	// fragment of a session with a data track waits for data samples of
+	// its time that come after the keyframe that closed it (a camera sends
+	// its metadata later than the video of the same instant): it is
+	// emitted once a data sample of a later time comes, or the leading
+	// track is DataWait past its end. Later ones go into the next fragment
+	// at its start. Default DefaultDataWait (1 s).
+	DataWait time.Duration
 	// OnDrop, when set, is told when samples are dropped: err is
-	// ErrGOPTooLong or ErrGOPTooLarge, samples and bytes what was dropped.
+	// ErrGOPTooLong or ErrGOPTooLarge (the GOP), or ErrDataTooLarge (one
+	// data sample), samples and bytes what was dropped.
 	OnDrop func(err error, samples int, bytes int64)
 	// PartTarget, when positive with EmitPart set, has the Cutter hand out
 	// the fragment in progress in parts of about this duration (LL-HLS
@@ -60,8 +83,13 @@ type Cutter struct {
 	origin  []int64
 	haveOrg bool
 
-	cur, next *arena
-	frag      Fragment
+	cur, next  *arena
+	frag       Fragment
+	hasData    bool    // a track is a data track
+	held       *closed // a closed fragment waiting for late data (DataWait): &heldRec
+	heldRec    closed
+	heldTracks []Track
+	spare      *arena // the arena of the last fragment held
 
 	curStartNs  int64 // session time of the open fragment's first keyframe (ns)
 	curStart    int64 // producer time (Unix ns) of the open fragment
@@ -98,7 +126,8 @@ type Part struct {
 type arena struct {
 	chunks  []*chunk // in use; the last one is being filled
 	samples [][]Sample
-	bytes   int64
+	bytes   int64 // of audio and video samples
+	data    int64 // of data samples
 }
 
 // reset empties the arena for n tracks and returns its chunks to the pool.
@@ -108,7 +137,7 @@ func (a *arena) reset(n int) {
 		a.chunks[i] = nil
 	}
 	a.chunks = a.chunks[:0]
-	a.bytes = 0
+	a.bytes, a.data = 0, 0
 	if cap(a.samples) < n {
 		a.samples = make([][]Sample, n)
 	}
@@ -118,7 +147,9 @@ func (a *arena) reset(n int) {
 	}
 }
 
-func (a *arena) add(track int, s Sample) {
+// add copies a sample of track into the arena; data says the track is a
+// data track (its bytes are counted apart).
+func (a *arena) add(track int, s Sample, data bool) {
 	n := len(s.Payload)
 	var c *chunk
 	if k := len(a.chunks); k > 0 && cap(a.chunks[k-1].b)-len(a.chunks[k-1].b) >= n {
@@ -137,7 +168,11 @@ func (a *arena) add(track int, s Sample) {
 	c.b = append(c.b, s.Payload...)
 	s.Payload = c.b[start:len(c.b):len(c.b)]
 	a.samples[track] = append(a.samples[track], s)
-	a.bytes += int64(n)
+	if data {
+		a.data += int64(n)
+	} else {
+		a.bytes += int64(n)
+	}
 }
 
 // Reset starts a new ingest session with the given tracks. The fragment in
@@ -220,6 +255,7 @@ func (c *Cutter) SetTracks(tracks []Track) {
 func (c *Cutter) setTracks(tracks []Track) {
 	c.tracks = append(c.tracks[:0], tracks...)
 	c.hash = ConfigHash(c.tracks)
+	c.hasData = c.hasDataTrack()
 }
 
 func (c *Cutter) defaults() {
@@ -231,6 +267,12 @@ func (c *Cutter) defaults() {
 	}
 	if c.MaxBytes <= 0 {
 		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxDataBytes <= 0 {
+		c.MaxDataBytes = DefaultMaxDataBytes
+	}
+	if c.DataWait == 0 {
+		c.DataWait = DefaultDataWait
 	}
 }
 
@@ -258,16 +300,58 @@ func (c *Cutter) Write(i int, s Sample) {
 		c.writeLeader(s)
 		return
 	}
-	if !c.started {
+	if !c.haveOrg {
 		return // nothing before the first keyframe of the leading track
 	}
 	s.DTS -= c.origin[i]
 	if s.DTS < 0 {
 		return // older than the fragment's start: belongs to no fragment
 	}
-	c.cur.add(i, s)
+	if c.tracks[i].Kind == KindData {
+		c.writeData(i, s)
+		return
+	}
+	if !c.started {
+		return
+	}
+	c.cur.add(i, s, false)
 	c.checkCaps(s.Time)
 }
+
+// writeData adds a data sample: to the fragment held for late data when
+// it is of its time, else to the open fragment, at its start if it is
+// older (too late for the fragment of its time).
+func (c *Cutter) writeData(i int, s Sample) {
+	ts := c.tracks[i].TimeScale
+	if h := c.held; h != nil {
+		if s.DTS < nsToTicks(h.endNs, ts) {
+			c.addData(h.a, i, s)
+			return
+		}
+		c.release() // one of a later time came: no more of its time to wait for
+	}
+	if !c.started {
+		return
+	}
+	s.DTS = max(s.DTS, nsToTicks(c.curStartNs, ts))
+	c.addData(c.cur, i, s)
+}
+
+// addData adds a data sample to a, unless it would take a's data past
+// MaxDataBytes.
+func (c *Cutter) addData(a *arena, i int, s Sample) {
+	if a.data+int64(len(s.Payload)) > c.MaxDataBytes {
+		if c.OnDrop != nil {
+			c.OnDrop(ErrDataTooLarge, 1, int64(len(s.Payload)))
+		}
+		return
+	}
+	a.add(i, s, true)
+}
+
+// Held reports whether a closed fragment waits for late data samples
+// (DataWait): it is emitted before the fragment in progress.
+func (c *Cutter) Held() bool { return c.held != nil }
 
 func (c *Cutter) writeLeader(s Sample) {
 	if !c.started && !s.Keyframe {
@@ -284,6 +368,9 @@ func (c *Cutter) writeLeader(s Sample) {
 	s.DTS -= c.origin[c.leader]
 	if c.haveLast && s.DTS <= c.lastLeader.DTS {
 		return // not in decode order: dropped
+	}
+	if h := c.held; h != nil && time.Duration(ticksToNs(s.DTS, c.tracks[c.leader].TimeScale)-h.endNs) >= c.DataWait {
+		c.release() // waited long enough for late data
 	}
 	if c.haveLast {
 		c.fillLeaderDuration(s.DTS)
@@ -312,7 +399,7 @@ func (c *Cutter) writeLeader(s Sample) {
 			c.partStartNs = nowNs
 		}
 	}
-	c.cur.add(c.leader, s)
+	c.cur.add(c.leader, s, false)
 	c.lastLeader = s
 	c.haveLast = true
 	c.checkCaps(s.Time)
@@ -373,6 +460,7 @@ func (c *Cutter) checkCaps(_ int64) {
 // close emits the open fragment, which ends at session time endNs (the next
 // keyframe), whose producer time is endTime.
 func (c *Cutter) close(endNs, endTime int64) {
+	c.release() // a fragment still held goes first
 	cur := c.cur
 	c.next.reset(len(c.tracks))
 	// Samples of the other tracks at or past the cut belong to the next
@@ -394,7 +482,7 @@ func (c *Cutter) close(endNs, endTime int64) {
 			k--
 		}
 		for _, s := range ss[k:] {
-			c.next.add(j, s)
+			c.next.add(j, s, c.tracks[j].Kind == KindData)
 		}
 		cur.samples[j] = ss[:k]
 		for m := 0; m < k; m++ {
@@ -407,15 +495,27 @@ func (c *Cutter) close(endNs, endTime int64) {
 		}
 	}
 	c.emitPart(-1, true)
-	c.emit(cur, endNs, endTime)
-	cur.reset(len(c.tracks)) // its chunks serve other streams until the next close
-	c.cur, c.next = c.next, cur
+	if c.closeFragment(cur, endNs, endTime, true) {
+		// held: the next fragment fills the next arena, and a spare one
+		// takes the next's place
+		spare := c.spare
+		if spare == nil {
+			spare = &arena{}
+		}
+		c.spare = nil
+		spare.reset(len(c.tracks))
+		c.cur, c.next = c.next, spare
+	} else {
+		cur.reset(len(c.tracks)) // its chunks serve other streams until the next close
+		c.cur, c.next = c.next, cur
+	}
 	c.started = false
 }
 
 // Flush closes the fragment in progress, ending it after its last sample.
 // It is called at the end of an ingest session and at shutdown.
 func (c *Cutter) Flush() {
+	c.release()
 	if !c.started || c.cur == nil {
 		return
 	}
@@ -442,8 +542,14 @@ func (c *Cutter) Flush() {
 				ss[m].Duration = uint32(nominalDuration(ss))
 			}
 		}
-		// Drop samples of other tracks past the end of the leading track.
-		if j != c.leader {
+		// Drop samples of other tracks past the end of the leading track;
+		// data samples (instants, sparse) are kept, at its end.
+		if j != c.leader && c.tracks[j].Kind == KindData {
+			last := nsToTicks(endNs, c.tracks[j].TimeScale) - 1
+			for m := range ss {
+				ss[m].DTS = min(ss[m].DTS, last)
+			}
+		} else if j != c.leader {
 			cut := nsToTicks(endNs, c.tracks[j].TimeScale)
 			k := len(ss)
 			for k > 0 && ss[k-1].DTS >= cut {
@@ -454,7 +560,7 @@ func (c *Cutter) Flush() {
 	}
 	endTime := c.curStart + (endNs - c.curStartNs)
 	c.emitPart(-1, true)
-	c.emit(c.cur, endNs, endTime)
+	c.closeFragment(c.cur, endNs, endTime, false) // no wait: nothing follows
 	c.cur.reset(len(c.tracks))
 	c.started = false
 	c.haveLast = false
@@ -473,41 +579,106 @@ func nominalDuration(ss []Sample) int64 {
 	return 1
 }
 
-func (c *Cutter) emit(a *arena, endNs, endTime int64) {
-	f := &c.frag
-	refs := f.Tracks[:0] // reused: Emit copies what it keeps
-	f.Metadata = Metadata{
-		ProducerStart: time.Unix(0, c.curStart),
-		ProducerEnd:   time.Unix(0, endTime),
-		Duration:      time.Duration(endNs - c.curStartNs),
-		ClockSource:   c.clockSource,
-	}
-	f.TrackConfigs = c.tracks
-	f.Samples = a.samples
-	f.Tracks = refs
-	for j, t := range c.tracks {
-		if len(a.samples[j]) > 0 {
-			f.Tracks = append(f.Tracks, TrackRef{ID: t.ID, Kind: t.Kind, Codec: t.Codec})
-		}
-		f.SampleCount += len(a.samples[j])
-	}
-	for _, s := range a.samples[c.leader] {
-		if s.Keyframe {
-			f.Keyframes++
-		}
-	}
+// closed is a closed fragment: its samples and what its metadata is made
+// of.
+type closed struct {
+	a              *arena
+	start, startNs int64 // producer time (Unix ns) and session time (ns) of its start
+	endNs, endTime int64
+	disc           bool
+	clock, hash    string
+	tracks         []Track
+	leader         int
+}
+
+// closeFragment closes the fragment of arena a, which ends at session time
+// endNs, producer time endTime: Closing is told, and Emit now, or, when
+// mayHold and the session has a data track, once late data came
+// (DataWait), in which case it returns true and the arena is held.
+func (c *Cutter) closeFragment(a *arena, endNs, endTime int64, mayHold bool) (held bool) {
 	gap := c.curStart - c.prevEnd
 	if gap < 0 {
 		gap = -gap
 	}
-	f.Discontinuity = c.forceDisc || (c.havePrev && time.Duration(gap) > DiscontinuityThreshold)
-	f.InitHash = c.hash
+	r := closed{a: a, start: c.curStart, startNs: c.curStartNs, endNs: endNs, endTime: endTime,
+		disc:  c.forceDisc || (c.havePrev && time.Duration(gap) > DiscontinuityThreshold),
+		clock: c.clockSource, hash: c.hash, tracks: c.tracks, leader: c.leader}
 	c.forceDisc = false
 	c.prevEnd = endTime
 	c.havePrev = true
-	if c.Emit != nil {
-		c.Emit(f)
+	hold := mayHold && c.hasData && c.DataWait > 0
+	if hold {
+		// the tracks may change at this cut (SetTracks)
+		c.heldTracks = append(c.heldTracks[:0], c.tracks...)
+		r.tracks = c.heldTracks
 	}
+	c.fill(&r)
+	if c.Closing != nil {
+		c.Closing(&c.frag)
+	}
+	if !hold {
+		if c.Emit != nil {
+			c.Emit(&c.frag)
+		}
+		return false
+	}
+	c.heldRec = r
+	c.held = &c.heldRec
+	return true
+}
+
+// release emits the fragment held for late data, if any, and keeps its
+// arena as the spare one.
+func (c *Cutter) release() {
+	h := c.held
+	if h == nil {
+		return
+	}
+	c.held = nil
+	c.fill(h)
+	if c.Emit != nil {
+		c.Emit(&c.frag)
+	}
+	h.a.reset(len(h.tracks))
+	c.spare = h.a
+}
+
+// fill makes c.frag the fragment of r.
+func (c *Cutter) fill(r *closed) {
+	f := &c.frag
+	refs := f.Tracks[:0] // reused: Emit copies what it keeps
+	f.Metadata = Metadata{
+		ProducerStart: time.Unix(0, r.start),
+		ProducerEnd:   time.Unix(0, r.endTime),
+		Duration:      time.Duration(r.endNs - r.startNs),
+		ClockSource:   r.clock,
+		Discontinuity: r.disc,
+		InitHash:      r.hash,
+	}
+	f.TrackConfigs = r.tracks
+	f.Samples = r.a.samples
+	f.Tracks = refs
+	for j, t := range r.tracks {
+		if len(r.a.samples[j]) > 0 {
+			f.Tracks = append(f.Tracks, TrackRef{ID: t.ID, Kind: t.Kind, Codec: t.Codec})
+		}
+		f.SampleCount += len(r.a.samples[j])
+	}
+	for _, s := range r.a.samples[r.leader] {
+		if s.Keyframe {
+			f.Keyframes++
+		}
+	}
+}
+
+// hasDataTrack reports whether a track of the session is a data track.
+func (c *Cutter) hasDataTrack() bool {
+	for i := range c.tracks {
+		if c.tracks[i].Kind == KindData {
+			return true
+		}
+	}
+	return false
 }
 
 // emitPart hands out the samples of the fragment in progress not yet in a

@@ -3,6 +3,7 @@ package fragment
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -489,5 +490,87 @@ func TestCutterDataTrack(t *testing.T) {
 	}
 	if seen != doc {
 		t.Fatalf("%d documents in fragments, %d written", seen, doc)
+	}
+}
+
+// TestCutterLateData: a data sample that comes after the keyframe that
+// closed the fragment of its time goes into that fragment, which waits for
+// it (DataWait) and is emitted after Closing; one later than DataWait goes
+// into the next fragment at its start; one over MaxDataBytes is dropped,
+// not the GOP; Flush keeps one of a time past the last frame.
+func TestCutterLateData(t *testing.T) {
+	tracks := append(testTracks()[:1], Track{ID: 2, Kind: KindData, Codec: CodecONVIF, TimeScale: 90000})
+	var events []string
+	var drops []error
+	c := &Cutter{Target: time.Second, DataWait: 500 * time.Millisecond, MaxDataBytes: 100}
+	out := collect(c)
+	emit := c.Emit
+	c.Emit = func(f *Fragment) {
+		events = append(events, "emit")
+		emit(f)
+	}
+	c.Closing = func(f *Fragment) { events = append(events, "closing") }
+	c.OnDrop = func(err error, _ int, _ int64) { drops = append(drops, err) }
+	c.Reset(tracks, false)
+	base := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	frame := func(n int) {
+		dts := int64(n) * 3600
+		c.Write(0, Sample{DTS: dts, Keyframe: n%25 == 0, Time: base.Add(time.Duration(dts) * time.Second / 90000).UnixNano(), Payload: []byte{byte(n)}})
+	}
+	doc := func(at time.Duration, size int) {
+		c.Write(1, Sample{DTS: int64(at / (time.Second / 90000)), Keyframe: true, Payload: bytes.Repeat([]byte("<"), size)})
+	}
+	for n := range 26 { // fragment 0 closes at frame 25 (1 s)
+		frame(n)
+	}
+	if !c.Held() || len(*out) != 0 || len(events) != 1 || events[0] != "closing" {
+		t.Fatalf("after the cut: held %v, %d emitted, events %v", c.Held(), len(*out), events)
+	}
+	doc(960*time.Millisecond, 10) // late: of fragment 0's time
+	for n := 26; n < 30; n++ {
+		frame(n)
+	}
+	doc(1100*time.Millisecond, 10) // of fragment 1's time: fragment 0 needs wait no more
+	if c.Held() || len(*out) != 1 {
+		t.Fatalf("a later document did not release the held fragment: held %v, %d emitted", c.Held(), len(*out))
+	}
+	if got := (*out)[0].Samples[1]; len(got) != 1 || got[0].DTS != 86400 {
+		t.Fatalf("fragment 0's documents: %+v", got)
+	}
+	for n := 30; n < 51; n++ { // fragment 1 closes at frame 50 (2 s)
+		frame(n)
+	}
+	doc(1200*time.Millisecond, 1000) // over MaxDataBytes: dropped alone
+	for n := 51; n < 64; n++ {       // 2.52 s: fragment 1 waited DataWait
+		frame(n)
+	}
+	if c.Held() || len(*out) != 2 {
+		t.Fatalf("DataWait: held %v, %d emitted", c.Held(), len(*out))
+	}
+	if len(drops) != 1 || drops[0] != ErrDataTooLarge {
+		t.Fatalf("drops %v", drops)
+	}
+	doc(1900*time.Millisecond, 10) // too late even for waiting: at fragment 2's start
+	for n := 64; n < 70; n++ {
+		frame(n)
+	}
+	doc(5*time.Second, 10) // past the last frame at the flush: kept, at the end
+	c.Flush()
+	if len(*out) != 3 {
+		t.Fatalf("%d fragments", len(*out))
+	}
+	f2 := (*out)[2]
+	if got := f2.Samples[1]; len(got) != 2 || got[0].DTS != 50*3600 || got[1].DTS != 70*3600-1 {
+		t.Fatalf("fragment 2's documents: %+v", got)
+	}
+	if n := len((*out)[1].Samples[1]); n != 1 {
+		t.Fatalf("fragment 1 has %d documents, want 1 (the one of 1.1 s)", n)
+	}
+	if len((*out)[1].Samples[0]) != 25 {
+		t.Fatalf("fragment 1 has %d frames: the dropped document cost video", len((*out)[1].Samples[0]))
+	}
+	want := []string{"closing", "emit", "closing", "emit", "closing", "emit"}
+	if fmt.Sprint(events) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", events, want)
 	}
 }

@@ -28,6 +28,10 @@ var (
 	ErrGOPTooLong = errors.New("GOP longer than the maximum fragment duration: no keyframe from the camera")
 	// ErrGOPTooLarge is reported when a GOP grows past the cutter's MaxBytes.
 	ErrGOPTooLarge = errors.New("GOP larger than the maximum fragment size")
+	// ErrDataTooLarge is reported for a data sample (a camera's metadata)
+	// that would take a fragment's data past the cutter's MaxDataBytes: the
+	// sample is dropped, the video and audio are not.
+	ErrDataTooLarge = errors.New("data samples larger than the maximum data of a fragment")
 	// ErrInvalidStreamName is returned for a stream name that does not match StreamNamePattern.
 	ErrInvalidStreamName = errors.New("invalid stream name")
 )

@@ -133,6 +133,19 @@ func TestONVIFMedia(t *testing.T) {
 	if len(got) != 1 || string(got[0].Payload) != onvifDoc || got[0].PTS != 4500 || !got[0].Key || got[0].Track != 1 {
 		t.Fatalf("units %+v", got)
 	}
+	// a document whose last packet is empty but for its marker, then one
+	// more: both come out
+	next := uint16(len(split(onvifDoc, 1, 4500, 500)) + 1)
+	for _, pkt := range []*rtp.Packet{
+		{Header: rtp.Header{SequenceNumber: next, Timestamp: 9000}, Payload: []byte("<a/>")},
+		{Header: rtp.Header{SequenceNumber: next + 1, Timestamp: 9000, Marker: true}},
+		{Header: rtp.Header{SequenceNumber: next + 2, Timestamp: 18000, Marker: true}, Payload: []byte("<b/>")},
+	} {
+		d.Decode(pkt, 0, func(u Unit) { got = append(got, Unit{Payload: bytes.Clone(u.Payload)}) })
+	}
+	if len(got) != 3 || string(got[1].Payload) != "<a/>" || string(got[2].Payload) != "<b/>" {
+		t.Fatalf("after an empty last packet: %d units", len(got))
+	}
 }
 
 // FuzzONVIFAssembler feeds packets made from the input (a header byte each:

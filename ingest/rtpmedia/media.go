@@ -304,8 +304,9 @@ func (d *Media) WaitingForKeyframe() bool { return d.needKey && (d.video != nil 
 // decode depacketizes pkt (whose PTS is pts) and calls emit for each
 // complete access unit. The unit's payload is valid only during the call.
 func (d *Media) Decode(pkt *rtp.Packet, pts int64, emit func(Unit)) {
-	if len(pkt.Payload) == 0 {
-		// padding only (browsers probe bandwidth with it): no media
+	if len(pkt.Payload) == 0 && d.onvif == nil {
+		// padding only (browsers probe bandwidth with it): no media (a
+		// metadata document may end with an empty packet)
 		if d.frame != nil {
 			d.frame.skip(pkt.SequenceNumber)
 		}

@@ -52,6 +52,11 @@ type Session struct {
 	told    string // the clock source the sink knows
 	started bool
 	stopped bool // the session ended: no more samples reach the sink
+	// ref is the last audio or video unit, which places data units;
+	// lastData the last data unit's time (ns on the session's timeline)
+	ref      mediaRef
+	lastData int64
+	dataOK   bool
 }
 
 // Init prepares the session for its tracks (as built with their Media).
@@ -80,9 +85,15 @@ func (ss *Session) Init(tracks []fragment.Track, sink ingest.Sink, started func(
 // goroutine per access unit would cost a wakeup each, more than the work
 // itself. The packet is not used after the call.
 func (ss *Session) Packet(d *Media, pkt *rtp.Packet, recv time.Time) {
-	pts, ok := ss.dec.Decode(d.Format(), pkt)
-	if !ok {
-		return // waiting for the first random access point
+	var pts int64
+	if d.onvif == nil {
+		// a data media's time comes from the audio and video's (placeData),
+		// not from the decoder, which would fix it by when its first packet
+		// came and wrap a sparse one's after 6.6 h
+		var ok bool
+		if pts, ok = ss.dec.Decode(d.Format(), pkt); !ok {
+			return // waiting for the first random access point
+		}
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -123,7 +134,12 @@ func (ss *Session) handle(u Unit) {
 	if ss.stopped {
 		return
 	}
-	ss.last.Store(u.Recv.UnixNano())
+	data := ss.tracks[u.Track].Kind == fragment.KindData
+	if !data {
+		// data (a camera's metadata) going on while its video stopped is
+		// a stall all the same
+		ss.last.Store(u.Recv.UnixNano())
+	}
 	sink, log := ss.sink, ss.Logger
 	if u.Params != nil {
 		changed := !ss.tracks[u.Track].Equal(u.Params)
@@ -147,7 +163,16 @@ func (ss *Session) handle(u Unit) {
 		return // parameter sets only
 	}
 	t := &ss.tracks[u.Track]
-	mediaNs := TicksToNs(u.PTS, t.TimeScale)
+	var mediaNs int64
+	if data {
+		var ok bool
+		if mediaNs, ok = ss.placeData(&u); !ok {
+			return
+		}
+	} else {
+		mediaNs = TicksToNs(u.PTS, t.TimeScale)
+		ss.ref = mediaRef{ns: mediaNs, recv: u.Recv, ntp: u.NTP, ntpOK: u.NTPOK, ok: true}
+	}
 	src := ss.clock.Source
 	wall, ev := ss.clock.Map(mediaNs, u.Recv, u.NTP, u.NTPOK)
 	if ev.Switched || ev.Stepped {
@@ -177,6 +202,40 @@ func (ss *Session) handle(u Unit) {
 		Payload:   u.Payload,
 	})
 	ss.Counters.Samples.Add(1)
+}
+
+// mediaRef is an audio or video unit's time on the session's timeline,
+// and when it came and was captured (the camera's clock, when known).
+type mediaRef struct {
+	ns    int64
+	recv  time.Time
+	ntp   time.Time
+	ntpOK bool
+	ok    bool
+}
+
+// placeData puts a data unit on the session's timeline from the last audio
+// or video unit: by the camera's clock when both have sender reports (a
+// camera sends its metadata later than the video of the same instant),
+// else by when they came. Its PTS and DTS are set in its track's clock
+// rate, never before the previous data unit's. It reports false before
+// any audio or video.
+func (ss *Session) placeData(u *Unit) (int64, bool) {
+	ref := &ss.ref
+	if !ref.ok {
+		return 0, false
+	}
+	ns := ref.ns + int64(u.Recv.Sub(ref.recv))
+	if u.NTPOK && ref.ntpOK {
+		ns = ref.ns + int64(u.NTP.Sub(ref.ntp))
+	}
+	if ss.dataOK {
+		ns = max(ns, ss.lastData)
+	}
+	ss.lastData, ss.dataOK = ns, true
+	u.PTS = NsToTicks(ns, ss.tracks[u.Track].TimeScale)
+	u.DTS = u.PTS
+	return ns, true
 }
 
 // Stop ends the session's samples and reports whether the sink's session
@@ -241,6 +300,13 @@ func (ss *Session) Wait(ctx context.Context, failed <-chan error, stall time.Dur
 func TicksToNs(v int64, rate uint32) int64 {
 	t := int64(rate)
 	return (v/t)*int64(time.Second) + (v%t)*int64(time.Second)/t
+}
+
+// NsToTicks converts nanoseconds to ticks of a clock rate without
+// overflow.
+func NsToTicks(ns int64, rate uint32) int64 {
+	sec := int64(time.Second)
+	return (ns/sec)*int64(rate) + (ns%sec)*int64(rate)/sec
 }
 
 // ParseRTP parses an RTP packet into p without allocating: p.Payload is a

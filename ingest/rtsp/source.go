@@ -269,8 +269,13 @@ func (s *Source) Run(ctx context.Context, sink ingest.Sink, started func()) erro
 			d.Release()
 		}
 	}()
-	if len(deps) == 0 {
-		return fmt.Errorf("%w; offered: %s", ErrNoSupportedTracks, strings.Join(ignored, ", "))
+	if len(fragment.MediaTracks(tracks)) == 0 {
+		// metadata alone (no video to cut it on) is not recorded either
+		offered := ignored
+		for _, t := range tracks {
+			offered = append(offered, string(t.Codec))
+		}
+		return fmt.Errorf("%w; offered: %s", ErrNoSupportedTracks, strings.Join(offered, ", "))
 	}
 	channels := make([]int, len(deps)) // interleaved RTP channel per media, -1 if none
 	for i, d := range deps {

@@ -181,7 +181,7 @@ func (c *camera) run(start time.Time, done <-chan struct{}) {
 		}
 		c.send(e, k.loop, anchor.Add(ticks(pts)))
 		if c.onvif != nil {
-			c.sendONVIF(dts, anchor)
+			c.sendONVIF(dts-int64(c.conf.ONVIFLag/(time.Second/tsClock)), anchor)
 		}
 		if k.next() {
 			c.loops.Add(1)

@@ -60,6 +60,10 @@ type Camera struct {
 	// detector's event when its state changes, split into packets of at
 	// most 1000 bytes. Default false.
 	ONVIF bool
+	// ONVIFLag sends each metadata document this long after the video of
+	// its time, as cameras whose analytics run after the encoder do.
+	// Default 0.
+	ONVIFLag time.Duration
 	// StartAt starts the first loop this far into the clip, at the keyframe at or
 	// before it (taken modulo the clip's duration). Default 0: from the beginning.
 	// Tests use it to reach the loop point quickly.

@@ -1,0 +1,143 @@
+package rtpmedia
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/pion/rtp"
+
+	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/ingest"
+	"github.com/tributary-io/tributary/internal/fixture"
+)
+
+// recordSink keeps the samples a Session writes.
+type recordSink struct {
+	mu      sync.Mutex
+	samples map[int][]fragment.Sample
+}
+
+func (s *recordSink) StartSession(ingest.Session) {}
+func (s *recordSink) WriteSample(i int, smp fragment.Sample) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.samples == nil {
+		s.samples = map[int][]fragment.Sample{}
+	}
+	smp.Payload = nil
+	s.samples[i] = append(s.samples[i], smp)
+}
+func (s *recordSink) UpdateTracks([]fragment.Track)                   {}
+func (s *recordSink) ClockChanged(string, string, time.Duration, bool) {}
+func (s *recordSink) EndSession(error)                                 {}
+
+// ntpOf is t as a 64-bit NTP timestamp.
+func ntpOf(t time.Time) uint64 {
+	const unixFrom1900 = 2208988800
+	return uint64(t.Unix()+unixFrom1900)<<32 | uint64(t.Nanosecond())<<32/1e9
+}
+
+// onvifSession is a session of a video and an ONVIF metadata media: the
+// camera's frames come at 30 fps from base, its documents once a second,
+// stamped with the time of a frame, and received lag after it.
+func onvifSession(t *testing.T, reports bool, lag time.Duration, seconds int) (*recordSink, *Session) {
+	t.Helper()
+	g := &format.Generic{PayloadTyp: 107, RTPMa: "vnd.onvif.metadata/90000"}
+	if err := g.Init(); err != nil {
+		t.Fatal(err)
+	}
+	h := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: fixture.SPS, PPS: fixture.PPS}
+	desc := &description.Session{Medias: []*description.Media{
+		{Type: description.MediaTypeVideo, Formats: []format.Format{h}},
+		{Type: description.MediaTypeApplication, Formats: []format.Format{g}},
+	}}
+	ctr := &ingest.Counters{}
+	tracks, deps, _ := Build(desc, ctr, Options{ONVIFMetadata: true})
+	sink := &recordSink{}
+	ss := &Session{Counters: ctr}
+	ss.Init(tracks, sink, nil, ingest.Session{})
+	base := time.Now()
+	const vStart, mStart = 1000, 500000
+	if reports {
+		ss.SenderReport(deps[0], ntpOf(base), vStart)
+		ss.SenderReport(deps[1], ntpOf(base), mStart)
+	}
+	var seq uint16
+	for n := 0; n <= seconds*30; n++ {
+		at := base.Add(time.Duration(n) * time.Second / 30)
+		for _, p := range encodeH264(t, [][]byte{idr(200)}, uint32(vStart+n*3000)) {
+			ss.Packet(deps[0], p, at)
+		}
+		if n%30 == 0 {
+			for _, p := range split("<doc/>", seq, uint32(mStart+n*3000), 3) {
+				pkt := &rtp.Packet{Header: rtp.Header{SequenceNumber: p.seq, Timestamp: p.ts, Marker: p.marker}, Payload: []byte(p.payload)}
+				ss.Packet(deps[1], pkt, at.Add(lag))
+				seq = p.seq + 1
+			}
+		}
+	}
+	return sink, ss
+}
+
+// TestSessionDataPlacement: a camera's documents, sent 400 ms after the
+// frames of their time, are placed at the time of those frames when the
+// camera sends sender reports, and when they came otherwise.
+func TestSessionDataPlacement(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		reports bool
+		want    time.Duration // a document's offset from its frame
+	}{
+		{"sender reports", true, 0},
+		{"receive time", false, 400 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink, _ := onvifSession(t, tc.reports, 400*time.Millisecond, 3)
+			video, docs := sink.samples[0], sink.samples[1]
+			if len(docs) != 4 || len(video) != 91 {
+				t.Fatalf("%d documents, %d frames", len(docs), len(video))
+			}
+			for k, d := range docs {
+				frame := video[30*k]
+				if got := time.Duration(TicksToNs(d.DTS-frame.DTS, 90000)); got < tc.want-time.Millisecond || got > tc.want+time.Millisecond {
+					t.Errorf("document %d is %v from its frame, want %v", k, got, tc.want)
+				}
+				if d.PTSOffset != 0 || !d.Keyframe {
+					t.Errorf("document %d: %+v", k, d)
+				}
+			}
+		})
+	}
+}
+
+// TestSessionDataStall: documents going on while the video stopped do not
+// hold off the stall timeout.
+func TestSessionDataStall(t *testing.T) {
+	_, ss := onvifSession(t, true, 0, 0)
+	g := &format.Generic{PayloadTyp: 107, RTPMa: "vnd.onvif.metadata/90000", ClockRat: 90000}
+	d := New(g)
+	d.idx = 1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for i := uint16(100); ctx.Err() == nil; i++ {
+			ss.Packet(d, &rtp.Packet{Header: rtp.Header{SequenceNumber: i, Timestamp: uint32(i) * 9000, Marker: true}, Payload: []byte("<doc/>")}, time.Now())
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- ss.Wait(ctx, nil, 300*time.Millisecond, func(err error) error { return err }) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStalled) {
+			t.Fatalf("Wait: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("documents kept a session without video from stalling")
+	}
+}
