@@ -113,8 +113,8 @@ func newSource(cfg StreamConfig, engine *iwebrtc.Engine, ctr *ingest.Counters, l
 		}
 	}
 	return &rtsp.Source{
-		URL:          cfg.URL,
-		Transport:    cfg.Transport,
+		URL:           cfg.URL,
+		Transport:     cfg.Transport,
 		StallTimeout:  time.Duration(cfg.StallTimeout),
 		ONVIFMetadata: cfg.ONVIFMetadata,
 		Counters:      ctr,

@@ -32,7 +32,7 @@ func (s *recordSink) WriteSample(i int, smp fragment.Sample) {
 	smp.Payload = nil
 	s.samples[i] = append(s.samples[i], smp)
 }
-func (s *recordSink) UpdateTracks([]fragment.Track)                   {}
+func (s *recordSink) UpdateTracks([]fragment.Track)                    {}
 func (s *recordSink) ClockChanged(string, string, time.Duration, bool) {}
 func (s *recordSink) EndSession(error)                                 {}
 
