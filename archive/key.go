@@ -20,6 +20,9 @@ const (
 	ExtMKV  = ".mkv"
 	// ExtInit is the extension of init segments.
 	ExtInit = ".mp4"
+	// ExtNDJSON is the extension of the readings of a sensor fragment as
+	// NDJSON, beside its MKV object (ReadingsKey).
+	ExtNDJSON = ".ndjson"
 )
 
 // MaxStartMs is the largest producer start, in Unix milliseconds, that fits
@@ -32,6 +35,7 @@ const MaxStartMs = 9_999_999_999_999
 //	{prefix}/streams/{stream}/stream.json
 //	{prefix}/streams/{stream}/init/{configHash}.mp4
 //	{prefix}/streams/{stream}/f/YYYY/MM/DD/HH/{startMs:013}-{number:020}.m4s|.mkv
+//	{prefix}/streams/{stream}/f/YYYY/MM/DD/HH/{startMs:013}-{number:020}.ndjson  (a sensor fragment's readings)
 //	{prefix}/streams/{stream}/f/YYYY/MM/DD/HH/index.json
 //
 // Hours are UTC; startMs is the producer start in Unix milliseconds. Keys
@@ -128,6 +132,17 @@ func (l Layout) HourIndexKey(stream string, hour time.Time) (string, error) {
 		return "", err
 	}
 	return p + HourIndexName, nil
+}
+
+// ReadingsKey returns the key of the NDJSON readings beside a sensor
+// fragment (an MKV object): the fragment's key with ExtNDJSON for ExtMKV.
+// Listings skip it; retention deletes it with its hour.
+func ReadingsKey(fragmentKey string) (string, error) {
+	base, ok := strings.CutSuffix(fragmentKey, ExtMKV)
+	if !ok {
+		return "", fmt.Errorf("%w: %q is not an MKV fragment's key", ErrInvalidKey, fragmentKey)
+	}
+	return base + ExtNDJSON, nil
 }
 
 // FragmentKey returns the key of a fragment from its metadata: Stream,

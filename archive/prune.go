@@ -17,6 +17,8 @@ type PruneResult struct {
 	// Records are the inference results and dead letters deleted with
 	// their fragments' hours.
 	Records int `json:"records"`
+	// Readings are the NDJSON readings beside sensor fragments.
+	Readings int `json:"readings"`
 }
 
 // Prune deletes a stream's fragments (and their hour manifests) whose whole
@@ -95,9 +97,12 @@ func pruneFragments(ctx context.Context, store Store, layout Layout, stream stri
 		return res, err
 	}
 	err = pruneHours(ctx, store, prefix, hourPath(before.UTC().Truncate(time.Hour)), dryRun, func(o ObjectInfo) {
-		if strings.HasSuffix(o.Key, "/"+HourIndexName) {
+		switch {
+		case strings.HasSuffix(o.Key, "/"+HourIndexName):
 			res.Manifests++
-		} else {
+		case strings.HasSuffix(o.Key, ExtNDJSON):
+			res.Readings++
+		default:
 			res.Fragments++
 			res.Bytes += o.Size
 		}

@@ -80,3 +80,38 @@ func TestPrune(t *testing.T) {
 		t.Errorf("second prune %+v %v", res, err)
 	}
 }
+
+// TestPruneReadings: the NDJSON readings beside sensor fragments are not
+// listed as fragments, and go with their hour.
+func TestPruneReadings(t *testing.T) {
+	ctx := context.Background()
+	store := &Local{Root: t.TempDir()}
+	layout := Layout{}
+	t0 := time.Date(2026, 11, 27, 1, 0, 0, 0, time.UTC)
+	for i := 0; i < 4; i++ { // 01:00, 01:40, 02:20, 03:00
+		m := testMeta("env", uint64(i+1), t0.Add(time.Duration(i)*40*time.Minute), 2*time.Second)
+		m.Container = fragment.ContainerMKV
+		m = putFragment(t, store, layout, m)
+		nk, err := ReadingsKey(m.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Put(ctx, nk, bytes.NewReader([]byte("{}\n")), 3, PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := ListFragments(ctx, store, layout, ListRequest{Stream: "env", Limit: 100})
+	if err != nil || len(res.Fragments) != 4 {
+		t.Fatalf("listing: %d fragments, %v", len(res.Fragments), err)
+	}
+	pr, err := Prune(ctx, store, layout, "env", t0.Add(2*time.Hour), false)
+	if err != nil || pr.Fragments != 3 || pr.Readings != 3 {
+		t.Fatalf("prune: %+v %v", pr, err)
+	}
+	if objs, _ := store.List(ctx, "streams/env/f/", "", 0); len(objs) != 2 {
+		t.Fatalf("%d objects left, want the last hour's fragment and readings", len(objs))
+	}
+	if _, err := ReadingsKey("streams/cam/f/2026/11/27/01/0000000000000-00000000000000000001.m4s"); err == nil {
+		t.Fatal("readings beside an fMP4 fragment")
+	}
+}

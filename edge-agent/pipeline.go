@@ -19,6 +19,7 @@ import (
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
 	"github.com/tributary-io/tributary/ingest/rtsp"
+	"github.com/tributary-io/tributary/ingest/sensor"
 	iwebrtc "github.com/tributary-io/tributary/ingest/webrtc"
 	"github.com/tributary-io/tributary/playback"
 )
@@ -539,6 +540,20 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 		opts.ContentSHA256 = j.meta.SHA256 // of *j.buf: spares Local hashing it
 	}
 	var err error
+	if p.sensor != nil && j.meta != nil {
+		for attempt := 0; attempt < 3; attempt++ {
+			if err = putReadings(ctx, p.store, j.meta, *j.buf); err == nil || errors.Is(err, sensor.ErrBadFragment) {
+				break
+			}
+			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+		}
+		if err != nil {
+			// the readings are still in the fragment
+			p.storeErrors.Add(1)
+			p.log.Error("archive write failed", "err", err)
+			p.setError(fmt.Errorf("archive: %w", err))
+		}
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		_, err = p.store.Put(ctx, j.key, bytes.NewReader(*j.buf), int64(len(*j.buf)), opts)
 		if err == nil || errors.Is(err, archive.ErrInvalidKey) {

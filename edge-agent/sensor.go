@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
@@ -633,4 +634,28 @@ func (a *Agent) readingsFor(ctx context.Context, m fragment.Metadata, names []st
 		}
 	}
 	return out, nil
+}
+
+// putReadings stores, beside a sensor fragment (MKV), its readings as
+// NDJSON under archive.ReadingsKey, for tools that read the archive
+// without an MKV parser. It goes before the fragment, whose object is the
+// one listings see: a crash between the two leaves readings no listing
+// shows, which retention deletes with their hour. A fragment whose
+// readings cannot be read (sensor.ErrBadFragment) gets none.
+func putReadings(ctx context.Context, store archive.Store, m *fragment.Metadata, mkv []byte) error {
+	if !sensor.HasReadings(m) {
+		return nil
+	}
+	key, err := archive.ReadingsKey(m.Key)
+	if err != nil {
+		return fmt.Errorf("%w: %v", sensor.ErrBadFragment, err)
+	}
+	body, err := sensor.NDJSON(mkv)
+	if err != nil {
+		return fmt.Errorf("readings of %s: %w", m.Key, err)
+	}
+	if _, err := store.Put(ctx, key, bytes.NewReader(body), int64(len(body)), archive.PutOptions{ContentType: "application/x-ndjson"}); err != nil {
+		return fmt.Errorf("readings of %s: %w", m.Key, err)
+	}
+	return nil
 }

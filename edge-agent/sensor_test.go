@@ -46,6 +46,22 @@ func sensorReadings(t *testing.T, store archive.Store, stream string) (inOrder, 
 		if len(rs) != m.SampleCount || m.Container != fragment.ContainerMKV {
 			t.Errorf("fragment %d: %d readings, metadata says %d, container %s", m.Number, len(rs), m.SampleCount, m.Container)
 		}
+		// beside it, the same readings as NDJSON, which any tool reads
+		nk, err := archive.ReadingsKey(m.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(string(readObject(t, store, nk)), "\n"), "\n")
+		if len(lines) != len(rs) {
+			t.Errorf("fragment %d: %d NDJSON lines beside %d readings", m.Number, len(lines), len(rs))
+		}
+		for i := range min(len(lines), len(rs)) {
+			var v map[string]any
+			if json.Unmarshal([]byte(lines[i]), &v) != nil || lines[i] != string(sensor.AppendLine(nil, &rs[i])) {
+				t.Errorf("fragment %d: NDJSON line %d is %q", m.Number, i, lines[i])
+				break
+			}
+		}
 		if m.Tags[sensor.TagLate] == "true" {
 			late = append(late, rs...)
 			continue

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tributary-io/tributary/archive"
 	"github.com/tributary-io/tributary/fragment"
+	"github.com/tributary-io/tributary/ingest/sensor"
 )
 
 // blockedRetry is how often a stream whose uploads hit an error retrying
@@ -167,6 +168,17 @@ func (u *uploader) do(ctx context.Context, j *uploadJob) error {
 		md, err := archive.EncodeMetadata(m)
 		if err != nil {
 			return err
+		}
+		if sensor.HasReadings(&m) {
+			data, err := os.ReadFile(j.e.path)
+			if err != nil {
+				return fmt.Errorf("spool: %w", err)
+			}
+			if err := putReadings(ctx, u.store, &m, data); errors.Is(err, sensor.ErrBadFragment) {
+				u.log.Error("sensor fragment without its NDJSON readings", "stream", st.name, "number", m.Number, "err", err)
+			} else if err != nil {
+				return err
+			}
 		}
 		f, err := os.Open(j.e.path)
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -450,6 +451,11 @@ func TestDemoS3(t *testing.T) {
 					t.Errorf("sensor fragment %d: %d readings, %v", m.Number, len(rs), err)
 				}
 				readings += len(rs)
+				// and their NDJSON beside them
+				nk, _ := archive.ReadingsKey(m.Key)
+				if want, _ := sensor.NDJSON(data); !bytes.Equal(getAll(t, store, nk), want) {
+					t.Errorf("sensor fragment %d: its NDJSON readings differ", m.Number)
+				}
 				continue
 			}
 			initKey, _ := layout.InitKey(s, m.InitHash)

@@ -44,6 +44,26 @@ func ReadFragment(mkv []byte) ([]Reading, error) {
 	}
 }
 
+// NDJSON returns the readings of a stored sensor fragment (MKV) as NDJSON:
+// each its stored line ({"time","recv","topic","late","value"}), in its
+// order. The archive keeps it beside the fragment (archive.ReadingsKey).
+func NDJSON(mkv []byte) ([]byte, error) {
+	rs, err := ReadFragment(mkv)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadFragment, err)
+	}
+	var b []byte
+	for i := range rs {
+		b = AppendLine(b, &rs[i])
+		b = append(b, '\n')
+	}
+	return b, nil
+}
+
+// HasReadings reports whether a fragment is a sensor fragment (it holds a
+// JSON data track).
+func HasReadings(m *fragment.Metadata) bool { return isData(m) }
+
 // MaxFragmentRead bounds a stored sensor fragment Each reads.
 const MaxFragmentRead = 64 << 20
 
