@@ -57,7 +57,7 @@ type Cutter struct {
 	// its metadata later than the video of the same instant): it is
 	// emitted once a data sample of a later time comes, or the leading
 	// track is DataWait past its end. Later ones go into the next fragment
-	// at its start. Default DefaultDataWait (1 s).
+	// at its start. Default DefaultDataWait (1 s); negative: no waiting.
 	DataWait time.Duration
 	// OnDrop, when set, is told when samples are dropped: err is
 	// ErrGOPTooLong or ErrGOPTooLarge (the GOP), or ErrDataTooLarge (one
@@ -281,6 +281,14 @@ func ticksToNs(v int64, timescale uint32) int64 {
 	return (v/ts)*int64(time.Second) + (v%ts)*int64(time.Second)/ts
 }
 
+// nsToTicksCeil is the first tick at or after v ns: a sample of DTS d is
+// at or after v exactly when d >= nsToTicksCeil(v).
+func nsToTicksCeil(v int64, timescale uint32) int64 {
+	ts := int64(timescale)
+	sec := int64(time.Second)
+	return (v/sec)*ts + ((v%sec)*ts+sec-1)/sec
+}
+
 func nsToTicks(v int64, timescale uint32) int64 {
 	ts := int64(timescale)
 	sec := int64(time.Second)
@@ -319,12 +327,15 @@ func (c *Cutter) Write(i int, s Sample) {
 }
 
 // writeData adds a data sample: to the fragment held for late data when
-// it is of its time, else to the open fragment, at its start if it is
-// older (too late for the fragment of its time).
+// it is of its time or older, else to the open fragment; at the start of
+// the fragment it goes in when it is older (too late for the fragment of
+// its time).
 func (c *Cutter) writeData(i int, s Sample) {
 	ts := c.tracks[i].TimeScale
 	if h := c.held; h != nil {
-		if s.DTS < nsToTicks(h.endNs, ts) {
+		if s.DTS < nsToTicksCeil(h.endNs, ts) {
+			// older still than the held one: at its start
+			s.DTS = max(s.DTS, nsToTicksCeil(h.startNs, ts))
 			c.addData(h.a, i, s)
 			return
 		}
@@ -333,7 +344,7 @@ func (c *Cutter) writeData(i int, s Sample) {
 	if !c.started {
 		return
 	}
-	s.DTS = max(s.DTS, nsToTicks(c.curStartNs, ts))
+	s.DTS = max(s.DTS, nsToTicksCeil(c.curStartNs, ts))
 	c.addData(c.cur, i, s)
 }
 
@@ -471,7 +482,7 @@ func (c *Cutter) close(endNs, endTime int64) {
 			continue
 		}
 		ss := cur.samples[j]
-		cut := nsToTicks(endNs, c.tracks[j].TimeScale)
+		cut := nsToTicksCeil(endNs, c.tracks[j].TimeScale)
 		k := len(ss)
 		for k > 0 && ss[k-1].DTS >= cut {
 			k--
@@ -545,7 +556,8 @@ func (c *Cutter) Flush() {
 		// Drop samples of other tracks past the end of the leading track;
 		// data samples (instants, sparse) are kept, at its end.
 		if j != c.leader && c.tracks[j].Kind == KindData {
-			last := nsToTicks(endNs, c.tracks[j].TimeScale) - 1
+			ts := c.tracks[j].TimeScale
+			last := max(nsToTicksCeil(endNs, ts)-1, nsToTicksCeil(c.curStartNs, ts))
 			for m := range ss {
 				ss[m].DTS = min(ss[m].DTS, last)
 			}

@@ -574,3 +574,88 @@ func TestCutterLateData(t *testing.T) {
 		t.Fatalf("events %v, want %v", events, want)
 	}
 }
+
+// FuzzCutterData drives a Cutter with video (a keyframe every k frames),
+// AAC audio and data samples whose times lag the video by a varying
+// amount, all from the input, and checks what it emits: every data sample
+// written once a fragment was open comes out once, in order, inside its
+// fragment's time range; Closing precedes each Emit of the same fragment;
+// fragments follow each other; nothing is held after Flush.
+func FuzzCutterData(f *testing.F) {
+	f.Add([]byte{30, 0, 10, 0, 200, 5, 90, 0, 120, 3, 40, 250, 7, 7, 7})
+	f.Add([]byte{5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1})
+	f.Add([]byte{12, 255, 255, 0, 0, 128, 64, 32, 16, 8, 4, 2, 1})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) < 2 {
+			return
+		}
+		tracks := append(testTracks(), Track{ID: 3, Kind: KindData, Codec: CodecONVIF, TimeScale: 90000})
+		gop := 1 + int(in[0]%60)
+		c := &Cutter{Target: time.Second, DataWait: time.Duration(in[1]%8) * 200 * time.Millisecond}
+		if c.DataWait == 0 {
+			c.DataWait = -1 // no waiting
+		}
+		var closing []time.Time
+		var frags []Fragment
+		out := collect(c)
+		emit := c.Emit
+		c.Emit = func(fr *Fragment) {
+			if len(closing) != len(*out)+1 || !closing[len(*out)].Equal(fr.ProducerStart) {
+				t.Fatalf("Emit of %v after Closing of %v", fr.ProducerStart, closing)
+			}
+			emit(fr)
+		}
+		c.Closing = func(fr *Fragment) { closing = append(closing, fr.ProducerStart) }
+		c.Reset(tracks, false)
+		base := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+		at := func(ticks int64, scale int64) int64 { return base.Add(time.Duration(ticks) * time.Second / time.Duration(scale)).UnixNano() }
+		written := 0 // data samples written while a fragment was open
+		var lastDoc int64 = -1
+		audio := int64(0)
+		for n, b := range in[2:] {
+			for frame := range 1 + int(b%4) {
+				fn := int64(n*4 + frame)
+				dts := fn * 3000
+				open := c.started
+				c.Write(0, Sample{DTS: dts, Keyframe: fn%int64(gop) == 0, Time: at(dts, 90000), Payload: []byte{1}})
+				for audio*1024*90000/48000 < dts {
+					c.Write(1, Sample{DTS: audio * 1024, Duration: 1024, Keyframe: true, Time: at(audio*1024, 48000), Payload: []byte{2}})
+					audio++
+				}
+				if b&0x80 != 0 && frame == 0 {
+					// a document of up to 1.5 s ago, never older than the last
+					doc := max(dts-int64(b&0x7f)*1000, lastDoc, 0)
+					if c.started || open {
+						written++
+					}
+					lastDoc = doc
+					c.Write(2, Sample{DTS: doc, Keyframe: true, Time: at(doc, 90000), Payload: []byte("<d/>")})
+				}
+			}
+		}
+		c.Flush()
+		if c.Held() {
+			t.Fatal("held after Flush")
+		}
+		frags = *out
+		got := 0
+		prev := int64(-1)
+		for i, fr := range frags {
+			if i > 0 && !fr.ProducerStart.After(frags[i-1].ProducerStart) {
+				t.Fatalf("fragment %d starts at %v, after %v", i, fr.ProducerStart, frags[i-1].ProducerStart)
+			}
+			start := fr.Samples[0][0].DTS
+			end := start + int64(fr.Duration/(time.Second/90000))
+			for _, s := range fr.Samples[2] {
+				if s.DTS < start || s.DTS >= end+1 || s.DTS < prev {
+					t.Fatalf("fragment %d [%d, %d) holds a document at %d (previous %d)", i, start, end, s.DTS, prev)
+				}
+				prev = s.DTS
+				got++
+			}
+		}
+		if got != written {
+			t.Fatalf("%d documents out, %d written", got, written)
+		}
+	})
+}
