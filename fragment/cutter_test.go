@@ -608,7 +608,9 @@ func FuzzCutterData(f *testing.F) {
 		c.Closing = func(fr *Fragment) { closing = append(closing, fr.ProducerStart) }
 		c.Reset(tracks, false)
 		base := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-		at := func(ticks int64, scale int64) int64 { return base.Add(time.Duration(ticks) * time.Second / time.Duration(scale)).UnixNano() }
+		at := func(ticks int64, scale int64) int64 {
+			return base.Add(time.Duration(ticks) * time.Second / time.Duration(scale)).UnixNano()
+		}
 		written := 0 // data samples written while a fragment was open
 		var lastDoc int64 = -1
 		audio := int64(0)
