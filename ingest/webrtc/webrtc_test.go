@@ -55,7 +55,7 @@ func TestWHIPPion(t *testing.T) {
 		t.Fatalf("Location %q", loc)
 	}
 	sink, ctr := tt.sink("cam1")
-	waitFor(t, "4 fragments", 15*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 4 })
+	waitFor(t, "4 fragments", 30*time.Second, func() bool { f, _ := sink.fragments(); return len(f) >= 4 })
 
 	// a second publisher to the same stream is refused while the first holds it
 	pub2 := newTestPeer(t, clipH264Opus)
