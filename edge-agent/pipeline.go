@@ -189,6 +189,7 @@ func newPipeline(cfg StreamConfig, store archive.Store, layout archive.Layout, s
 		MaxBytes:    int64(cfg.Fragment.MaxBytes),
 		Emit:        p.emit,
 		Closing:     p.closing,
+		DataWait:    dataWait(cfg),
 		OnDrop:      p.onDrop,
 		PartTarget:  livePart,
 		EmitPart:    p.onPart,
@@ -388,6 +389,16 @@ func (p *pipeline) emit(f *fragment.Fragment) {
 	p.enqueue(storeJob{key: key, buf: buf, meta: &meta, init: p.init, ctype: contentType(f.Container), closed: closed, onStored: onStored})
 }
 
+// dataWait is how long a stream's closed fragments wait for late data
+// (fragment.Cutter.DataWait): a pulled camera's metadata comes after its
+// video; a pushed stream (PutMedia) sends its tracks together.
+func dataWait(cfg StreamConfig) time.Duration {
+	if cfg.URL == "" {
+		return -1
+	}
+	return 0 // the default
+}
+
 // closing closes the live edge's segment of a fragment as the cutter
 // closes it, which is before emit for a fragment held for late data (its
 // number is the next one all the same: a held fragment is emitted before
@@ -540,20 +551,6 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 		opts.ContentSHA256 = j.meta.SHA256 // of *j.buf: spares Local hashing it
 	}
 	var err error
-	if p.sensor != nil && j.meta != nil {
-		for attempt := 0; attempt < 3; attempt++ {
-			if err = putReadings(ctx, p.store, j.meta, *j.buf); err == nil || errors.Is(err, sensor.ErrBadFragment) {
-				break
-			}
-			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
-		}
-		if err != nil {
-			// the readings are still in the fragment
-			p.storeErrors.Add(1)
-			p.log.Error("archive write failed", "err", err)
-			p.setError(fmt.Errorf("archive: %w", err))
-		}
-	}
 	for attempt := 0; attempt < 3; attempt++ {
 		_, err = p.store.Put(ctx, j.key, bytes.NewReader(*j.buf), int64(len(*j.buf)), opts)
 		if err == nil || errors.Is(err, archive.ErrInvalidKey) {
@@ -573,6 +570,20 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 	}
 	if j.meta == nil {
 		return
+	}
+	if p.sensor != nil { // after its fragment (putReadings)
+		for attempt := 0; attempt < 3; attempt++ {
+			if err = putReadings(ctx, p.store, j.meta, *j.buf); err == nil || errors.Is(err, sensor.ErrBadFragment) {
+				break
+			}
+			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+		}
+		if err != nil {
+			// the readings are still in the fragment
+			p.storeErrors.Add(1)
+			p.log.Error("archive write failed", "err", err)
+			p.setError(fmt.Errorf("archive: %w", err))
+		}
 	}
 	m := p.stored(j)
 	p.closeHour(ctx, m.ProducerStart)

@@ -336,9 +336,12 @@ func (p *pipeline) notStored(ctx context.Context, rs []sensor.Reading) []sensor.
 		return strconv.FormatInt(r.Time.UnixNano(), 10) + "\x00" + r.Topic + "\x00" + string(r.Value)
 	}
 	have := map[string]bool{}
-	err := sensor.Each(ctx, p.store, p.layout, p.cfg.Name, lo, hi.Add(time.Millisecond), nil, func(_ *fragment.Metadata, stored []sensor.Reading, err error) error {
+	err := sensor.Each(ctx, p.store, p.layout, p.cfg.Name, lo, hi.Add(time.Millisecond), nil, func(m *fragment.Metadata, stored []sensor.Reading, err error) error {
 		for i := range stored { // an unreadable fragment has none
 			have[key(&stored[i])] = true
+		}
+		if err == nil {
+			p.repairNDJSON(ctx, m, stored)
 		}
 		return nil
 	})
@@ -353,6 +356,23 @@ func (p *pipeline) notStored(ctx context.Context, rs []sensor.Reading) []sensor.
 		}
 	}
 	return out
+}
+
+// repairNDJSON writes the NDJSON readings of a stored sensor fragment that
+// has none: a crash came between the fragment and its readings.
+func (p *pipeline) repairNDJSON(ctx context.Context, m *fragment.Metadata, rs []sensor.Reading) {
+	nk, err := archive.ReadingsKey(m.Key)
+	if err != nil {
+		return
+	}
+	if _, err := p.store.Stat(ctx, nk); !errors.Is(err, archive.ErrNotFound) {
+		return
+	}
+	if err := putNDJSON(ctx, p.store, m.Key, sensor.AppendNDJSON(nil, rs)); err != nil {
+		p.log.Warn("sensor journal: cannot write the NDJSON readings of a stored fragment", "key", m.Key, "err", err)
+		return
+	}
+	p.log.Info("sensor journal: wrote the NDJSON readings a crash left out", "key", m.Key)
 }
 
 // sensorsFor resolves a hook's readings: sensor stream names, or
@@ -638,24 +658,30 @@ func (a *Agent) readingsFor(ctx context.Context, m fragment.Metadata, names []st
 
 // putReadings stores, beside a sensor fragment (MKV), its readings as
 // NDJSON under archive.ReadingsKey, for tools that read the archive
-// without an MKV parser. It goes before the fragment, whose object is the
-// one listings see: a crash between the two leaves readings no listing
-// shows, which retention deletes with their hour. A fragment whose
-// readings cannot be read (sensor.ErrBadFragment) gets none.
+// without an MKV parser. It goes after the fragment, so that there are
+// never readings of a fragment not stored (its journal would replay them
+// into another: twice in the NDJSON); a crash between the two is repaired
+// by the journal's replay (notStored). A fragment whose readings cannot be
+// read (sensor.ErrBadFragment) gets none.
 func putReadings(ctx context.Context, store archive.Store, m *fragment.Metadata, mkv []byte) error {
 	if !sensor.HasReadings(m) {
 		return nil
-	}
-	key, err := archive.ReadingsKey(m.Key)
-	if err != nil {
-		return fmt.Errorf("%w: %v", sensor.ErrBadFragment, err)
 	}
 	body, err := sensor.NDJSON(mkv)
 	if err != nil {
 		return fmt.Errorf("readings of %s: %w", m.Key, err)
 	}
-	if _, err := store.Put(ctx, key, bytes.NewReader(body), int64(len(body)), archive.PutOptions{ContentType: "application/x-ndjson"}); err != nil {
-		return fmt.Errorf("readings of %s: %w", m.Key, err)
+	return putNDJSON(ctx, store, m.Key, body)
+}
+
+// putNDJSON stores the NDJSON readings of the sensor fragment of key.
+func putNDJSON(ctx context.Context, store archive.Store, key string, body []byte) error {
+	nk, err := archive.ReadingsKey(key)
+	if err != nil {
+		return fmt.Errorf("%w: %v", sensor.ErrBadFragment, err)
+	}
+	if _, err := store.Put(ctx, nk, bytes.NewReader(body), int64(len(body)), archive.PutOptions{ContentType: "application/x-ndjson"}); err != nil {
+		return fmt.Errorf("readings of %s: %w", key, err)
 	}
 	return nil
 }

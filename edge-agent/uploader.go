@@ -169,17 +169,6 @@ func (u *uploader) do(ctx context.Context, j *uploadJob) error {
 		if err != nil {
 			return err
 		}
-		if sensor.HasReadings(&m) {
-			data, err := os.ReadFile(j.e.path)
-			if err != nil {
-				return fmt.Errorf("spool: %w", err)
-			}
-			if err := putReadings(ctx, u.store, &m, data); errors.Is(err, sensor.ErrBadFragment) {
-				u.log.Error("sensor fragment without its NDJSON readings", "stream", st.name, "number", m.Number, "err", err)
-			} else if err != nil {
-				return err
-			}
-		}
 		f, err := os.Open(j.e.path)
 		if err != nil {
 			return fmt.Errorf("spool: %w", err)
@@ -188,6 +177,21 @@ func (u *uploader) do(ctx context.Context, j *uploadJob) error {
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("fragment %d: %w", m.Number, err)
+		}
+		if sensor.HasReadings(&m) {
+			// after the fragment (putReadings); a failure that may pass
+			// sends both again, another leaves the readings in the
+			// fragment alone rather than holding it up
+			data, err := os.ReadFile(j.e.path)
+			if err == nil {
+				err = putReadings(ctx, u.store, &m, data)
+			}
+			if err != nil {
+				if retry, _ := u.classify(err); retry && !errors.Is(err, sensor.ErrBadFragment) {
+					return err
+				}
+				u.log.Error("sensor fragment without its NDJSON readings", "stream", st.name, "number", m.Number, "err", err)
+			}
 		}
 	}
 	for _, h := range j.hours {

@@ -634,6 +634,12 @@ streams:
 		if err != nil {
 			t.Fatalf("fragment %d: %v", m.Number, err)
 		}
+		// its NDJSON beside it, whenever the kill came (the journal's
+		// replay writes what a kill between the two left out)
+		nk, _ := archive.ReadingsKey(m.Key)
+		if nd, err := os.ReadFile(filepath.Join(root, nk)); err != nil || !bytes.Equal(nd, sensor.AppendNDJSON(nil, rs)) {
+			t.Errorf("fragment %d: NDJSON readings %v", m.Number, err)
+		}
 		for _, r := range rs {
 			var v struct{ Seq int }
 			if json.Unmarshal(r.Value, &v) != nil || v.Seq < 0 || v.Seq >= n {

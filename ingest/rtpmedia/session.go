@@ -171,7 +171,11 @@ func (ss *Session) handle(u Unit) {
 		}
 	} else {
 		mediaNs = TicksToNs(u.PTS, t.TimeScale)
-		ss.ref = mediaRef{ns: mediaNs, recv: u.Recv, ntp: u.NTP, ntpOK: u.NTPOK, ok: true}
+		// video places data (the decoder lines tracks up by their first
+		// packets, so audio may be offset from it); audio only without video
+		if video := t.Kind == fragment.KindVideo; video || !ss.ref.video {
+			ss.ref = mediaRef{ns: mediaNs, recv: u.Recv, ntp: u.NTP, ntpOK: u.NTPOK, ok: true, video: video}
+		}
 	}
 	src := ss.clock.Source
 	wall, ev := ss.clock.Map(mediaNs, u.Recv, u.NTP, u.NTPOK)
@@ -212,10 +216,16 @@ type mediaRef struct {
 	ntp   time.Time
 	ntpOK bool
 	ok    bool
+	video bool // a video unit's
 }
 
-// placeData puts a data unit on the session's timeline from the last audio
-// or video unit: by the camera's clock when both have sender reports (a
+// maxDataLag bounds how far a data unit's camera time may be from its
+// arrival, relative to the audio or video that places it, for placeData
+// to trust it.
+const maxDataLag = 10 * time.Second
+
+// placeData puts a data unit on the session's timeline from the last
+// video unit (audio unit, without video): by the camera's clock when both have sender reports (a
 // camera sends its metadata later than the video of the same instant),
 // else by when they came. Its PTS and DTS are set in its track's clock
 // rate, never before the previous data unit's. It reports false before
@@ -225,9 +235,15 @@ func (ss *Session) placeData(u *Unit) (int64, bool) {
 	if !ref.ok {
 		return 0, false
 	}
-	ns := ref.ns + int64(u.Recv.Sub(ref.recv))
+	arrival := u.Recv.Sub(ref.recv)
+	ns := ref.ns + int64(arrival)
 	if u.NTPOK && ref.ntpOK {
-		ns = ref.ns + int64(u.NTP.Sub(ref.ntp))
+		// the camera's clock, unless it disagrees with the arrival by more
+		// than a lag explains: a camera idle for hours sends no sender
+		// reports, and the RTP difference from an old one wraps
+		if d := u.NTP.Sub(ref.ntp) - arrival; d > -maxDataLag && d < maxDataLag {
+			ns = ref.ns + int64(u.NTP.Sub(ref.ntp))
+		}
 	}
 	if ss.dataOK {
 		ns = max(ns, ss.lastData)

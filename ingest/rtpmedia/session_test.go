@@ -141,3 +141,109 @@ func TestSessionDataStall(t *testing.T) {
 		t.Fatal("documents kept a session without video from stalling")
 	}
 }
+
+// TestSessionDataPlacementAudio: with sender reports on every media, a
+// document stamped with a frame's capture time lands on that frame's DTS
+// (the cutter cuts on the video), whatever an audio track whose decoder
+// timeline is 200 ms off the video's (the decoder lines tracks up by their
+// first packets): video places data, not audio.
+func TestSessionDataPlacementAudio(t *testing.T) {
+	g := &format.Generic{PayloadTyp: 107, RTPMa: "vnd.onvif.metadata/90000"}
+	if err := g.Init(); err != nil {
+		t.Fatal(err)
+	}
+	h := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: fixture.SPS, PPS: fixture.PPS}
+	a := &format.G711{PayloadTyp: 0, MULaw: true, SampleRate: 8000, ChannelCount: 1}
+	desc := &description.Session{Medias: []*description.Media{
+		{Type: description.MediaTypeVideo, Formats: []format.Format{h}},
+		{Type: description.MediaTypeAudio, Formats: []format.Format{a}},
+		{Type: description.MediaTypeApplication, Formats: []format.Format{g}},
+	}}
+	ctr := &ingest.Counters{}
+	tracks, deps, _ := Build(desc, ctr, Options{ONVIFMetadata: true})
+	if len(tracks) != 3 {
+		t.Fatalf("%d tracks", len(tracks))
+	}
+	sink := &recordSink{}
+	ss := &Session{Counters: ctr}
+	ss.Init(tracks, sink, nil, ingest.Session{})
+	base := time.Now()
+	const vStart, aStart, mStart = 1000, 7000, 500000
+	ss.SenderReport(deps[0], ntpOf(base), vStart)
+	ss.SenderReport(deps[1], ntpOf(base), aStart)
+	ss.SenderReport(deps[2], ntpOf(base), mStart)
+	var seq, aseq uint16
+	for n := 0; n <= 90; n++ {
+		at := base.Add(time.Duration(n) * time.Second / 30)
+		for _, p := range encodeH264(t, [][]byte{idr(200)}, uint32(vStart+n*3000)) {
+			ss.Packet(deps[0], p, at)
+		}
+		// audio of 200 ms before (its encoder is that much behind), sent with this frame
+		if n >= 6 {
+			ats := uint32(aStart + (n-6)*8000/30)
+			ss.Packet(deps[1], &rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: aseq, Timestamp: ats, Marker: true}, Payload: make([]byte, 266)}, at)
+			aseq++
+		}
+		if n%30 == 0 {
+			for _, p := range split("<doc/>", seq, uint32(mStart+n*3000), 3) {
+				pkt := &rtp.Packet{Header: rtp.Header{SequenceNumber: p.seq, Timestamp: p.ts, Marker: p.marker}, Payload: []byte(p.payload)}
+				ss.Packet(deps[2], pkt, at)
+				seq = p.seq + 1
+			}
+		}
+	}
+	video, docs := sink.samples[0], sink.samples[2]
+	if len(docs) < 3 || len(sink.samples[1]) == 0 {
+		t.Fatalf("%d documents, %d audio", len(docs), len(sink.samples[1]))
+	}
+	for k, d := range docs {
+		frame := video[30*k]
+		if got := time.Duration(TicksToNs(d.DTS-frame.DTS, 90000)); got < -time.Millisecond || got > time.Millisecond {
+			t.Errorf("document %d is %v from its frame, want 0", k, got)
+		}
+	}
+}
+
+// TestSessionDataStaleReport: event-only metadata idle for 7 h sends no
+// sender reports (RFC 3550: only senders do); the first document after it
+// would map through the old report, whose RTP difference wraps (int32 at
+// 90 kHz: 6.6 h), 13 h back. Its camera time disagrees with its arrival by
+// far more than a lag: it is placed by its arrival.
+func TestSessionDataStaleReport(t *testing.T) {
+	g := &format.Generic{PayloadTyp: 107, RTPMa: "vnd.onvif.metadata/90000"}
+	if err := g.Init(); err != nil {
+		t.Fatal(err)
+	}
+	h := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: fixture.SPS, PPS: fixture.PPS}
+	desc := &description.Session{Medias: []*description.Media{
+		{Type: description.MediaTypeVideo, Formats: []format.Format{h}},
+		{Type: description.MediaTypeApplication, Formats: []format.Format{g}},
+	}}
+	ctr := &ingest.Counters{}
+	tracks, deps, _ := Build(desc, ctr, Options{ONVIFMetadata: true})
+	sink := &recordSink{}
+	ss := &Session{Counters: ctr}
+	ss.Init(tracks, sink, nil, ingest.Session{})
+	base := time.Now().Add(-7 * time.Hour)
+	const vStart, mStart = 1000, 500000
+	ss.SenderReport(deps[1], ntpOf(base), mStart) // the metadata's only report
+	for hr := 0; hr <= 7; hr++ {                  // video all along (a frame an hour is enough here)
+		at := base.Add(time.Duration(hr) * time.Hour)
+		vts := uint32(vStart + int64(hr)*3600*90000)
+		ss.SenderReport(deps[0], ntpOf(at), vts)
+		for _, p := range encodeH264(t, [][]byte{idr(200)}, vts) {
+			ss.Packet(deps[0], p, at)
+		}
+	}
+	at := base.Add(7 * time.Hour)
+	for _, p := range split("<motion/>", 1, uint32(mStart+int64(7*3600*90000)), 100) {
+		ss.Packet(deps[1], &rtp.Packet{Header: rtp.Header{SequenceNumber: p.seq, Timestamp: p.ts, Marker: p.marker}, Payload: []byte(p.payload)}, at)
+	}
+	video, docs := sink.samples[0], sink.samples[1]
+	if len(docs) != 1 {
+		t.Fatalf("%d documents", len(docs))
+	}
+	if got := time.Duration(TicksToNs(docs[0].DTS-video[7].DTS, 90000)); got < -time.Second || got > time.Second {
+		t.Errorf("the document is %v from the frame it came with", got)
+	}
+}

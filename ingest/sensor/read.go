@@ -52,17 +52,23 @@ func NDJSON(mkv []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadFragment, err)
 	}
-	var b []byte
-	for i := range rs {
-		b = AppendLine(b, &rs[i])
-		b = append(b, '\n')
-	}
-	return b, nil
+	return AppendNDJSON(nil, rs), nil
 }
 
-// HasReadings reports whether a fragment is a sensor fragment (it holds a
-// JSON data track).
-func HasReadings(m *fragment.Metadata) bool { return isData(m) }
+// AppendNDJSON appends readings as NDJSON: each its stored line.
+func AppendNDJSON(dst []byte, rs []Reading) []byte {
+	for i := range rs {
+		dst = AppendLine(dst, &rs[i])
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
+// HasReadings reports whether a fragment is a sensor fragment: one JSON
+// data track and nothing else (a video fragment with a text track is not).
+func HasReadings(m *fragment.Metadata) bool {
+	return len(m.Tracks) == 1 && m.Tracks[0].Codec == fragment.CodecJSON
+}
 
 // MaxFragmentRead bounds a stored sensor fragment Each reads.
 const MaxFragmentRead = 64 << 20
