@@ -435,7 +435,7 @@ func TestGetMediaSensors(t *testing.T) {
 	} else {
 		res.Body.Close()
 	}
-	if code, _ := postSamples(t, "http://"+a.Addr()+"/v1/streams/vault/samples", "application/x-ndjson", `{"secret":4711}`); code != http.StatusOK {
+	if code, _ := postSamples(t, "http://"+a.Addr()+"/v1/streams/vault/samples", "application/x-ndjson", `{"secret":"vault-only-value"}`); code != http.StatusOK {
 		t.Fatalf("vault push: %d", code)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -547,7 +547,7 @@ func TestGetMediaSensors(t *testing.T) {
 		}
 		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.StatusCode != c.code || (c.code == http.StatusOK && bytes.Contains(b, []byte("4711"))) {
+		if res.StatusCode != c.code || (c.code == http.StatusOK && bytes.Contains(b, []byte("vault-only-value"))) {
 			t.Errorf("signed session, sensors=%s: %d (want %d)", c.sensors, res.StatusCode, c.code)
 		}
 	}
