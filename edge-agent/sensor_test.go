@@ -423,7 +423,7 @@ func TestSensorViewerChart(t *testing.T) {
 func TestGetMediaSensors(t *testing.T) {
 	testenv.RequireFFmpeg(t)
 	sim := oneCamera(t, "cam", "h264")
-	a, _ := startPushAgent(t, nil, edgeagent.StreamConfig{Name: "cam", URL: sim.URL("cam"), Transport: "tcp"},
+	a, store := startPushAgent(t, nil, edgeagent.StreamConfig{Name: "cam", URL: sim.URL("cam"), Transport: "tcp"},
 		edgeagent.StreamConfig{Name: "env", Sensor: &edgeagent.SensorConfig{
 			Timestamp: sensor.Timestamp{Field: "ts"}, Period: edgeagent.Duration(time.Second), Window: edgeagent.Duration(100 * time.Millisecond), Link: "cam",
 		}},
@@ -460,7 +460,16 @@ func TestGetMediaSensors(t *testing.T) {
 	if code, res := postSamples(t, "http://"+a.Addr()+"/v1/streams/env/samples", "application/x-ndjson", body.String()); code != http.StatusOK {
 		t.Fatalf("push: %d %s", code, res)
 	}
-	time.Sleep(600 * time.Millisecond) // the late fragment is stored
+	// they are late (their window closed): they go out in late fragments,
+	// at most one batch a period
+	waitFor(t, 10*time.Second, "the readings archived", func() bool {
+		got := 0
+		_ = sensor.Each(context.Background(), store, archive.Layout{}, "env", from, to, nil, func(_ *fragment.Metadata, rs []sensor.Reading, _ error) error {
+			got += len(rs)
+			return nil
+		})
+		return got >= n
+	})
 	url := fmt.Sprintf("http://%s/v1/streams/cam/media?start=earliest&end=%s&sensors=linked", a.Addr(), to.UTC().Format(time.RFC3339Nano))
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Header.Set("Authorization", "Bearer "+a.APIToken())
