@@ -218,8 +218,9 @@ func pull(rawURL string, proto gortsplib.Protocol, frames int) (*pullResult, err
 	case <-enough:
 	}
 	// under load (the race detector, a busy CI machine) a track's first
-	// sender report can come after the frames: give it a few seconds more
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	// sender report can come after the frames, or be missed: give it up to
+	// the servers' report period (10 s) more, when the next one comes
+	for deadline := time.Now().Add(11 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		mu.Lock()
 		waiting := false
 		for _, pt := range res.tracks {
