@@ -48,11 +48,34 @@ func ReadFragment(mkv []byte) ([]Reading, error) {
 // each its stored line ({"time","recv","topic","late","value"}), in its
 // order. The archive keeps it beside the fragment (archive.ReadingsKey).
 func NDJSON(mkv []byte) ([]byte, error) {
-	rs, err := ReadFragment(mkv)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadFragment, err)
+	// the blocks are the stored lines (compact JSON): joined, not parsed
+	r := fragment.NewMKVReader(bytes.NewReader(mkv))
+	out := make([]byte, 0, len(mkv))
+	for {
+		c, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadFragment, err)
+		}
+		data := uint64(0)
+		for _, t := range c.Tracks {
+			if t.CodecID == "S_TEXT/UTF8" {
+				data = t.Number
+			}
+		}
+		for _, f := range c.Frames {
+			if f.Track != data {
+				continue
+			}
+			if len(f.Data) == 0 || f.Data[0] != '{' || bytes.IndexByte(f.Data, '\n') >= 0 {
+				return nil, fmt.Errorf("%w: a block is not a stored line: %.40q", ErrBadFragment, f.Data)
+			}
+			out = append(out, f.Data...)
+			out = append(out, '\n')
+		}
 	}
-	return AppendNDJSON(nil, rs), nil
 }
 
 // AppendNDJSON appends readings as NDJSON: each its stored line.

@@ -285,3 +285,42 @@ func slicesEqual(a, b []time.Duration) bool {
 	}
 	return true
 }
+
+// TestNDJSON: a stored fragment's NDJSON is its readings' stored lines,
+// one a line, as the readings parsed from it give them; a block that is
+// not a stored line makes it unreadable.
+func TestNDJSON(t *testing.T) {
+	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	var samples []fragment.Sample
+	for i := range 50 {
+		r := Reading{Time: start.Add(time.Duration(i) * 10 * time.Millisecond), Recv: start, Topic: "plant/a",
+			Value: []byte(fmt.Sprintf(`{"n":%d,"s":"a\nb"}`, i))}
+		samples = append(samples, fragment.Sample{DTS: int64(i * 10), Duration: 10, Keyframe: true, Payload: AppendLine(nil, &r)})
+	}
+	mkvOf := func(ss []fragment.Sample) []byte {
+		f := &fragment.Fragment{TrackConfigs: []fragment.Track{Track}, Samples: [][]fragment.Sample{ss}}
+		f.Metadata = fragment.Metadata{Stream: "env", Number: 1, ProducerStart: start, ProducerEnd: start.Add(time.Second), Duration: time.Second}
+		b, err := fragment.AppendMKV(nil, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	mkv := mkvOf(samples)
+	got, err := NDJSON(mkv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := ReadFragment(mkv)
+	if err != nil || len(rs) != 50 {
+		t.Fatalf("%d readings, %v", len(rs), err)
+	}
+	if want := AppendNDJSON(nil, rs); string(got) != string(want) {
+		t.Fatalf("NDJSON\n%s\nwant\n%s", got, want)
+	}
+	bad := append([]fragment.Sample(nil), samples...)
+	bad[3].Payload = []byte("not a line\n")
+	if _, err := NDJSON(mkvOf(bad)); !errors.Is(err, ErrBadFragment) {
+		t.Fatalf("a bad block: %v", err)
+	}
+}
