@@ -365,6 +365,10 @@ func (c *Cutter) addData(a *arena, i int, s Sample) {
 func (c *Cutter) Held() bool { return c.held != nil }
 
 func (c *Cutter) writeLeader(s Sample) {
+	if h := c.held; h != nil && c.haveOrg &&
+		time.Duration(ticksToNs(s.DTS-c.origin[c.leader], c.tracks[c.leader].TimeScale)-h.endNs) >= c.DataWait {
+		c.release() // waited long enough for late data (also while a dropped GOP waits for a keyframe)
+	}
 	if !c.started && !s.Keyframe {
 		return
 	}
@@ -379,9 +383,6 @@ func (c *Cutter) writeLeader(s Sample) {
 	s.DTS -= c.origin[c.leader]
 	if c.haveLast && s.DTS <= c.lastLeader.DTS {
 		return // not in decode order: dropped
-	}
-	if h := c.held; h != nil && time.Duration(ticksToNs(s.DTS, c.tracks[c.leader].TimeScale)-h.endNs) >= c.DataWait {
-		c.release() // waited long enough for late data
 	}
 	if c.haveLast {
 		c.fillLeaderDuration(s.DTS)

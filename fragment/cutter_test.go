@@ -661,3 +661,25 @@ func FuzzCutterData(f *testing.F) {
 		}
 	})
 }
+
+// TestCutterHeldDuringDrop: a fragment held for late data is emitted
+// DataWait after its end even while the fragment after it was dropped (a
+// GOP over MaxBytes) and the cutter waits for a keyframe.
+func TestCutterHeldDuringDrop(t *testing.T) {
+	tracks := append(testTracks()[:1], Track{ID: 2, Kind: KindData, Codec: CodecONVIF, TimeScale: 90000})
+	c := &Cutter{Target: time.Second, DataWait: 500 * time.Millisecond, MaxBytes: 40 << 10}
+	out := collect(c)
+	c.Reset(tracks, false)
+	base := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	for n := range 90 { // a keyframe every 3 s; fragment 0 closes at 3 s
+		dts := int64(n) * 3000
+		size := 100
+		if n >= 31 {
+			size = 10000 // the next GOP outgrows MaxBytes within 4 frames and is dropped
+		}
+		c.Write(0, Sample{DTS: dts, Keyframe: n%90 == 0 || n == 30, Time: base.Add(time.Duration(dts) * time.Second / 90000).UnixNano(), Payload: make([]byte, size)})
+	}
+	if c.Held() || len(*out) != 1 {
+		t.Fatalf("2 s after the cut, while a dropped GOP waits for a keyframe: held %v, %d emitted", c.Held(), len(*out))
+	}
+}
