@@ -497,12 +497,12 @@ func TestGetMediaSensors(t *testing.T) {
 		clusters++
 		var data uint64
 		for _, tr := range c.Tracks {
-			if tr.CodecID == "S_TEXT/UTF8" {
+			if tr.CodecID == "S_TEXT/UTF8" && tr.Name == "env" { // named after its sensor stream
 				data = tr.Number
 			}
 		}
 		if data == 0 {
-			t.Fatalf("cluster %d has no data track: %+v", clusters, c.Tracks)
+			t.Fatalf("cluster %d has no data track named env: %+v", clusters, c.Tracks)
 		}
 		// GetMedia keeps the stream's time monotonic, which may move a
 		// fragment by a few ms: the readings move with its video

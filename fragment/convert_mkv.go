@@ -91,7 +91,7 @@ func TrackFromMKV(m MKVTrack) (Track, error) {
 	case id == "S_TEXT/UTF8" && m.Name == MKVNameONVIF:
 		t.Kind, t.Codec, t.TimeScale = KindData, CodecONVIF, 90000
 	case id == "S_TEXT/UTF8":
-		t.Kind, t.Codec, t.TimeScale = KindData, CodecJSON, 1000
+		t.Kind, t.Codec, t.TimeScale, t.Name = KindData, CodecJSON, 1000, m.Name
 	default:
 		return t, fmt.Errorf("%w %q (track %d)", ErrUnsupportedCodec, id, m.Number)
 	}

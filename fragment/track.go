@@ -82,6 +82,12 @@ type Track struct {
 	// SampleRate and Channels of an audio track.
 	SampleRate int `json:"sample_rate,omitempty"`
 	Channels   int `json:"channels,omitempty"`
+
+	// Name of a data track, which tells data tracks apart (the MKV track
+	// name): GetMedia names a sensor's track after its stream; an ONVIF
+	// track is named MKVNameONVIF whatever this says. Not part of the
+	// configuration hash (init segments carry no data tracks).
+	Name string `json:"name,omitempty"`
 }
 
 // Equal reports whether two tracks describe the same codec configuration.
@@ -89,7 +95,7 @@ func (t *Track) Equal(o *Track) bool {
 	return t.ID == o.ID && t.Kind == o.Kind && t.Codec == o.Codec && t.TimeScale == o.TimeScale &&
 		slices.Equal(t.VPS, o.VPS) && slices.Equal(t.SPS, o.SPS) && slices.Equal(t.PPS, o.PPS) &&
 		slices.Equal(t.Config, o.Config) && t.Width == o.Width && t.Height == o.Height &&
-		t.SampleRate == o.SampleRate && t.Channels == o.Channels
+		t.SampleRate == o.SampleRate && t.Channels == o.Channels && t.Name == o.Name
 }
 
 // String describes the track for logs and status.

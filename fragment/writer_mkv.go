@@ -431,6 +431,8 @@ func encodeMKVTracks(tracks []Track) ([]byte, error) {
 		dst = appendString(dst, mkvCodecID, codecID)
 		if t.Codec == CodecONVIF {
 			dst = appendString(dst, mkvName, MKVNameONVIF)
+		} else if t.Kind == KindData && t.Name != "" {
+			dst = appendString(dst, mkvName, t.Name)
 		}
 		if len(private) > 0 {
 			dst = appendBinary(dst, mkvCodecPrivate, private)

@@ -154,7 +154,7 @@ func (mw *mediaWriter) addSensorTracks(ctx context.Context, f *fragment.Fragment
 	for _, name := range mw.sensors {
 		mw.waitSensor(ctx, name, f.ProducerEnd)
 		nextID++
-		track := fragment.Track{ID: nextID, Kind: fragment.KindData, Codec: fragment.CodecJSON, TimeScale: 1000}
+		track := fragment.Track{ID: nextID, Kind: fragment.KindData, Codec: fragment.CodecJSON, TimeScale: 1000, Name: name}
 		var ss []fragment.Sample
 		cached := func(key string) ([]sensor.Reading, bool) { rs, ok := mw.cache[key]; return rs, ok }
 		_ = sensor.Each(ctx, mw.s.Store, mw.s.Layout, name, f.ProducerStart, f.ProducerEnd, cached, func(sm *fragment.Metadata, rs []sensor.Reading, err error) error {
