@@ -22,6 +22,7 @@ import (
 	"github.com/tributary-io/tributary/inference"
 	"github.com/tributary-io/tributary/ingest"
 	"github.com/tributary-io/tributary/ingest/putmedia"
+	"github.com/tributary-io/tributary/ingest/sensor"
 	iwebrtc "github.com/tributary-io/tributary/ingest/webrtc"
 	"github.com/tributary-io/tributary/playback"
 )
@@ -495,21 +496,11 @@ func (a *Agent) routes() http.Handler {
 // webhooks, whose notices point at it.
 func (a *Agent) landed(m fragment.Metadata) {
 	a.hub.notify(m)
-	if d := a.inference; d != nil && !isDataFragment(&m) { // hooks take video
+	if d := a.inference; d != nil && !sensor.HasReadings(&m) { // hooks take video
 		if which := d.Wants(&m, true); len(which) > 0 {
 			d.Offer(which, &inference.Input{Meta: m}, m.ServerTime)
 		}
 	}
-}
-
-// isDataFragment reports whether a fragment holds sensor readings only.
-func isDataFragment(m *fragment.Metadata) bool {
-	for _, t := range m.Tracks {
-		if t.Kind != fragment.KindData {
-			return false
-		}
-	}
-	return len(m.Tracks) > 0
 }
 
 // startInference starts the hooks' dispatcher. Results and dead letters go

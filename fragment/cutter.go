@@ -315,7 +315,7 @@ func (c *Cutter) Write(i int, s Sample) {
 	if s.DTS < 0 {
 		return // older than the fragment's start: belongs to no fragment
 	}
-	if c.tracks[i].Kind == KindData {
+	if c.hasData && c.tracks[i].Kind == KindData {
 		c.writeData(i, s)
 		return
 	}

@@ -57,6 +57,7 @@ type Session struct {
 	ref      mediaRef
 	lastData int64
 	dataOK   bool
+	hasData  bool // a track is a data track: ref is kept
 }
 
 // Init prepares the session for its tracks (as built with their Media).
@@ -73,6 +74,7 @@ func (ss *Session) Init(tracks []fragment.Track, sink ingest.Sink, started func(
 		started = func() {}
 	}
 	ss.tracks = tracks
+	ss.hasData = len(fragment.MediaTracks(tracks)) < len(tracks)
 	ss.dec.Initialize()
 	ss.sink, ss.onStart, ss.info = sink, started, info
 	ss.last.Store(time.Now().UnixNano())
@@ -173,7 +175,7 @@ func (ss *Session) handle(u Unit) {
 		mediaNs = TicksToNs(u.PTS, t.TimeScale)
 		// video places data (the decoder lines tracks up by their first
 		// packets, so audio may be offset from it); audio only without video
-		if video := t.Kind == fragment.KindVideo; video || !ss.ref.video {
+		if video := t.Kind == fragment.KindVideo; ss.hasData && (video || !ss.ref.video) {
 			ss.ref = mediaRef{ns: mediaNs, recv: u.Recv, ntp: u.NTP, ntpOK: u.NTPOK, ok: true, video: video}
 		}
 	}

@@ -15,33 +15,16 @@ import (
 // ReadFragment returns the readings of a stored sensor fragment (MKV), in
 // its order.
 func ReadFragment(mkv []byte) ([]Reading, error) {
-	r := fragment.NewMKVReader(bytes.NewReader(mkv))
 	var out []Reading
-	for {
-		c, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
+	err := eachLine(mkv, func(line []byte) error {
+		rd, err := ParseLine(line)
 		if err != nil {
-			return out, err
+			return fmt.Errorf("reading at %d: %w", len(out), err)
 		}
-		data := uint64(0)
-		for _, t := range c.Tracks {
-			if t.CodecID == "S_TEXT/UTF8" {
-				data = t.Number
-			}
-		}
-		for _, f := range c.Frames {
-			if f.Track != data {
-				continue
-			}
-			rd, err := ParseLine(f.Data)
-			if err != nil {
-				return out, fmt.Errorf("reading at %d: %w", len(out), err)
-			}
-			out = append(out, rd)
-		}
-	}
+		out = append(out, rd)
+		return nil
+	})
+	return out, err
 }
 
 // NDJSON returns the readings of a stored sensor fragment (MKV) as NDJSON:
@@ -49,15 +32,31 @@ func ReadFragment(mkv []byte) ([]Reading, error) {
 // order. The archive keeps it beside the fragment (archive.ReadingsKey).
 func NDJSON(mkv []byte) ([]byte, error) {
 	// the blocks are the stored lines (compact JSON): joined, not parsed
-	r := fragment.NewMKVReader(bytes.NewReader(mkv))
 	out := make([]byte, 0, len(mkv))
+	err := eachLine(mkv, func(line []byte) error {
+		if len(line) == 0 || line[0] != '{' || bytes.IndexByte(line, '\n') >= 0 {
+			return fmt.Errorf("a block is not a stored line: %.40q", line)
+		}
+		out = append(append(out, line...), '\n')
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadFragment, err)
+	}
+	return out, nil
+}
+
+// eachLine calls fn with each block of a sensor fragment's data track (a
+// stored line, valid during the call), in order.
+func eachLine(mkv []byte, fn func(line []byte) error) error {
+	r := fragment.NewMKVReader(bytes.NewReader(mkv))
 	for {
 		c, err := r.Next()
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadFragment, err)
+			return err
 		}
 		data := uint64(0)
 		for _, t := range c.Tracks {
@@ -69,11 +68,9 @@ func NDJSON(mkv []byte) ([]byte, error) {
 			if f.Track != data {
 				continue
 			}
-			if len(f.Data) == 0 || f.Data[0] != '{' || bytes.IndexByte(f.Data, '\n') >= 0 {
-				return nil, fmt.Errorf("%w: a block is not a stored line: %.40q", ErrBadFragment, f.Data)
+			if err := fn(f.Data); err != nil {
+				return err
 			}
-			out = append(out, f.Data...)
-			out = append(out, '\n')
 		}
 	}
 }
@@ -111,7 +108,7 @@ func Each(ctx context.Context, store archive.Store, layout archive.Layout, strea
 		}
 		for i := range res.Fragments {
 			m := &res.Fragments[i]
-			if !isData(m) {
+			if !HasReadings(m) {
 				continue
 			}
 			rs, ok := []Reading(nil), false
@@ -155,13 +152,3 @@ func readStored(ctx context.Context, store archive.Store, key string) ([]Reading
 
 // ErrBadFragment is a stored fragment whose readings cannot be read.
 var ErrBadFragment = errors.New("unreadable sensor fragment")
-
-// isData reports whether a fragment holds a JSON data track.
-func isData(m *fragment.Metadata) bool {
-	for _, t := range m.Tracks {
-		if t.Codec == fragment.CodecJSON {
-			return true
-		}
-	}
-	return false
-}

@@ -49,21 +49,33 @@ func RequireFFmpeg(t testing.TB) string {
 // parts (an init segment and a fragment, say): it must exit 0 and print
 // nothing. ffprobe is no judge: it accepts truncated and corrupt files.
 func CheckMedia(ctx context.Context, parts ...[]byte) error {
-	f, err := os.CreateTemp("", "tributary-check-*.mp4")
+	name, err := writeTemp("tributary-check-*.mp4", parts...)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
+	defer os.Remove(name)
+	return CheckFile(ctx, name)
+}
+
+// writeTemp writes parts, one after the other, to a new temporary file
+// named after pattern (os.CreateTemp) and returns its name.
+func writeTemp(pattern string, parts ...[]byte) (string, error) {
+	f, err := os.CreateTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
 	for _, p := range parts {
 		if _, err := f.Write(p); err != nil {
 			f.Close()
-			return err
+			os.Remove(f.Name())
+			return "", err
 		}
 	}
 	if err := f.Close(); err != nil {
-		return err
+		os.Remove(f.Name())
+		return "", err
 	}
-	return CheckFile(ctx, f.Name())
+	return f.Name(), nil
 }
 
 // CheckFile runs the ffmpeg damage check on a file.
@@ -84,19 +96,14 @@ func CheckFile(ctx context.Context, path string) error {
 // Matroska file, strictly, and returns the text of each event: how a data
 // track of sensor readings looks to ffmpeg.
 func SubtitleTexts(ctx context.Context, mkv []byte) ([]string, error) {
-	f, err := os.CreateTemp("", "tributary-data-*.mkv")
+	name, err := writeTemp("tributary-data-*.mkv", mkv)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(mkv); err != nil {
-		f.Close()
-		return nil, err
-	}
-	f.Close()
+	defer os.Remove(name)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", f.Name(), "-map", "0:s:0", "-f", "srt", "-")
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", name, "-map", "0:s:0", "-f", "srt", "-")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -119,19 +126,14 @@ func SubtitleTexts(ctx context.Context, mkv []byte) ([]string, error) {
 // how a data track of XML documents (ONVIF metadata), which a subtitle
 // renderer would mangle, looks to ffmpeg.
 func DataPackets(ctx context.Context, mkv []byte) ([]string, error) {
-	f, err := os.CreateTemp("", "tributary-data-*.mkv")
+	name, err := writeTemp("tributary-data-*.mkv", mkv)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(mkv); err != nil {
-		f.Close()
-		return nil, err
-	}
-	f.Close()
+	defer os.Remove(name)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-select_streams", "s:0", "-show_packets", "-show_data", "-of", "json", f.Name())
+	cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-select_streams", "s:0", "-show_packets", "-show_data", "-of", "json", name)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
