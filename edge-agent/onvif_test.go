@@ -85,17 +85,11 @@ func TestONVIFMetadata(t *testing.T) {
 	}
 	for i, m := range frags {
 		data := readObject(t, store, m.Key)
-		c, err := fragment.NewMKVReader(bytes.NewReader(data)).Next()
-		if err != nil {
-			t.Fatal(err)
+		ff := onvifFragments(t, data)
+		if len(ff) != 1 {
+			t.Fatalf("fragment %d: %d clusters", m.Number, len(ff))
 		}
-		f, err := c.Fragment()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(f.TrackConfigs) != 3 || f.TrackConfigs[2].Codec != fragment.CodecONVIF {
-			t.Fatalf("fragment %d: tracks %v", m.Number, f.TrackConfigs)
-		}
+		f := ff[0]
 		lead := f.Samples[0][0].DTS
 		durTicks := int64(m.Duration / (time.Second / 90000))
 		// producer time slews (a switch of clock, sender reports that
@@ -188,23 +182,8 @@ func TestONVIFMetadata(t *testing.T) {
 	}
 	// GetMedia: one MKV stream with the metadata track
 	gm := []byte(getAuthed(t, a, base+"/v1/streams/door/media?start=producer:"+start+"&end="+end))
-	r := fragment.NewMKVReader(bytes.NewReader(gm))
 	gmDocs := 0
-	for {
-		c, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := c.Fragment()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(f.TrackConfigs) != 3 || f.TrackConfigs[2].Codec != fragment.CodecONVIF {
-			t.Fatalf("GetMedia tracks: %v", f.TrackConfigs)
-		}
+	for _, f := range onvifFragments(t, gm) {
 		gmDocs += len(f.Samples[2])
 	}
 	t.Logf("GetMedia carried %d documents", gmDocs)
@@ -218,6 +197,31 @@ func TestONVIFMetadata(t *testing.T) {
 	if res, err := archive.ListFragments(ctx, store, archive.Layout{}, archive.ListRequest{Stream: "plain", Limit: 10}); err != nil || len(res.Fragments) == 0 ||
 		res.Fragments[0].Container != fragment.ContainerFMP4 {
 		t.Errorf("plain: %v %+v", err, res)
+	}
+}
+
+// onvifFragments reads the fragments (clusters) of MKV bytes, each with
+// the video, audio and ONVIF metadata tracks of the test's camera.
+func onvifFragments(t *testing.T, mkv []byte) []*fragment.Fragment {
+	t.Helper()
+	var out []*fragment.Fragment
+	r := fragment.NewMKVReader(bytes.NewReader(mkv))
+	for {
+		c, err := r.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.Fragment()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(f.TrackConfigs) != 3 || f.TrackConfigs[2].Codec != fragment.CodecONVIF {
+			t.Fatalf("cluster %d: tracks %v", len(out), f.TrackConfigs)
+		}
+		out = append(out, f)
 	}
 }
 
