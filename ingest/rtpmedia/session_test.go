@@ -42,25 +42,35 @@ func ntpOf(t time.Time) uint64 {
 	return uint64(t.Unix()+unixFrom1900)<<32 | uint64(t.Nanosecond())<<32/1e9
 }
 
-// onvifSession is a session of a video and an ONVIF metadata media: the
-// camera's frames come at 30 fps from base, its documents once a second,
-// stamped with the time of a frame, and received lag after it.
-func onvifSession(t *testing.T, reports bool, lag time.Duration, seconds int) (*recordSink, *Session) {
+// newDataSession starts a session of an H.264 video, the given other
+// medias, and an ONVIF metadata media (the last), recording into a sink.
+func newDataSession(t *testing.T, medias ...*description.Media) (*recordSink, *Session, []*Media) {
 	t.Helper()
 	g := &format.Generic{PayloadTyp: 107, RTPMa: "vnd.onvif.metadata/90000"}
 	if err := g.Init(); err != nil {
 		t.Fatal(err)
 	}
 	h := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: fixture.SPS, PPS: fixture.PPS}
-	desc := &description.Session{Medias: []*description.Media{
-		{Type: description.MediaTypeVideo, Formats: []format.Format{h}},
-		{Type: description.MediaTypeApplication, Formats: []format.Format{g}},
-	}}
+	desc := &description.Session{Medias: append(append([]*description.Media{
+		{Type: description.MediaTypeVideo, Formats: []format.Format{h}}}, medias...),
+		&description.Media{Type: description.MediaTypeApplication, Formats: []format.Format{g}})}
 	ctr := &ingest.Counters{}
 	tracks, deps, _ := Build(desc, ctr, Options{ONVIFMetadata: true})
+	if len(tracks) != len(desc.Medias) {
+		t.Fatalf("%d tracks of %d medias", len(tracks), len(desc.Medias))
+	}
 	sink := &recordSink{}
 	ss := &Session{Counters: ctr}
 	ss.Init(tracks, sink, nil, ingest.Session{})
+	return sink, ss, deps
+}
+
+// onvifSession is a session of a video and an ONVIF metadata media: the
+// camera's frames come at 30 fps from base, its documents once a second,
+// stamped with the time of a frame, and received lag after it.
+func onvifSession(t *testing.T, reports bool, lag time.Duration, seconds int) (*recordSink, *Session) {
+	t.Helper()
+	sink, ss, deps := newDataSession(t)
 	base := time.Now()
 	const vStart, mStart = 1000, 500000
 	if reports {
@@ -148,25 +158,8 @@ func TestSessionDataStall(t *testing.T) {
 // timeline is 200 ms off the video's (the decoder lines tracks up by their
 // first packets): video places data, not audio.
 func TestSessionDataPlacementAudio(t *testing.T) {
-	g := &format.Generic{PayloadTyp: 107, RTPMa: "vnd.onvif.metadata/90000"}
-	if err := g.Init(); err != nil {
-		t.Fatal(err)
-	}
-	h := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: fixture.SPS, PPS: fixture.PPS}
 	a := &format.G711{PayloadTyp: 0, MULaw: true, SampleRate: 8000, ChannelCount: 1}
-	desc := &description.Session{Medias: []*description.Media{
-		{Type: description.MediaTypeVideo, Formats: []format.Format{h}},
-		{Type: description.MediaTypeAudio, Formats: []format.Format{a}},
-		{Type: description.MediaTypeApplication, Formats: []format.Format{g}},
-	}}
-	ctr := &ingest.Counters{}
-	tracks, deps, _ := Build(desc, ctr, Options{ONVIFMetadata: true})
-	if len(tracks) != 3 {
-		t.Fatalf("%d tracks", len(tracks))
-	}
-	sink := &recordSink{}
-	ss := &Session{Counters: ctr}
-	ss.Init(tracks, sink, nil, ingest.Session{})
+	sink, ss, deps := newDataSession(t, &description.Media{Type: description.MediaTypeAudio, Formats: []format.Format{a}})
 	base := time.Now()
 	const vStart, aStart, mStart = 1000, 7000, 500000
 	ss.SenderReport(deps[0], ntpOf(base), vStart)
@@ -210,20 +203,7 @@ func TestSessionDataPlacementAudio(t *testing.T) {
 // 90 kHz: 6.6 h), 13 h back. Its camera time disagrees with its arrival by
 // far more than a lag: it is placed by its arrival.
 func TestSessionDataStaleReport(t *testing.T) {
-	g := &format.Generic{PayloadTyp: 107, RTPMa: "vnd.onvif.metadata/90000"}
-	if err := g.Init(); err != nil {
-		t.Fatal(err)
-	}
-	h := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: fixture.SPS, PPS: fixture.PPS}
-	desc := &description.Session{Medias: []*description.Media{
-		{Type: description.MediaTypeVideo, Formats: []format.Format{h}},
-		{Type: description.MediaTypeApplication, Formats: []format.Format{g}},
-	}}
-	ctr := &ingest.Counters{}
-	tracks, deps, _ := Build(desc, ctr, Options{ONVIFMetadata: true})
-	sink := &recordSink{}
-	ss := &Session{Counters: ctr}
-	ss.Init(tracks, sink, nil, ingest.Session{})
+	sink, ss, deps := newDataSession(t)
 	base := time.Now().Add(-7 * time.Hour)
 	const vStart, mStart = 1000, 500000
 	ss.SenderReport(deps[1], ntpOf(base), mStart) // the metadata's only report
