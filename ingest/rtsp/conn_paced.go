@@ -56,8 +56,15 @@ type frameFunc func(channel byte, payload []byte, recv time.Time) bool
 // hand everything on untouched from there: it only ever stops at a unit's
 // boundary, so gortsplib stays in step.
 //
+// Polling. Once started with a frame function, on a socket, the reader
+// hands the socket to a poller (conn_poller.go) at its next read: one
+// goroutine that reads many cameras' sockets once per interval and calls
+// their frame functions, so no goroutine wakes per camera. gortsplib's
+// reader then only waits for what the poller leaves for it (RTSP messages,
+// RTCP, keepalives) and the read error that ends the connection.
+//
 // Reads are only ever made by one goroutine at a time (gortsplib's client
-// goroutine during the handshake, its reader after).
+// goroutine during the handshake, its reader after, then the poller).
 type pacedConn struct {
 	net.Conn
 	interval time.Duration
@@ -74,17 +81,24 @@ type pacedConn struct {
 	frame   frameFunc // set before start
 	keepCh  byte      // RTCP channel for the keepalive report
 	pass    int       // bytes of the current unit still to hand to gortsplib
-	inject  []byte    // a keepalive frame to hand out before the next unit
-	ka      [len(keepaliveFrame)]byte
+	pend    []byte    // framed bytes for gortsplib, from pendR
+	pendR   int
 	fed     time.Time // last time gortsplib was handed something
 	swallow bool      // frames were taken since gortsplib was last fed
 	// keepalive is the longest gortsplib goes without being fed while
 	// frames are taken (keepaliveEvery)
 	keepalive time.Duration
+
+	polling bool   // a poller reads the connection (the reader's to read)
+	p       polled // the poller's side
 }
 
 func newPacedConn(c net.Conn, interval time.Duration, framed bool) *pacedConn {
-	return &pacedConn{Conn: c, interval: interval, framed: framed, keepalive: keepaliveEvery}
+	pc := &pacedConn{Conn: c, interval: interval, framed: framed, keepalive: keepaliveEvery, p: newPolled()}
+	if framed {
+		pc.pollable()
+	}
+	return pc
 }
 
 // keepaliveFrame is an interleaved empty RTCP receiver report (RFC 3550
@@ -102,45 +116,73 @@ func (c *pacedConn) start(frame frameFunc, rtcpChannel byte) {
 
 // Read hands gortsplib the next bytes of the stream it should see.
 func (c *pacedConn) Read(p []byte) (int, error) {
-	if !c.framed {
-		if c.r == c.w {
-			if err := c.fill(); err != nil {
-				return 0, err
-			}
-		}
-		n := copy(p, c.buf[c.r:c.w])
-		c.r += n
-		return n, nil
+	if c.polling {
+		return c.readPolled(p)
 	}
 	for {
-		if len(c.inject) > 0 {
-			n := copy(p, c.inject)
-			c.inject = c.inject[n:]
-			return n, nil
-		}
-		if c.pass > 0 && c.r < c.w {
-			n := copy(p, c.buf[c.r:c.r+min(c.pass, c.w-c.r)])
-			c.r += n
-			c.pass -= n
-			c.fed, c.swallow = c.last, false
-			return n, nil
-		}
-		if c.pass == 0 && c.r < c.w && c.unit() {
-			if !c.framed {
-				return c.Read(p)
+		if c.pendR < len(c.pend) {
+			n := copy(p, c.pend[c.pendR:])
+			c.pendR += n
+			if c.pendR == len(c.pend) {
+				c.pend, c.pendR = c.pend[:0], 0
 			}
-			continue
+			return n, nil
 		}
-		if c.pass == 0 && c.swallow && c.last.Sub(c.fed) >= c.keepalive {
-			c.ka = keepaliveFrame
-			c.ka[1] = c.keepCh
-			c.inject = c.ka[:]
-			c.fed, c.swallow = c.last, false
-			continue
+		if !c.framed {
+			if c.r == c.w {
+				if err := c.fill(); err != nil {
+					return 0, err
+				}
+			}
+			n := copy(p, c.buf[c.r:c.w])
+			c.r += n
+			return n, nil
+		}
+		if c.p.raw != nil && c.err == nil && c.on.Load() && c.frame != nil {
+			// from here on, a poller reads the socket
+			c.handOff()
+			return c.readPolled(p)
 		}
 		if err := c.fill(); err != nil {
 			return 0, err
 		}
+		c.frameOut()
+	}
+}
+
+// frameOut frames what the buffer holds: RTP frames the frame function
+// takes are consumed; everything else is put aside in pend for gortsplib,
+// plus a keepalive frame when one is due. What is left in the buffer is
+// the start of a unit.
+func (c *pacedConn) frameOut() {
+	for {
+		if c.pass > 0 && c.r < c.w {
+			n := min(c.pass, c.w-c.r)
+			c.pend = append(c.pend, c.buf[c.r:c.r+n]...)
+			c.r += n
+			c.pass -= n
+			c.fed, c.swallow = c.last, false
+			continue
+		}
+		if !c.framed {
+			// given up: everything goes to gortsplib as it comes
+			if c.r < c.w {
+				c.pend = append(c.pend, c.buf[c.r:c.w]...)
+				c.r = c.w
+				c.fed, c.swallow = c.last, false
+			}
+			return
+		}
+		if c.pass == 0 && c.r < c.w && c.unit() {
+			continue
+		}
+		break
+	}
+	if c.pass == 0 && c.swallow && c.last.Sub(c.fed) >= c.keepalive {
+		ka := keepaliveFrame
+		ka[1] = c.keepCh
+		c.pend = append(c.pend, ka[:]...)
+		c.fed, c.swallow = c.last, false
 	}
 }
 

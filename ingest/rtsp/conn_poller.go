@@ -1,0 +1,265 @@
+package rtsp
+
+import (
+	"errors"
+	"io"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// maxPollReads bounds the reads of one connection in one tick of its
+// poller, so that one camera cannot hold the others up: 8 reads of the
+// 32 KiB buffer in 40 ms are 50 Mbit/s. What is left waits in the socket
+// for the next tick.
+const maxPollReads = 8
+
+// maxPending bounds the bytes a poller holds for a gortsplib reader that
+// does not take them: past it, the connection is not read until it does.
+const maxPending = 1 << 20
+
+// A poller reads the paced connections of many RTSP/TCP sessions from one
+// goroutine, once every interval, with non-blocking reads, and hands their
+// RTP frames to their frame functions right there.
+//
+// A paced connection read by its own goroutine sleeps and wakes once per
+// interval: with 100 cameras, 2,500 timer wakeups a second, most of which
+// wake a sleeping thread, and each costs more than the read it makes. A
+// poller wakes once per interval for all of its connections.
+type poller struct {
+	interval time.Duration
+
+	mu      sync.Mutex
+	conns   []*pacedConn
+	running bool
+}
+
+// pollers are the process's pollers by interval, at most GOMAXPROCS of
+// each.
+var pollers struct {
+	mu   sync.Mutex
+	byIv map[time.Duration][]*poller
+}
+
+// addToPoller has a poller read c from now on, one with the fewest
+// connections.
+func addToPoller(c *pacedConn) {
+	pollers.mu.Lock()
+	if pollers.byIv == nil {
+		pollers.byIv = map[time.Duration][]*poller{}
+	}
+	list := pollers.byIv[c.interval]
+	var best *poller
+	bestN := 0
+	for _, p := range list {
+		p.mu.Lock()
+		n := len(p.conns)
+		p.mu.Unlock()
+		if best == nil || n < bestN {
+			best, bestN = p, n
+		}
+	}
+	if best == nil || (bestN > 0 && len(list) < runtime.GOMAXPROCS(0)) {
+		best = &poller{interval: c.interval}
+		pollers.byIv[c.interval] = append(list, best)
+	}
+	pollers.mu.Unlock()
+
+	best.mu.Lock()
+	best.conns = append(best.conns, c)
+	if !best.running {
+		best.running = true
+		go best.run()
+	}
+	best.mu.Unlock()
+}
+
+// run polls the connections until it has none left.
+func (p *poller) run() {
+	var list []*pacedConn
+	next := time.Now()
+	for {
+		p.mu.Lock()
+		if len(p.conns) == 0 {
+			p.running = false
+			p.mu.Unlock()
+			return
+		}
+		list = append(list[:0], p.conns...)
+		p.mu.Unlock()
+		for _, c := range list {
+			if !c.poll() {
+				p.remove(c)
+			}
+		}
+		clear(list)
+		next = next.Add(p.interval)
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		} else {
+			next = time.Now() // behind: no catching up in a burst
+		}
+	}
+}
+
+func (p *poller) remove(c *pacedConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := slices.Index(p.conns, c); i >= 0 {
+		p.conns = slices.Delete(p.conns, i, i+1)
+	}
+}
+
+// polled is the state of a paced connection read by a poller.
+type polled struct {
+	raw    syscall.RawConn
+	readFn func(fd uintptr) bool // reads into rbuf, sets rn and rerr
+	rbuf   []byte
+	rn     int
+	rerr   error
+
+	pollMu sync.Mutex // held by the poller while it reads the connection
+	closed bool       // under pollMu: the poller leaves it alone
+
+	outMu  sync.Mutex
+	out    []byte // bytes for gortsplib, from outR
+	outR   int
+	outErr error         // the read error, once out is drained
+	ready  chan struct{} // out or outErr changed
+	done   chan struct{} // closed by Close
+	once   sync.Once
+}
+
+func newPolled() polled {
+	return polled{ready: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// handOff gives the connection's reading to a poller; the reader calling
+// Read goes on taking what the poller leaves for it. It runs on the
+// reader, between two reads, so the poller takes over the framing state
+// as it is.
+func (c *pacedConn) handOff() {
+	c.polling = true
+	c.prepareSocket()
+	addToPoller(c)
+}
+
+// readPolled is Read once a poller reads the connection.
+func (c *pacedConn) readPolled(p []byte) (int, error) {
+	for {
+		c.p.outMu.Lock()
+		if c.p.outR < len(c.p.out) {
+			n := copy(p, c.p.out[c.p.outR:])
+			c.p.outR += n
+			if c.p.outR == len(c.p.out) {
+				c.p.out, c.p.outR = c.p.out[:0], 0
+			}
+			c.p.outMu.Unlock()
+			return n, nil
+		}
+		if err := c.p.outErr; err != nil {
+			c.p.outMu.Unlock()
+			return 0, err
+		}
+		c.p.outMu.Unlock()
+		select {
+		case <-c.p.ready:
+		case <-c.p.done:
+			return 0, errClosedConn
+		}
+	}
+}
+
+// errClosedConn is what a reader of a closed polled connection gets, as
+// from a closed socket.
+var errClosedConn = errors.New("use of closed network connection")
+
+// poll reads what the socket holds and frames it; it runs on the poller.
+// It returns false when the poller should drop the connection: closed, or
+// its read failed (the error goes to the reader after what came before).
+func (c *pacedConn) poll() bool {
+	c.p.pollMu.Lock()
+	defer c.p.pollMu.Unlock()
+	if c.p.closed {
+		return false
+	}
+	c.p.outMu.Lock()
+	backlog := len(c.p.out) - c.p.outR
+	c.p.outMu.Unlock()
+	if backlog > maxPending {
+		return true
+	}
+	if c.buf == nil {
+		c.buf = make([]byte, pacedBufferSize)
+	}
+	var readErr error
+	for range maxPollReads {
+		if c.r > 0 {
+			c.w = copy(c.buf, c.buf[c.r:c.w])
+			c.r = 0
+		}
+		if c.w == len(c.buf) {
+			c.buf = append(c.buf, make([]byte, len(c.buf))...)
+		}
+		free := len(c.buf) - c.w
+		c.p.rbuf = c.buf[c.w:]
+		err := c.p.raw.Read(c.p.readFn)
+		c.p.rbuf = nil
+		n, rerr := c.p.rn, c.p.rerr
+		if err == nil {
+			err = rerr
+		}
+		if n < 0 {
+			n = 0
+		}
+		c.last = time.Now()
+		c.got = c.last
+		c.w += n
+		c.frameOut()
+		if wouldBlock(err) {
+			break
+		}
+		if err == nil && n == 0 {
+			err = io.EOF
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+		if n < free {
+			break // the socket is drained
+		}
+	}
+	if readErr != nil {
+		// the bytes of a partial unit go to the reader, then the error
+		c.pend = append(c.pend, c.buf[c.r:c.w]...)
+		c.r = c.w
+	}
+	if len(c.pend) == 0 && readErr == nil {
+		return true
+	}
+	c.p.outMu.Lock()
+	c.p.out = append(c.p.out, c.pend...)
+	c.p.outErr = readErr
+	c.p.outMu.Unlock()
+	c.pend = c.pend[:0]
+	select {
+	case c.p.ready <- struct{}{}:
+	default:
+	}
+	return readErr == nil
+}
+
+// Close closes the connection, after the poller, if any, is done with it:
+// once Close returns, no frame function of the connection runs.
+func (c *pacedConn) Close() error {
+	c.p.once.Do(func() {
+		c.p.pollMu.Lock()
+		c.p.closed = true
+		c.p.pollMu.Unlock()
+		close(c.p.done)
+	})
+	return c.Conn.Close()
+}

@@ -1,0 +1,241 @@
+//go:build unix
+
+package rtsp
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tcpPair is a connected loopback TCP pair.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// pollerIdle waits for every poller to stop (its goroutine ends with its
+// last connection).
+func pollerIdle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		running := 0
+		pollers.mu.Lock()
+		for _, list := range pollers.byIv {
+			for _, p := range list {
+				p.mu.Lock()
+				if p.running {
+					running++
+				}
+				p.mu.Unlock()
+			}
+		}
+		pollers.mu.Unlock()
+		if running == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pollers still running", running)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPacedConnPolled is TestPacedConnFraming over a socket, read by a
+// poller: a response read before start, then frames and messages written
+// in random chunks at random times. gortsplib sees exactly the units it
+// should, keepalives included, and the frame function gets every frame, in
+// order, on the poller.
+func TestPacedConnPolled(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			units, rtp := streamUnits(1200 + int(seed)*9000)
+			client, server := tcpPair(t)
+			pc := newPacedConn(client, 2*time.Millisecond, true)
+			pc.keepalive = 0
+			if pc.p.raw == nil {
+				t.Fatal("a TCP connection is not pollable")
+			}
+			started := make(chan struct{})
+			go func() {
+				server.Write(units[0])
+				<-started // RTP comes after PLAY
+				data := bytes.Join(units[1:], nil)
+				for len(data) > 0 {
+					n := min(len(data), 1+rng.IntN(5000))
+					if _, err := server.Write(data[:n]); err != nil {
+						return
+					}
+					data = data[n:]
+					if rng.IntN(4) == 0 {
+						time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+					}
+				}
+				server.Close()
+			}()
+			// the handshake: the first response is read before start
+			first := make([]byte, len(units[0]))
+			if _, err := readFull(pc, first); err != nil || !bytes.Equal(first, units[0]) {
+				t.Fatalf("first response %q, %v", first, err)
+			}
+			var got [][]byte
+			var onPoller atomic.Bool
+			pc.start(func(ch byte, p []byte, _ time.Time) bool {
+				if ch != 0 && ch != 2 {
+					return false
+				}
+				onPoller.Store(pc.polling) // the reader has handed over
+				got = append(got, frame(ch, bytes.Clone(p)))
+				return true
+			}, 1)
+			close(started)
+			seen, keepalives := readUnits(t, pc, 1)
+			var want [][]byte
+			for _, u := range units[1:] {
+				if u[0] != '$' || (u[1] != 0 && u[1] != 2) {
+					want = append(want, u)
+				}
+			}
+			if !pc.polling || !onPoller.Load() {
+				t.Fatal("the connection was not handed to a poller")
+			}
+			if fmt.Sprint(seen) != fmt.Sprint(want) {
+				t.Errorf("gortsplib saw %d units, want %d", len(seen), len(want))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(rtp) {
+				t.Errorf("frame function got %d frames, want %d", len(got), len(rtp))
+			}
+			if keepalives == 0 {
+				t.Error("no keepalive frame")
+			}
+			pc.Close()
+			pollerIdle(t)
+		})
+	}
+}
+
+func readFull(pc *pacedConn, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := pc.Read(b[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// TestPacedConnPolledClose closes a polled connection while a camera
+// streams into it: the reader's Read returns, no frame function runs once
+// Close has returned (the session then releases the buffers the frame
+// function writes to), and the poller stops.
+func TestPacedConnPolledClose(t *testing.T) {
+	client, server := tcpPair(t)
+	pc := newPacedConn(client, time.Millisecond, true)
+	var frames, after atomic.Int64
+	var closed atomic.Bool
+	pc.start(func(byte, []byte, time.Time) bool {
+		frames.Add(1)
+		if closed.Load() {
+			after.Add(1)
+		}
+		time.Sleep(100 * time.Microsecond) // a fragment being encoded
+		return true
+	}, 1)
+	stop := make(chan struct{})
+	go func() {
+		f := frame(0, bytes.Repeat([]byte{0x80}, 1200))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := server.Write(f); err != nil {
+				return
+			}
+		}
+	}()
+	defer close(stop)
+	readErr := make(chan error, 1)
+	go func() {
+		b := make([]byte, 100)
+		for {
+			if _, err := pc.Read(b); err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	for frames.Load() < 100 {
+		time.Sleep(time.Millisecond)
+	}
+	pc.Close()
+	closed.Store(true)
+	time.Sleep(20 * time.Millisecond)
+	if n := after.Load(); n > 0 {
+		t.Errorf("%d frames taken after Close returned", n)
+	}
+	select {
+	case <-readErr:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Read did not return after Close")
+	}
+	pollerIdle(t)
+}
+
+// TestPacedConnPolledEOF: the camera's end reaches gortsplib as the
+// socket's, after everything before it, partial unit included.
+func TestPacedConnPolledEOF(t *testing.T) {
+	client, server := tcpPair(t)
+	pc := newPacedConn(client, time.Millisecond, true)
+	pc.start(func(byte, []byte, time.Time) bool { return true }, 1)
+	resp := []byte("RTSP/1.0 200 OK\r\nCSeq: 9\r\n\r\n")
+	partial := []byte("RTSP/1.0 200")
+	server.Write(append(append(frame(0, []byte{0x80, 1, 2}), resp...), partial...))
+	server.Close()
+	var all []byte
+	buf := make([]byte, 7)
+	var err error
+	for err == nil {
+		var n int
+		n, err = pc.Read(buf)
+		all = append(all, buf[:n]...)
+	}
+	if !errors.Is(err, io.EOF) {
+		t.Errorf("error %v, want EOF", err)
+	}
+	if want := append(append([]byte{}, resp...), partial...); !bytes.Equal(all, want) {
+		t.Errorf("read %q, want %q", all, want)
+	}
+	pc.Close()
+	pollerIdle(t)
+}
