@@ -1,7 +1,8 @@
 // Package rtsp pulls media from RTSP cameras: gortsplib speaks RTSP, and
 // over TCP the connection itself (pacedConn) takes the interleaved RTP
 // frames out of its read buffer so that packets reach the depacketizers
-// without a copy or an allocation. Package rtpmedia depacketizes H.264,
+// without a copy or an allocation, and once playing, a poller goroutine
+// shared by many cameras reads their sockets once per pacing interval. Package rtpmedia depacketizes H.264,
 // H.265, AAC, Opus and G.711 into access units with decode timestamps;
 // this package maps them to producer time (RTCP sender reports when
 // present, else the receive clock) and feeds an ingest.Sink. One
@@ -67,10 +68,11 @@ type Source struct {
 	StallTimeout time.Duration
 	// Timeout of connecting and of each RTSP request. Default 10 s.
 	Timeout time.Duration
-	// ReadPacing, on TCP, pauses this long after a read that found little
-	// data, so that packets are read in batches rather than one wakeup
-	// each (see pacedConn). Default DefaultReadPacing (40 ms); negative
-	// turns it off.
+	// ReadPacing, on TCP, is how often the connection is read once
+	// playing, so that packets are read in batches rather than one wakeup
+	// each: by a poller shared with other cameras' connections (see
+	// pacedConn). Default DefaultReadPacing (40 ms); negative turns it off
+	// (a read per packet, on the connection's own goroutine).
 	ReadPacing time.Duration
 	// MaxClockSkew is passed to the producer Clock. Default 10 min.
 	MaxClockSkew time.Duration
@@ -389,7 +391,8 @@ func (ss *session) init(s *Source, tracks []fragment.Track, deps []*rtpmedia.Med
 }
 
 // onPacket runs on gortsplib's reader goroutines (one per media with UDP),
-// and on the RTSP connection's reader for interleaved RTP (onFrame). It
+// and interleaved RTP (onFrame) on the connection's poller, or on its
+// reader when it has none. It
 // depacketizes and hands access units to the sink right there: a handoff
 // to another goroutine per access unit would cost a wakeup each, more than
 // the work itself.
