@@ -5,6 +5,7 @@ package rtsp
 import (
 	"errors"
 	"syscall"
+	"unsafe"
 )
 
 // pollLowWater is the SO_RCVLOWAT of a polled socket: the kernel wakes
@@ -38,13 +39,29 @@ func (c *pacedConn) pollable() bool {
 // the low-water mark.
 func (c *pacedConn) prepareSocket() {
 	c.p.readFn = func(fd uintptr) bool {
-		c.p.rn, c.p.rerr = syscall.Read(int(fd), c.p.rbuf)
+		c.p.rn, c.p.rerr = rawRead(fd, c.p.rbuf)
 		return true // one attempt: the poller comes back on its next tick
 	}
 	c.p.raw.Control(func(fd uintptr) {
 		// best effort: without it, the process wakes more often
 		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, pollLowWater)
 	})
+}
+
+// rawRead reads a non-blocking socket without telling the scheduler: it
+// cannot block. syscall.Read would, and a syscall made while every P of
+// the process was idle wakes the runtime's system monitor from its deep
+// sleep into polling every 20 µs for a millisecond or more: one poller
+// tick woke it each time (20% of the agent's CPU with 10 cameras).
+func rawRead(fd uintptr, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // wouldBlock reports whether a read error only says that nothing is
