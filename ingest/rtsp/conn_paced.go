@@ -138,22 +138,32 @@ func (c *pacedConn) Read(p []byte) (int, error) {
 			c.r += n
 			return n, nil
 		}
-		if c.p.raw != nil && c.err == nil && c.on.Load() && c.frame != nil {
-			// from here on, a poller reads the socket
+		c.frameOut()
+		if len(c.pend) > 0 {
+			continue
+		}
+		if c.pass == 0 && c.p.raw != nil && c.err == nil && c.on.Load() && c.frame != nil {
+			// from here on, a poller reads the socket: at a unit's
+			// boundary, with everything before it in gortsplib's hands
 			c.handOff()
 			return c.readPolled(p)
 		}
 		if err := c.fill(); err != nil {
 			return 0, err
 		}
-		c.frameOut()
 	}
 }
 
 // frameOut frames what the buffer holds: RTP frames the frame function
 // takes are consumed; everything else is put aside in pend for gortsplib,
 // plus a keepalive frame when one is due. What is left in the buffer is
-// the start of a unit.
+// the start of a unit, or, read by its own goroutine, the units after
+// bytes put aside: the frame function takes no frame before gortsplib has
+// had what came before it, which until start (and for the rest of a frame
+// it was reading then) is RTP of the same media. Read by a poller, which
+// only starts at a unit's boundary after start, gortsplib gets RTSP, RTCP
+// and frames of channels the frame function does not take, in order among
+// themselves.
 func (c *pacedConn) frameOut() {
 	for {
 		if c.pass > 0 && c.r < c.w {
@@ -173,7 +183,7 @@ func (c *pacedConn) frameOut() {
 			}
 			return
 		}
-		if c.pass == 0 && c.r < c.w && c.unit() {
+		if c.pass == 0 && c.r < c.w && (c.polling || c.pendR == len(c.pend) || c.buf[c.r] != '$') && c.unit() {
 			continue
 		}
 		break

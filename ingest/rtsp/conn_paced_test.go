@@ -227,3 +227,46 @@ func FuzzPacedConn(f *testing.F) {
 		}
 	})
 }
+
+func reviewFrames() (a, b []byte) {
+	pa := bytes.Repeat([]byte{0xaa}, 2000)
+	pa[0] = 0x80
+	pb := bytes.Repeat([]byte{0xbb}, 100)
+	pb[0] = 0x80
+	return frame(0, pa), frame(0, pb)
+}
+
+// TestPacedConnOrderAtStart: a frame gortsplib was already receiving when
+// start came (A, half read) reaches gortsplib before a later frame (B)
+// reaches the frame function: both are packets of the same media, and the
+// depacketizer would drop the first keyframe's NAL units out of order.
+// Read by the connection's own goroutine (not a socket).
+func TestPacedConnOrderAtStart(t *testing.T) {
+	a, b := reviewFrames()
+	cc := &chunkConn{data: append(append([]byte{}, a...), b...), sizes: []int{1000, 1 << 20}}
+	pc := newPacedConn(cc, 0, true)
+	buf := make([]byte, 4096)
+	var got int
+	n, err := pc.Read(buf) // pre-start: the first 1000 bytes of A, for gortsplib
+	got += n
+	if err != nil || n != 1000 {
+		t.Fatalf("first read %d, %v", n, err)
+	}
+	atB := -1
+	pc.start(func(ch byte, p []byte, _ time.Time) bool {
+		if p[1] == 0xbb || (len(p) > 1 && p[len(p)-1] == 0xbb) {
+			atB = got
+		}
+		return true
+	}, 1)
+	for atB < 0 {
+		n, err := pc.Read(buf)
+		got += n
+		if err != nil && atB < 0 {
+			t.Fatal(err)
+		}
+	}
+	if atB != len(a) {
+		t.Errorf("frame B reached the frame function when gortsplib had %d of frame A's %d bytes", atB, len(a))
+	}
+}

@@ -206,14 +206,12 @@ func (c *pacedConn) poll() bool {
 		}
 		free := len(c.buf) - c.w
 		c.p.rbuf = c.buf[c.w:]
-		err := c.p.raw.Read(c.p.readFn)
+		c.p.rn, c.p.rerr = 0, nil
+		err := c.p.raw.Read(c.p.readFn) // may fail without reading
 		c.p.rbuf = nil
-		n, rerr := c.p.rn, c.p.rerr
+		n := 0
 		if err == nil {
-			err = rerr
-		}
-		if n < 0 {
-			n = 0
+			n, err = max(c.p.rn, 0), c.p.rerr
 		}
 		c.last = time.Now()
 		c.got = c.last

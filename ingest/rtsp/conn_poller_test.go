@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package rtsp
 
@@ -281,4 +281,95 @@ func TestPacedConnPolledFastCamera(t *testing.T) {
 	if got != len(data) {
 		t.Errorf("one poll took %d of the %d bytes 40 ms of a 300 Mbit/s camera left in the socket", got, len(data))
 	}
+}
+
+// TestPacedConnPolledOrderAtHandoff is TestPacedConnOrderAtStart over a
+// socket: the reader hands the socket to a poller only once gortsplib has
+// all of A.
+func TestPacedConnPolledOrderAtHandoff(t *testing.T) {
+	a, b := reviewFrames()
+	client, server := tcpPair(t)
+	pc := newPacedConn(client, 2*time.Millisecond, true)
+	server.Write(a[:1000])
+	buf := make([]byte, 4096)
+	var got atomic.Int64
+	for got.Load() < 1000 {
+		n, err := pc.Read(buf)
+		got.Add(int64(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	atB := make(chan int64, 1)
+	pc.start(func(ch byte, p []byte, _ time.Time) bool {
+		if p[len(p)-1] == 0xbb {
+			atB <- got.Load()
+		}
+		return true
+	}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			n, err := pc.Read(buf)
+			got.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	server.Write(append(append([]byte{}, a[1000:]...), b...))
+	select {
+	case n := <-atB:
+		if n != int64(len(a)) {
+			t.Errorf("frame B reached the frame function when gortsplib had %d of frame A's %d bytes", n, len(a))
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("B never reached the frame function")
+	}
+	pc.Close()
+	<-done
+	pollerIdle(t)
+}
+
+// TestPacedConnPolledReadFails: a raw read that fails without reading (a
+// read deadline here; also a closing descriptor or an error event) ends
+// the connection without framing the previous read's bytes again.
+func TestPacedConnPolledReadFails(t *testing.T) {
+	client, server := tcpPair(t)
+	pc := newPacedConn(client, 300*time.Millisecond, true)
+	var calls atomic.Int64
+	first := make(chan struct{})
+	pc.start(func(ch byte, p []byte, _ time.Time) bool {
+		if calls.Add(1) == 1 {
+			close(first)
+		}
+		return true
+	}, 1)
+	readErr := make(chan error, 1)
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			if _, err := pc.Read(b); err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	x := frame(0, append([]byte{0x80}, bytes.Repeat([]byte{1}, 999)...))
+	server.Write(x)
+	<-first
+	client.SetReadDeadline(time.Now().Add(-time.Second))
+	select {
+	case err := <-readErr:
+		t.Logf("reader got %v", err)
+	case <-time.After(3 * time.Second):
+		t.Fatal("no error")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("one frame sent, the frame function got %d", n)
+	}
+	pc.Close()
+	pollerIdle(t)
 }
