@@ -3,6 +3,7 @@ package rtsp
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"runtime"
 	"slices"
 	"sync"
@@ -20,6 +21,12 @@ const maxPollReads = 64
 // maxPending bounds the bytes a poller holds for a gortsplib reader that
 // does not take them: past it, the connection is not read until it does.
 const maxPending = 1 << 20
+
+// slowTick is how long a poller's tick may take before it says so: the
+// frame functions it runs for all of its cameras (depacketizing, cutting,
+// encoding and hashing a closing fragment) take milliseconds; a sink that
+// blocks holds up every camera on the poller.
+const slowTick = time.Second
 
 // A poller reads the paced connections of many RTSP/TCP sessions from one
 // goroutine, once every interval, with non-blocking reads, and hands their
@@ -80,6 +87,7 @@ func addToPoller(c *pacedConn) {
 // run polls the connections until it has none left.
 func (p *poller) run() {
 	var list []*pacedConn
+	var warned time.Time
 	next := time.Now()
 	for {
 		p.mu.Lock()
@@ -90,10 +98,16 @@ func (p *poller) run() {
 		}
 		list = append(list[:0], p.conns...)
 		p.mu.Unlock()
+		began := time.Now()
 		for _, c := range list {
 			if !c.poll() {
 				p.remove(c)
 			}
+		}
+		if took := time.Since(began); took > slowTick && began.Sub(warned) > time.Minute {
+			// every camera on this poller waited: a sink that blocks
+			warned = began
+			slog.Default().Warn("rtsp poller: a tick took long; its cameras' reads waited", "component", "rtsp", "took", took, "cameras", len(list))
 		}
 		clear(list)
 		next = next.Add(p.interval)
