@@ -113,23 +113,32 @@ func TestPacedConnFraming(t *testing.T) {
 				got = append(got, frame(ch, bytes.Clone(p)))
 				return true
 			}, 1)
-			seen, keepalives := readUnits(t, pc, 1)
-			var want [][]byte
-			for _, u := range units {
-				if u[0] != '$' || (u[1] != 0 && u[1] != 2) {
-					want = append(want, u)
-				}
-			}
-			if fmt.Sprint(seen) != fmt.Sprint(want) {
-				t.Errorf("gortsplib saw %d units, want %d", len(seen), len(want))
-			}
-			if fmt.Sprint(got) != fmt.Sprint(rtp) {
-				t.Errorf("frame function got %d frames, want %d", len(got), len(rtp))
-			}
-			if keepalives == 0 {
-				t.Error("no keepalive frame")
-			}
+			checkFraming(t, pc, units, rtp, &got)
 		})
+	}
+}
+
+// checkFraming reads pc to its end as gortsplib would and checks that it
+// saw the units of the stream other than the RTP frames of channels 0 and
+// 2, and keepalives, while the frame function got (*got, once pc ended)
+// exactly those frames.
+func checkFraming(t *testing.T, pc *pacedConn, units, rtp [][]byte, got *[][]byte) {
+	t.Helper()
+	seen, keepalives := readUnits(t, pc, 1)
+	var want [][]byte
+	for _, u := range units {
+		if u[0] != '$' || (u[1] != 0 && u[1] != 2) {
+			want = append(want, u)
+		}
+	}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("gortsplib saw %d units, want %d", len(seen), len(want))
+	}
+	if fmt.Sprint(*got) != fmt.Sprint(rtp) {
+		t.Errorf("frame function got %d frames, want %d", len(*got), len(rtp))
+	}
+	if keepalives == 0 {
+		t.Error("no keepalive frame")
 	}
 }
 
