@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,16 @@ func TestHTTPEndpoints(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	// a streaming camera's open fragment holds sample memory
+	var inUse float64
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, `tributary_sample_memory_bytes{state="in_use"} `); ok {
+			inUse, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if inUse < 64<<10 {
+		t.Errorf("tributary_sample_memory_bytes in use: %v", inUse)
 	}
 	if code, body := get(t, base+"/nope"); code != 404 || !strings.Contains(body, `"error"`) {
 		t.Errorf("/nope: %d %s", code, body)

@@ -3,6 +3,7 @@ package edgeagent
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tributary-io/tributary/fragment"
 	"github.com/tributary-io/tributary/ingest"
 )
 
@@ -47,18 +48,23 @@ var (
 	mSpoolPaused    = prometheus.NewDesc("tributary_spool_paused", "1 while a full spool refuses new fragments (deny_new).", nil, nil)
 	mUp             = prometheus.NewDesc("tributary_stream_up", "1 when the stream is streaming.", []string{"stream"}, nil)
 	mState          = prometheus.NewDesc("tributary_stream_state", "The stream's state (1 for the current one).", []string{"stream", "state"}, nil)
+	mSampleMemory   = prometheus.NewDesc("tributary_sample_memory_bytes", "Memory of the samples of open fragments and of access units being assembled, all streams: in use, or free and kept for reuse.", []string{"state"}, nil)
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mPackets, mBytes, mSamples, mFragments, mFragmentBytes, mLost, mDecode,
 		mQueueFull, mNoParams, mGOPs, mFragLost, mStoreErrors, mReconnects, mKeyframeReqs, mUp, mState,
 		mWHIPSessions, mWHIPRejected, mWHIPActive, mSensorReadings, mSensorSkew, mSensorMQTT,
-		mBacklog, mBacklogBytes, mOldest, mUploaded, mUploadErrors, mLostCause, mSpoolBytes, mSpoolMax, mSpoolPaused} {
+		mBacklog, mBacklogBytes, mOldest, mUploaded, mUploadErrors, mLostCause, mSpoolBytes, mSpoolMax, mSpoolPaused,
+		mSampleMemory} {
 		ch <- d
 	}
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	inUse, free := fragment.SampleMemory()
+	ch <- prometheus.MustNewConstMetric(mSampleMemory, prometheus.GaugeValue, float64(inUse), "in_use")
+	ch <- prometheus.MustNewConstMetric(mSampleMemory, prometheus.GaugeValue, float64(free), "free")
 	if w := m.agent.whip; w != nil {
 		ch <- prometheus.MustNewConstMetric(mWHIPSessions, prometheus.CounterValue, float64(w.Sessions.Load()))
 		ch <- prometheus.MustNewConstMetric(mWHIPRejected, prometheus.CounterValue, float64(w.Rejected.Load()))

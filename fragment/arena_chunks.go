@@ -114,6 +114,15 @@ func (a *chunkAllocator) residentBytes() (inUse, free int64) {
 	return inUse, free
 }
 
+// SampleMemory reports the process's sample memory (the chunks every
+// Cutter and depacketizer take from one allocator): the bytes in use, and
+// the free bytes kept in memory for reuse. Chunks larger than the largest
+// class, held by a very large sample for its fragment's life, are not
+// counted.
+func SampleMemory() (inUse, free int64) {
+	return chunks.residentBytes()
+}
+
 // Buffer is growable memory for an access unit being assembled (by a
 // depacketizer), from the same allocator as the Cutter's chunks: outside
 // the Go heap, and handed back when it grew past one chunk, so that a
