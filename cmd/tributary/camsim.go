@@ -48,7 +48,13 @@ play that clip instead. The cameras' URLs are printed one per line.`,
 					return fmt.Errorf("--clip: %w", err)
 				}
 				for i := range max(count, 1) {
-					cams = append(cams, camsim.Camera{Name: fmt.Sprintf("cam%d", i+1), Clip: clip})
+					cam := camsim.Camera{Name: fmt.Sprintf("cam%d", i+1), Clip: clip}
+					if stagger {
+						// each its own scene: cameras of one clip in step would
+						// fill their fragments together, unlike real ones
+						cam.StartAt = time.Duration(i) * staggerStep
+					}
+					cams = append(cams, cam)
 				}
 			} else {
 				dir, err := clipsDir(clips)
@@ -87,12 +93,18 @@ play that clip instead. The cameras' URLs are printed one per line.`,
 	f.StringVar(&pass, "pass", "", "require this password")
 	f.BoolVar(&tcpOnly, "tcp-only", false, "disable the UDP transport")
 	f.StringVar(&clip, "clip", "", "serve --count cameras (default 1) of this MPEG-TS clip instead of the presets")
-	f.BoolVar(&stagger, "stagger", false, "spread the cameras' starts over one second, so their keyframes do not coincide")
+	f.BoolVar(&stagger, "stagger", false, "spread the cameras' starts over two seconds, so their keyframes and fragments do not coincide; with --clip, also start each at another point of the clip")
 	f.StringVar(&whip, "whip", "", `publish each camera over WebRTC to this WHIP URL instead of serving RTSP; "{name}" in it is the camera's name (http://agent:8080/v1/streams/{name}/whip)`)
 	f.StringVar(&token, "token", "", "bearer token of --whip")
 	f.BoolVar(&onvif, "onvif", false, "add an ONVIF metadata track (vnd.onvif.metadata: an analytics frame every second, motion events) to every camera")
 	return cmd
 }
+
+// staggerStep is how much further into the clip each camera of --clip
+// --stagger starts than the one before, modulo the clip's length: not a
+// whole number of seconds, so that the cameras spread over the clip's
+// keyframes whatever its length.
+const staggerStep = 997 * time.Millisecond
 
 // publishWHIP publishes every camera's clip to its WHIP URL until the
 // command ends. A clip's AAC track is left out (WebRTC has no AAC).

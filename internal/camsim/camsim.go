@@ -85,9 +85,11 @@ type Server struct {
 	TCPOnly bool
 	// Cameras are the cameras to serve. At least one is required.
 	Cameras []Camera
-	// Stagger spreads the cameras' first packets evenly over one second, so that the
-	// keyframes of many cameras playing the same clips do not all fall at the same
-	// instant. Default false: every camera starts when Start returns.
+	// Stagger spreads the cameras' first packets evenly over two seconds (a
+	// fragment's default duration), so that the keyframes of many cameras playing
+	// the same clips do not all fall at the same instant, and a recorder cuts their
+	// fragments at times spread as evenly as independent cameras' would be. Default
+	// false: every camera starts when Start returns.
 	Stagger bool
 	// Logger receives connection and error messages. Default slog.Default().
 	Logger *slog.Logger
@@ -240,7 +242,7 @@ func (s *Server) Start() error {
 	for i, c := range order {
 		start := now
 		if s.Stagger {
-			start = now.Add(time.Duration(i) * time.Second / time.Duration(len(order)))
+			start = now.Add(time.Duration(i) * staggerOver / time.Duration(len(order)))
 		}
 		s.wg.Add(1)
 		go func() {
@@ -251,6 +253,9 @@ func (s *Server) Start() error {
 	s.Logger.Info("camsim: serving", "addr", s.addr, "udp_rtp_port", s.udpRTP, "cameras", len(order), "clips", len(clips))
 	return nil
 }
+
+// staggerOver is the time over which Stagger spreads the cameras' starts.
+const staggerOver = 2 * time.Second
 
 // listen binds the TCP listener and, unless TCPOnly, the UDP RTP/RTCP pair.
 func (s *Server) listen() (net.Listener, net.PacketConn, net.PacketConn, error) {
