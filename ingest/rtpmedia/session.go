@@ -227,9 +227,9 @@ type mediaRef struct {
 const maxDataLag = 10 * time.Second
 
 // placeData puts a data unit on the session's timeline from the last
-// video unit (audio unit, without video): by the camera's clock when both have sender reports (a
-// camera sends its metadata later than the video of the same instant),
-// else by when they came. Its PTS and DTS are set in its track's clock
+// video unit (audio unit, without video): by the camera's clock when both
+// have sender reports (a camera sends its metadata later than the video
+// of the same instant), else by when they came. Its PTS and DTS are set in its track's clock
 // rate, never before the previous data unit's. It reports false before
 // any audio or video.
 func (ss *Session) placeData(u *Unit) (int64, bool) {

@@ -95,8 +95,8 @@ type pacedConn struct {
 
 func newPacedConn(c net.Conn, interval time.Duration, framed bool) *pacedConn {
 	pc := &pacedConn{Conn: c, interval: interval, framed: framed, keepalive: keepaliveEvery, p: newPolled()}
-	if framed {
-		pc.pollable()
+	if framed && interval > 0 {
+		pc.p.raw = pollableConn(c)
 	}
 	return pc
 }
@@ -259,14 +259,10 @@ func contentLength(h []byte) (int, bool) {
 	return 0, true
 }
 
-// fill reads more of the connection into the buffer, after the pacing
-// pause when on.
-func (c *pacedConn) fill() error {
-	if c.err != nil {
-		err := c.err
-		c.err = nil
-		return err
-	}
+// room makes room at the end of the buffer for the next read: what is
+// left of it moves to the front, and a buffer full of one unit (a frame
+// larger than it: at most 64 KiB + 4) doubles.
+func (c *pacedConn) room() {
 	if c.buf == nil {
 		c.buf = make([]byte, pacedBufferSize)
 	}
@@ -275,9 +271,19 @@ func (c *pacedConn) fill() error {
 		c.r = 0
 	}
 	if c.w == len(c.buf) {
-		// a frame larger than the buffer: at most 64 KiB + 4
 		c.buf = append(c.buf, make([]byte, len(c.buf))...)
 	}
+}
+
+// fill reads more of the connection into the buffer, after the pacing
+// pause when on.
+func (c *pacedConn) fill() error {
+	if c.err != nil {
+		err := c.err
+		c.err = nil
+		return err
+	}
+	c.room()
 	if c.on.Load() && !c.full {
 		if d := c.interval - time.Since(c.last); d > 0 {
 			time.Sleep(d)

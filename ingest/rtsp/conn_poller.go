@@ -1,9 +1,9 @@
 package rtsp
 
 import (
-	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"slices"
 	"sync"
@@ -129,7 +129,7 @@ func (p *poller) remove(c *pacedConn) {
 
 // polled is the state of a paced connection read by a poller.
 type polled struct {
-	raw    syscall.RawConn
+	raw    syscall.RawConn       // the socket; nil when it cannot be polled
 	readFn func(fd uintptr) bool // reads into rbuf, sets rn and rerr
 	rbuf   []byte
 	rn     int
@@ -182,14 +182,10 @@ func (c *pacedConn) readPolled(p []byte) (int, error) {
 		select {
 		case <-c.p.ready:
 		case <-c.p.done:
-			return 0, errClosedConn
+			return 0, net.ErrClosed // as from the closed socket
 		}
 	}
 }
-
-// errClosedConn is what a reader of a closed polled connection gets, as
-// from a closed socket.
-var errClosedConn = errors.New("use of closed network connection")
 
 // poll reads what the socket holds and frames it; it runs on the poller.
 // It returns false when the poller should drop the connection: closed, or
@@ -206,18 +202,9 @@ func (c *pacedConn) poll() bool {
 	if backlog > maxPending {
 		return true
 	}
-	if c.buf == nil {
-		c.buf = make([]byte, pacedBufferSize)
-	}
 	var readErr error
 	for range maxPollReads {
-		if c.r > 0 {
-			c.w = copy(c.buf, c.buf[c.r:c.w])
-			c.r = 0
-		}
-		if c.w == len(c.buf) {
-			c.buf = append(c.buf, make([]byte, len(c.buf))...)
-		}
+		c.room()
 		free := len(c.buf) - c.w
 		c.p.rbuf = c.buf[c.w:]
 		c.p.rn, c.p.rerr = 0, nil

@@ -4,6 +4,7 @@ package rtsp
 
 import (
 	"errors"
+	"net"
 	"syscall"
 	"unsafe"
 )
@@ -18,21 +19,18 @@ import (
 // poller reads the socket before it is ever reached.
 const pollLowWater = 256 << 10
 
-// pollable reports whether c can be handed to a poller: a socket, paced.
-func (c *pacedConn) pollable() bool {
-	if c.interval <= 0 {
-		return false
-	}
-	sc, ok := c.Conn.(syscall.Conn)
+// pollableConn returns the socket of c for a poller to read, or nil when c
+// is not a socket.
+func pollableConn(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false
+		return nil
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return nil
 	}
-	c.p.raw = raw
-	return true
+	return raw
 }
 
 // prepareSocket sets the socket up for its poller: the read function and

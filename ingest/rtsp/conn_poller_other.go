@@ -2,11 +2,15 @@
 
 package rtsp
 
-// pollable reports whether c can be handed to a poller: never on this
-// platform, whose connections read on their own goroutine. (The BSDs'
-// SO_RCVLOWAT also holds back non-blocking reads, and their raw read
-// syscalls differ.)
-func (c *pacedConn) pollable() bool { return false }
+import (
+	"net"
+	"syscall"
+)
+
+// pollableConn returns nil: on this platform connections read on their
+// own goroutine. (The BSDs' SO_RCVLOWAT also holds back non-blocking
+// reads, and their raw read syscalls differ.)
+func pollableConn(net.Conn) syscall.RawConn { return nil }
 
 func (c *pacedConn) prepareSocket() {}
 

@@ -2,12 +2,12 @@
 // over TCP the connection itself (pacedConn) takes the interleaved RTP
 // frames out of its read buffer so that packets reach the depacketizers
 // without a copy or an allocation, and once playing, a poller goroutine
-// shared by many cameras reads their sockets once per pacing interval. Package rtpmedia depacketizes H.264,
-// H.265, AAC, Opus and G.711 into access units with decode timestamps;
-// this package maps them to producer time (RTCP sender reports when
-// present, else the receive clock) and feeds an ingest.Sink. One
-// Source.Run is one session; an ingest.Supervisor runs sessions one after
-// another with backoff.
+// shared by many cameras reads their sockets once per pacing interval.
+// Package rtpmedia depacketizes H.264, H.265, AAC, Opus and G.711 into
+// access units with decode timestamps; this package maps them to producer
+// time (RTCP sender reports when present, else the receive clock) and
+// feeds an ingest.Sink. One Source.Run is one session; an
+// ingest.Supervisor runs sessions one after another with backoff.
 package rtsp
 
 import (
@@ -392,10 +392,9 @@ func (ss *session) init(s *Source, tracks []fragment.Track, deps []*rtpmedia.Med
 
 // onPacket runs on gortsplib's reader goroutines (one per media with UDP),
 // and interleaved RTP (onFrame) on the connection's poller, or on its
-// reader when it has none. It
-// depacketizes and hands access units to the sink right there: a handoff
-// to another goroutine per access unit would cost a wakeup each, more than
-// the work itself.
+// reader when it has none. It depacketizes and hands access units to the
+// sink right there: a handoff to another goroutine per access unit would
+// cost a wakeup each, more than the work itself.
 func (ss *session) onPacket(medi *description.Media, forma format.Format, pkt *rtp.Packet) {
 	ss.packet(ss.byMedia[medi], forma, pkt, time.Now())
 }
