@@ -127,6 +127,26 @@ func TestPacedConnPolled(t *testing.T) {
 	}
 }
 
+// gortsplibReader reads pc as gortsplib's reader does, until an error,
+// which it then sends; got, when not nil, counts the bytes read.
+func gortsplibReader(pc *pacedConn, got *atomic.Int64) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := pc.Read(b)
+			if got != nil {
+				got.Add(int64(n))
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	return errc
+}
+
 func readFull(pc *pacedConn, b []byte) (int, error) {
 	n := 0
 	for n < len(b) {
@@ -171,16 +191,7 @@ func TestPacedConnPolledClose(t *testing.T) {
 		}
 	}()
 	defer close(stop)
-	readErr := make(chan error, 1)
-	go func() {
-		b := make([]byte, 100)
-		for {
-			if _, err := pc.Read(b); err != nil {
-				readErr <- err
-				return
-			}
-		}
-	}()
+	readErr := gortsplibReader(pc, nil)
 	for frames.Load() < 100 {
 		time.Sleep(time.Millisecond)
 	}
@@ -292,17 +303,7 @@ func TestPacedConnPolledOrderAtHandoff(t *testing.T) {
 		}
 		return true
 	}, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			n, err := pc.Read(buf)
-			got.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	}()
+	done := gortsplibReader(pc, &got)
 	server.Write(append(append([]byte{}, a[1000:]...), b...))
 	select {
 	case n := <-atB:
@@ -331,16 +332,7 @@ func TestPacedConnPolledReadFails(t *testing.T) {
 		}
 		return true
 	}, 1)
-	readErr := make(chan error, 1)
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			if _, err := pc.Read(b); err != nil {
-				readErr <- err
-				return
-			}
-		}
-	}()
+	readErr := gortsplibReader(pc, nil)
 	time.Sleep(50 * time.Millisecond)
 	x := frame(0, append([]byte{0x80}, bytes.Repeat([]byte{1}, 999)...))
 	server.Write(x)
