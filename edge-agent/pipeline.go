@@ -550,14 +550,10 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 		opts.Metadata = md
 		opts.ContentSHA256 = j.meta.SHA256 // of *j.buf: spares Local hashing it
 	}
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		_, err = p.store.Put(ctx, j.key, bytes.NewReader(*j.buf), int64(len(*j.buf)), opts)
-		if err == nil || errors.Is(err, archive.ErrInvalidKey) {
-			break
-		}
-		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
-	}
+	err := tryThrice(archive.ErrInvalidKey, func() error {
+		_, err := p.store.Put(ctx, j.key, bytes.NewReader(*j.buf), int64(len(*j.buf)), opts)
+		return err
+	})
 	if err != nil {
 		p.storeErrors.Add(1)
 		if j.meta != nil {
@@ -572,12 +568,7 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 		return
 	}
 	if p.sensor != nil { // after its fragment (putReadings)
-		for attempt := 0; attempt < 3; attempt++ {
-			if err = putReadings(ctx, p.store, j.meta, *j.buf); err == nil || errors.Is(err, sensor.ErrBadFragment) {
-				break
-			}
-			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
-		}
+		err := tryThrice(sensor.ErrBadFragment, func() error { return putReadings(ctx, p.store, j.meta, *j.buf) })
 		if err != nil {
 			// the readings are still in the fragment
 			p.storeErrors.Add(1)
@@ -587,6 +578,21 @@ func (p *pipeline) write(ctx context.Context, j storeJob) {
 	}
 	m := p.stored(j)
 	p.closeHour(ctx, m.ProducerStart)
+}
+
+// tryThrice calls fn up to three times, 100 and 200 ms apart, until it
+// succeeds or fails with permanent.
+func tryThrice(permanent error, fn func() error) error {
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		if err = fn(); err == nil || errors.Is(err, permanent) {
+			return err
+		}
+	}
+	return err
 }
 
 // stored counts a fragment made durable (in the archive, or in the spool)
